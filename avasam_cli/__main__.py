@@ -1,0 +1,3 @@
+from avasam_cli.cli import main
+
+main()

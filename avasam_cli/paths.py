@@ -1,0 +1,80 @@
+"""Where avasam keeps its files, and how files holding secrets are written.
+
+Config lives in the platform's user config folder, the API token cache in the
+user cache folder and the event store in the user data folder.  `AVASAM_HOME`
+relocates all three into one folder (tests, CI, sandboxes).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "avasam"
+HOME_ENV = "AVASAM_HOME"
+PRIVATE_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class Locations:
+    config_dir: Path
+    cache_dir: Path
+    data_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def store_file(self) -> Path:
+        return self.data_dir / "events.sqlite3"
+
+
+def locations() -> Locations:
+    home = os.environ.get(HOME_ENV)
+    if home:
+        base = Path(home).expanduser()
+        return Locations(base / "config", base / "cache", base / "data")
+    import platformdirs
+
+    return Locations(
+        Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+        Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+        Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+    )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) readable by the owner only."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def is_too_open(path: Path) -> bool:
+    """True when a secret file can be read or written by group or others."""
+    try:
+        return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+    except FileNotFoundError:
+        return False
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Write atomically at mode 0600: a reader sees the old file or the new, never half."""
+    ensure_private_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, SECRET_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

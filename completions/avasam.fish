@@ -1,0 +1,1 @@
+complete --command avasam --no-files --arguments "(env _AVASAM_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) avasam)" --condition "env _AVASAM_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) avasam"

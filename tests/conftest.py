@@ -1,0 +1,39 @@
+"""Every test runs with its own AVASAM_HOME, no AVASAM_* from the outside, a fixed width."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from avasam_cli.cli import app
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("AVASAM_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "avasam-home"
+    monkeypatch.setenv("AVASAM_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield home
+
+
+class Cli:
+    """Runs `avasam` in-process, with stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        return self.runner.invoke(app, list(args), input=input, prog_name="avasam")
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()

@@ -1,0 +1,87 @@
+"""The CLI as a whole: version, help, start-up imports, completions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avasam_cli import __version__
+from tests.conftest import Cli
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY_MODULES = ("httpx", "starlette", "uvicorn", "jwt", "sqlite3", "rich")
+
+
+def test_version(cli: Cli) -> None:
+    """--version prints the package version."""
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"avasam-cli {__version__}"
+
+
+def test_python_dash_m() -> None:
+    """`python -m avasam_cli` runs the same CLI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "avasam_cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert __version__ in result.stdout
+
+
+def test_help_lists_every_command_with_summary(cli: Cli) -> None:
+    """Each command appears in --help with its one-line summary, and has examples."""
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert "configure" in result.stdout and "Store API keys" in result.stdout
+    for args in (("configure",), ("config", "show"), ("config", "path")):
+        sub = cli(*args, "--help")
+        assert sub.exit_code == 0
+        assert "Examples:" in sub.stdout
+
+
+def test_importing_cli_skips_heavy_modules() -> None:
+    """Importing the CLI module does not import the heavy libraries (start-up time)."""
+    code = (
+        "import sys, avasam_cli.cli; "
+        f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completions_are_current(shell: str) -> None:
+    """completions/ matches what the CLI generates now (regenerate: see the README)."""
+    env = {**os.environ, "_AVASAM_COMPLETE": f"source_{shell}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "avasam_cli"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    expected = (ROOT / "completions" / f"avasam.{shell}").read_text()
+    generated = result.stdout.replace("python -m avasam_cli", "avasam")
+    assert generated == expected, f"completions/avasam.{shell} is out of date"
+
+
+def test_completion_answers_command_names() -> None:
+    """The bash completion protocol completes command names."""
+    env = {
+        **os.environ,
+        "_AVASAM_COMPLETE": "complete_bash",
+        "COMP_WORDS": "avasam conf",
+        "COMP_CWORD": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "avasam_cli"], capture_output=True, text=True, env=env
+    )
+    assert set(result.stdout.split()) == {"configure", "config"}
+
+
+def test_unknown_option_is_usage_error(cli: Cli) -> None:
+    """Click's usage errors keep exit code 2."""
+    result = cli("configure", "--no-such-option")
+    assert result.exit_code == 2

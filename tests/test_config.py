@@ -1,0 +1,318 @@
+"""Profiles, precedence, masking, file modes and broken config files."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from avasam_cli import cli as cli_module
+from avasam_cli.config import ConfigFile, mask, resolve
+from avasam_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from avasam_cli.paths import locations
+from tests.conftest import Cli
+
+CONSUMER = "ck_live_0123456789abcdef"
+SECRET = "sk_live_secret_fedcba9876543210"
+TOKEN = "vt_" + "x" * 40 + "WXYZ"
+
+
+def config_file() -> Path:
+    return locations().config_file
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_exit_code_table() -> None:
+    """The documented exit codes are what the error classes carry."""
+    assert (EXIT_OK, EXIT_FAILED, EXIT_USAGE) == (0, 1, 2)
+    assert ConfigError("x").exit_code == 2
+
+
+def test_round_trip_keeps_other_profiles(cli: Cli) -> None:
+    """Values saved by configure come back from the file, other profiles untouched."""
+    result = cli("configure", "--consumer-key", CONSUMER, "--secret-key", SECRET)
+    assert result.exit_code == 0, result.output
+    result = cli("-p", "staging", "configure", "--base-url", "http://127.0.0.1:9000/")
+    assert result.exit_code == 0, result.output
+    stored = ConfigFile(config_file())
+    assert stored.profile("default") == {"consumer_key": CONSUMER, "secret_key": SECRET}
+    assert stored.profile("staging") == {"base_url": "http://127.0.0.1:9000"}
+    assert stored.profile_names() == ["default", "staging"]
+
+
+def test_precedence_flag_env_profile_default(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """flag > environment > profile > default, for every value."""
+    cli("configure", "--consumer-key", "from-profile-1234", "--base-url", "https://profile.example")
+    config = ConfigFile(config_file())
+    settings = resolve(config, environ={})
+    assert settings.values["consumer_key"].source == "profile"
+    assert settings.values["secret_key"].source == "unset"
+    assert settings.get("base_url") == "https://profile.example"
+
+    env = {"AVASAM_CONSUMER_KEY": "from-env-5678", "AVASAM_BASE_URL": "https://env.example"}
+    settings = resolve(config, environ=env)
+    assert (settings.get("consumer_key"), settings.values["consumer_key"].source) == (
+        "from-env-5678",
+        "environment",
+    )
+    settings = resolve(config, flags={"consumer_key": "from-flag-9999"}, environ=env)
+    assert settings.values["consumer_key"].source == "flag"
+    assert settings.get("consumer_key") == "from-flag-9999"
+    assert settings.get("base_url") == "https://env.example"
+
+    empty = resolve(ConfigFile(config_file().with_name("none.toml")), environ={})
+    assert (empty.get("base_url"), empty.values["base_url"].source) == (
+        "https://app.avasam.com",
+        "default",
+    )
+    monkeypatch.setenv("AVASAM_BASE_URL", "https://env.example")
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["base_url"] == {"value": "https://env.example", "source": "environment"}
+
+
+def test_profile_choice_flag_over_environment(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """--profile beats AVASAM_PROFILE, which beats 'default'."""
+    cli("-p", "env-profile", "configure", "--consumer-key", "env-profile-key")
+    cli("-p", "flag-profile", "configure", "--consumer-key", "flag-profile-key")
+    monkeypatch.setenv("AVASAM_PROFILE", "env-profile")
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["profile"] == {"value": "env-profile", "source": "environment"}
+    shown = json.loads(cli("-p", "flag-profile", "config", "show", "--json").stdout)
+    assert shown["profile"] == {"value": "flag-profile", "source": "flag"}
+    assert shown["consumer_key"]["value"] == mask("flag-profile-key")
+
+
+def test_invalid_profile_name_is_usage_error(cli: Cli) -> None:
+    """A profile name that cannot be a TOML key safely is refused with exit 2."""
+    result = cli("-p", "bad name!", "config", "show")
+    assert result.exit_code == 2
+    assert "invalid profile name" in result.stderr
+
+
+def test_masking_in_every_output(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """No command prints a full secret: configure, config show and its JSON."""
+    outputs = [
+        cli(
+            "configure",
+            "--consumer-key",
+            CONSUMER,
+            "--secret-key",
+            SECRET,
+            "--verification-token",
+            TOKEN,
+        ),
+        cli("config", "show"),
+        cli("config", "show", "--json"),
+    ]
+    monkeypatch.setenv("AVASAM_SECRET_KEY", SECRET + "env")
+    outputs.append(cli("config", "show"))
+    outputs.append(cli("configure", "--secret-key", SECRET))
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        for secret in (CONSUMER, SECRET, TOKEN):
+            assert secret not in result.output
+    assert "****WXYZ" in outputs[1].stdout
+    assert mask("short") == "****"
+
+
+def test_file_and_folder_modes(cli: Cli) -> None:
+    """Folders are 0700, the config file 0600; a too-open file is warned about and tightened."""
+    assert cli("configure", "--secret-key", SECRET).exit_code == 0
+    path = config_file()
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
+    path.chmod(0o644)
+    result = cli("config", "show")
+    assert "readable by other users" in result.stderr
+    assert cli("configure", "--consumer-key", CONSUMER).exit_code == 0
+    assert mode(path) == 0o600
+    assert not list(path.parent.glob("*.tmp")), "no temporary file left behind"
+
+
+def test_secrets_from_stdin(cli: Cli) -> None:
+    """`-` reads secrets from standard input, one line each in field order."""
+    result = cli(
+        "configure",
+        "--secret-key",
+        "-",
+        "--verification-token",
+        "-",
+        input=f"{SECRET}\n{TOKEN}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert ConfigFile(config_file()).profile("default") == {
+        "secret_key": SECRET,
+        "verification_token": TOKEN,
+    }
+
+
+def test_secret_from_empty_stdin_is_usage_error(cli: Cli) -> None:
+    """An empty standard input for `-` is a clear usage error; nothing is written."""
+    result = cli("configure", "--secret-key", "-", input="")
+    assert result.exit_code == 2
+    assert "standard input" in result.stderr
+    assert not config_file().exists()
+
+
+def test_generate_verification_token(cli: Cli) -> None:
+    """A 32-byte URL-safe token is saved and printed once with the paste instruction."""
+    result = cli("configure", "--generate-verification-token")
+    assert result.exit_code == 0, result.output
+    token = ConfigFile(config_file()).profile("default")["verification_token"]
+    assert len(token) >= 43 and all(c.isalnum() or c in "-_" for c in token)
+    assert result.stdout.strip() == token
+    assert result.output.count(token) == 1
+    assert "Paste it into Avasam" in result.stderr
+    second = cli("configure", "--generate-verification-token")
+    assert ConfigFile(config_file()).profile("default")["verification_token"] != token
+    assert second.exit_code == 0
+
+
+def test_generate_and_explicit_token_conflict(cli: Cli) -> None:
+    """Asking for a generated token and giving one is a usage error."""
+    result = cli("configure", "--generate-verification-token", "--verification-token", TOKEN)
+    assert result.exit_code == 2
+    assert not config_file().exists()
+
+
+def test_short_token_is_accepted_with_warning(cli: Cli) -> None:
+    """A token under 32 bytes is saved, with a warning naming the fix."""
+    result = cli("configure", "--verification-token", "short-token")
+    assert result.exit_code == 0
+    assert "at least 32" in result.stderr
+    assert ConfigFile(config_file()).profile("default")["verification_token"] == "short-token"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "app.avasam.com",
+        "ftp://app.avasam.com",
+        "https://",
+        "https://host/?q=1",
+        "https://host:99999",
+        "https://exa mple.com",
+    ],
+)
+def test_malformed_base_url_writes_nothing(cli: Cli, url: str) -> None:
+    """A malformed base URL is refused with exit 2 and the file is not touched."""
+    cli("configure", "--consumer-key", CONSUMER)
+    before = config_file().read_bytes()
+    result = cli("configure", "--base-url", url, "--secret-key", SECRET)
+    assert result.exit_code == 2, result.output
+    assert "malformed base URL" in result.stderr
+    assert config_file().read_bytes() == before
+
+
+def test_corrupt_config_is_reported_and_kept(cli: Cli) -> None:
+    """A config file that is not TOML gives its path and the parse error, exit 2, untouched."""
+    path = config_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("[profiles.default\nconsumer_key = 1\n")
+    for args in (("config", "show"), ("configure", "--secret-key", SECRET)):
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert str(path) in result.stderr and "not valid TOML" in result.stderr
+        assert "Traceback" not in result.output
+    assert path.read_text() == "[profiles.default\nconsumer_key = 1\n"
+
+
+def test_wrongly_typed_value_is_config_error(cli: Cli) -> None:
+    """A profile value that is not a string is reported, not crashed on."""
+    path = config_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("[profiles.default]\nconsumer_key = 1\n")
+    result = cli("config", "show")
+    assert result.exit_code == 2
+    assert "must be a string" in result.stderr
+
+
+def test_unreadable_config_is_config_error(cli: Cli) -> None:
+    """A config path that cannot be read is a configuration error naming the path."""
+    path = config_file()
+    path.mkdir(parents=True)  # a folder where the file should be
+    result = cli("config", "show")
+    assert result.exit_code == 2
+    assert str(path) in result.stderr
+
+
+def test_missing_config_shows_defaults(cli: Cli) -> None:
+    """With no config file, show works and reports unset values and defaults."""
+    result = cli("config", "show")
+    assert result.exit_code == 0, result.output
+    assert "(not set)" in result.stdout and "https://app.avasam.com" in result.stdout
+    assert not config_file().exists()
+
+
+def test_avasam_home_isolation(isolated_home: Path, cli: Cli) -> None:
+    """AVASAM_HOME holds the config, cache and data folders."""
+    paths = json.loads(cli("config", "path", "--json").stdout)
+    for key in ("config_file", "cache_dir", "data_dir", "event_store"):
+        assert paths[key].startswith(str(isolated_home))
+    cli("configure", "--consumer-key", CONSUMER)
+    assert (isolated_home / "config" / "config.toml").exists()
+
+
+def test_interactive_prompts_keep_current_values(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """On a terminal, configure prompts; Enter keeps a value, shown masked; secrets hidden."""
+    cli("configure", "--consumer-key", CONSUMER, "--secret-key", SECRET)
+    asked: list[tuple[str, str, bool]] = []
+    answers = iter(["", "new-secret-key-0000", TOKEN, ""])
+
+    def fake_prompt(label: str, shown: str, hidden: bool) -> str:
+        asked.append((label, shown, hidden))
+        return next(answers)
+
+    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(cli_module, "_prompt", fake_prompt)
+    result = cli("configure")
+    assert result.exit_code == 0, result.output
+    assert asked == [
+        ("Consumer key", mask(CONSUMER), False),
+        ("Secret key", mask(SECRET), True),
+        ("Verification token", "", True),
+        ("Base url", "", False),
+    ]
+    assert ConfigFile(config_file()).profile("default") == {
+        "consumer_key": CONSUMER,
+        "secret_key": "new-secret-key-0000",
+        "verification_token": TOKEN,
+    }
+
+
+def test_no_terminal_no_prompt(cli: Cli) -> None:
+    """Without a terminal and without values, configure changes nothing and does not wait."""
+    result = cli("configure", input="should-not-be-read\n")
+    assert result.exit_code == 0
+    assert "Nothing changed" in result.stderr
+    assert not config_file().exists()
+
+
+def test_require_names_the_fix() -> None:
+    """A missing value names `avasam configure` and the environment variable."""
+    settings = resolve(ConfigFile(Path("/nonexistent/config.toml")), "staging", environ={})
+    with pytest.raises(ConfigError) as caught:
+        settings.require("verification_token")
+    assert "avasam configure --profile staging" in caught.value.message
+    assert "AVASAM_VERIFICATION_TOKEN" in caught.value.message
+
+
+def test_write_is_atomic_on_failure(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """If writing fails midway, the previous file survives whole."""
+    cli("configure", "--consumer-key", CONSUMER)
+    before = config_file().read_bytes()
+
+    def broken_replace(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("avasam_cli.paths.os.replace", broken_replace)
+    result = cli("configure", "--secret-key", SECRET)
+    assert result.exit_code == 1
+    assert "disk full" in result.stderr and "previous file was kept" in result.stderr
+    assert config_file().read_bytes() == before
+    assert not list(config_file().parent.glob("*.tmp"))
