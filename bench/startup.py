@@ -41,13 +41,18 @@ def minimal_app_source() -> str:
         lines.append(f"app.add_typer({group.name}_app, name={group.name!r})")
         assert group.typer_instance is not None
         for command in group.typer_instance.registered_commands:
-            lines.append(f"@{group.name}_app.command({command.name!r})\ndef _{command.name}(): pass")
+            lines.append(
+                f"@{group.name}_app.command({command.name!r})\ndef _{command.name}(): pass"
+            )
     for command in app.registered_commands:
-        name = command.name or (command.callback.__name__ if command.callback else "x")
+        assert command.callback is not None
+        name = command.name or command.callback.__name__.replace("_", "-")
         fn = name.replace("-", "_")
         lines.append(f"@app.command({name!r})\ndef _{fn}(): pass")
-    lines.append("@app.callback()\ndef root(version: bool = typer.Option(False, '--version')):\n"
-                 "    if version:\n        print('0')\n        raise typer.Exit()")
+    lines.append(
+        "@app.callback()\ndef root(version: bool = typer.Option(False, '--version')):\n"
+        "    if version:\n        print('0')\n        raise typer.Exit()"
+    )
     lines.append("app()")
     return "\n".join(lines) + "\n"
 
@@ -71,7 +76,9 @@ def main() -> int:
         env = {**os.environ, "AVASAM_HOME": str(folder / "home"), "NO_COLOR": "1"}
         subprocess.run(
             [sys.executable, str(ours), "configure", "--consumer-key", "bench-key-0000"],
-            env=env, capture_output=True, check=True,
+            env=env,
+            capture_output=True,
+            check=True,
         )
         failed = False
         print(f"{'command':<22}{'minimal ms':>12}{'avasam ms':>12}{'ratio':>8}")
