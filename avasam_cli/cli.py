@@ -177,5 +177,58 @@ def config_path(as_json: JsonOption = False) -> None:
     config_cmd.paths(locations(), as_json)
 
 
+@app.command(
+    epilog="Examples:\n\n"
+    "  avasam listen\n\n"
+    "  avasam listen --port 9000 --json | jq .\n\n"
+    "  avasam -p staging listen --host 0.0.0.0 --stock-path /avasam/stock",
+)
+def listen(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8787,
+    stock_path: Annotated[str, typer.Option(help="Path of the stock update endpoint.")] = (
+        "/webhooks/stock"
+    ),
+    price_path: Annotated[str, typer.Option(help="Path of the price update endpoint.")] = (
+        "/webhooks/price"
+    ),
+    leeway: Annotated[
+        float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
+    ] = 60.0,
+    max_body_size: Annotated[
+        int, typer.Option(help="Largest body accepted, in bytes (larger: 413).", min=1)
+    ] = 1024 * 1024,
+    verification_token: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Verification token for this run (overrides env and profile). {STDIN_HELP}"
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per request on stdout.")
+    ] = False,
+) -> None:
+    """Receive, verify, store and print Avasam's stock and price webhooks."""
+    from avasam_cli.commands import listen as command
+    from avasam_cli.commands.configure import read_stdin_values
+    from avasam_cli.config import resolve
+    from avasam_cli.paths import locations
+
+    config = _config_file()
+    flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
+    options = command.ListenOptions(
+        host=host,
+        port=port,
+        stock_path=stock_path,
+        price_path=price_path,
+        leeway=leeway,
+        max_body_size=max_body_size,
+        as_json=as_json,
+    )
+    settings = resolve(config, ctx.obj.profile, flags)
+    command.run(options, settings, config, locations())
+
+
 def main() -> None:
     app(prog_name="avasam")

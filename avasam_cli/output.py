@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,3 +62,132 @@ def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+# --- Received events (`avasam listen`) ------------------------------------------------
+MAX_TABLE_ROWS = 20
+_STATUS_STYLE = {"verified": "green", "duplicate": "yellow", "rejected": "red"}
+
+
+def event_record(event: Any) -> dict[str, Any]:
+    """The machine-readable form of a received event (`listen --json`)."""
+    record: dict[str, Any] = {
+        "id": event.id,
+        "received_at": event.received_at,
+        "kind": event.kind,
+        "status": event.status,
+        "http_status": event.http_status,
+        "requestId": event.request_id,
+    }
+    if event.store_error is not None:
+        record["store_error"] = event.store_error
+    if event.status == "verified" and event.store_error is None:
+        record["data"] = event.items
+    elif event.status == "duplicate":
+        record["reason"] = "duplicate"
+        record["items"] = event.item_count
+    else:
+        record["reason"] = event.reason
+        record["detail"] = event.detail
+    return record
+
+
+class EventCounter:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count(self, events: Sequence[Any]) -> None:
+        for event in events:
+            key = "not stored" if event.store_error else event.status
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no requests received"
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{count} {status}" for status, count in sorted(self.counts.items()))
+        return f"{total} received ({parts})"
+
+
+class JsonEventPrinter(EventCounter):
+    """One JSON object per line on a binary stream, flushed once per committed batch."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        import orjson
+
+        self.count(events)
+        self.stream.write(b"".join(orjson.dumps(event_record(e)) + b"\n" for e in events))
+        self.stream.flush()
+
+
+class HumanEventPrinter(EventCounter):
+    """A header line per request and, for verified updates, a table of items."""
+
+    def __init__(self, console: Console, errors: Console) -> None:
+        super().__init__()
+        self.console = console
+        self.errors = errors
+        self._store_failing = False
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        self.count(events)
+        failure = next((e.store_error for e in events if e.store_error), None)
+        if failure and not self._store_failing:
+            self.errors.print(
+                f"[red]Error:[/] the event store cannot be written ({failure}); verified "
+                "updates are answered 503 so that Avasam retries them."
+            )
+        elif not failure and self._store_failing:
+            self.errors.print("[green]The event store is writable again.[/]")
+        self._store_failing = failure is not None
+        for event in events:
+            self.print_event(event)
+
+    def print_event(self, event: Any) -> None:
+        from rich.markup import escape
+
+        time = event.received_at[11:19]
+        status = event.status
+        if event.store_error is not None and status != "rejected":
+            label = "[red]not stored (503)[/]"
+        elif status == "rejected":
+            label = f"[red]rejected {event.http_status} {escape(event.reason or '')}[/]"
+        else:
+            label = f"[{_STATUS_STYLE[status]}]{status}[/]"
+        request_id = escape(event.request_id or "-")
+        items = "" if event.item_count is None else f"  {event.item_count} items"
+        self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
+        if status == "rejected" and event.detail:
+            self.console.print(f"          [dim]{escape(event.detail)}[/]")
+        if status == "verified" and event.items and event.store_error is None:
+            from rich.padding import Padding
+
+            self.console.print(Padding(items_table(event.kind, event.items), (0, 0, 0, 10)))
+
+
+def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    value_column = "quantity" if kind == "stock" else "price"
+    extra = sorted(
+        {key for item in items[:MAX_TABLE_ROWS] for key in item}
+        - {"sku", value_column, "updatedOn"}
+    )
+    table = Table(box=None, padding=(0, 2), pad_edge=False, show_edge=False)
+    table.add_column("sku")
+    table.add_column(value_column, justify="right")
+    table.add_column("updatedOn")
+    for key in extra:
+        table.add_column(escape(key))
+    for item in items[:MAX_TABLE_ROWS]:
+        cells = [item.get("sku"), item.get(value_column), item.get("updatedOn")]
+        cells += [item.get(key, "") for key in extra]
+        table.add_row(*(escape(str(cell)) for cell in cells))
+    if len(items) > MAX_TABLE_ROWS:
+        table.add_row(f"... and {len(items) - MAX_TABLE_ROWS} more", "", "")
+    return table

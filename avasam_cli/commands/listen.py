@@ -1,0 +1,173 @@
+"""`avasam listen`: run the receiver until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from avasam_cli import output
+from avasam_cli.commands.configure import PASTE_INSTRUCTION
+from avasam_cli.config import (
+    ConfigFile,
+    Settings,
+    generate_verification_token,
+    token_length_warning,
+)
+from avasam_cli.errors import UsageError
+from avasam_cli.paths import Locations
+from avasam_cli.server import HEALTH_PATH, ReceiverSettings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    stock_path: str = "/webhooks/stock"
+    price_path: str = "/webhooks/price"
+    leeway: float = 60.0
+    max_body_size: int = 1024 * 1024
+    as_json: bool = False
+
+
+def check_paths(options: ListenOptions) -> None:
+    paths = (options.stock_path, options.price_path)
+    for path in paths:
+        if not path.startswith("/") or any(ch.isspace() or ch in "?#{}" for ch in path):
+            raise UsageError(
+                f"invalid endpoint path {path!r}: it must start with / and hold no spaces, "
+                "?, # or braces (for example --stock-path /webhooks/stock)"
+            )
+    if len(set(paths)) != 2 or HEALTH_PATH in paths:
+        raise UsageError(
+            f"--stock-path and --price-path must differ from each other and from {HEALTH_PATH}"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so that a busy port is a clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise UsageError(
+            f"cannot listen on host {host!r}: {error.strerror}; try --host 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} on {host} is already in use (another `avasam listen`?): "
+                f"stop that process or choose another port with --port"
+            ) from None
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {error.strerror}; choose another --host or --port"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def ensure_token(settings: Settings, config: ConfigFile) -> str:
+    """The configured verification token, or a new one saved to the profile and shown once."""
+    token = settings.get("verification_token")
+    if token:
+        warning = token_length_warning(token)
+        if warning:
+            output.warn(warning)
+        return token
+    token = generate_verification_token()
+    config.save_profile(settings.profile, {"verification_token": token})
+    output.info(
+        f"No verification token was configured; created one and saved it to profile "
+        f"'{settings.profile}' ({config.path}):"
+    )
+    output.info(f"\n    {token}\n")
+    output.info(PASTE_INSTRUCTION)
+    return token
+
+
+def _url_host(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - we only display it
+        host = socket.gethostname()
+    return (f"[{host}]" if ":" in host else host), port
+
+
+def banner(
+    options: ListenOptions, sock: socket.socket, settings: Settings, where: Locations
+) -> None:
+    from rich.markup import escape
+
+    console = output.make_console(stderr=True)
+    host, port = _url_host(sock)
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]avasam listen[/] · profile [bold]{escape(settings.profile)}[/]")
+    console.print(f"  Stock update endpoint  [cyan]{escape(base + options.stock_path)}[/]")
+    console.print(f"  Price update endpoint  [cyan]{escape(base + options.price_path)}[/]")
+    console.print(f"  Event store            {escape(str(where.store_file))}")
+    console.print(
+        "  Paste the endpoints into Avasam (Settings > User management > your API user > "
+        "webhook section). Avasam must reach them from the internet: put an HTTPS tunnel "
+        "in front and paste its URL with the same paths."
+    )
+    console.print("[green]Ready.[/] Press Ctrl-C to stop.")
+
+
+def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: Locations) -> None:
+    import uvicorn
+
+    from avasam_cli.server import create_app
+    from avasam_cli.store import connect
+
+    check_paths(options)
+    token = ensure_token(settings, config)
+    connect(where.store_file).close()  # an unusable store stops us before we listen
+    sock = bind(options.host, options.port)
+
+    printer: output.JsonEventPrinter | output.HumanEventPrinter
+    if options.as_json:
+        printer = output.JsonEventPrinter(sys.stdout.buffer)
+    else:
+        printer = output.HumanEventPrinter(output.make_console(), output.make_console(stderr=True))
+    receiver = ReceiverSettings(
+        verification_token=token,
+        stock_path=options.stock_path,
+        price_path=options.price_path,
+        leeway=options.leeway,
+        max_body_size=options.max_body_size,
+    )
+    app = create_app(receiver, where.store_file, report=printer)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,  # our own lines replace uvicorn's access log
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+    )
+    banner(options, sock, settings, where)
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
+    # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+    output.info(f"Stopped: {printer.summary()}.")
+    if not server.started:
+        raise UsageError("the receiver could not start (see the messages above)")
