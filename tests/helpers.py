@@ -1,0 +1,117 @@
+"""Shared test helpers: signed bodies, free ports, a real uvicorn in a thread, `avasam listen`."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from avasam_cli import signing
+
+TOKEN = "test-verification-token-0123456789-abcdefghijkl"
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def signed_body(
+    kind: str = "stock",
+    count: int = 1,
+    key: str = TOKEN,
+    request_id: str | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    moment = now or datetime.now(UTC)
+    items = signing.generate_items(kind, count, moment, seed=7)
+    body = signing.build_body(items, key, now=moment, request_id=request_id, **options)
+    return signing.encode(body)
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def with_token(raw: bytes, token: str) -> bytes:
+    document = json.loads(raw)
+    document["token"] = token
+    return json.dumps(document).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Starlette) -> Iterator[str]:
+    """A real uvicorn server on a free port, stopped when the block ends."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class ListenProcess:
+    """`avasam listen` in a subprocess, with its own AVASAM_HOME."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "AVASAM_HOME": str(home), "NO_COLOR": "1", **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "avasam_cli", "listen", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                _, err = self.process.communicate()
+                raise RuntimeError(f"listen exited {self.process.returncode}: {err.decode()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        self.process.kill()
+        raise RuntimeError("listen did not become ready")
+
+    def stop(self, sig: int | None = None) -> tuple[int, str, str]:
+        import signal
+
+        self.process.send_signal(sig or signal.SIGTERM)
+        try:
+            out, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        return self.process.returncode, out.decode(), err.decode()

@@ -1,0 +1,209 @@
+"""End to end: `avasam listen` as a real process on a free port, and uvicorn in a thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from avasam_cli.config import ConfigFile
+from avasam_cli.server import ReceiverSettings, create_app
+from avasam_cli.store import EventStore
+from tests.conftest import Cli
+from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, serve_in_thread, signed_body
+
+ENV = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+
+
+def store_rows(home: Path) -> list[dict[str, object]]:
+    with EventStore(home / "data" / "events.sqlite3") as store:
+        return [dict(row) for row in store.rows()]
+
+
+def post(url: str, body: bytes, client: httpx.Client | None = None) -> httpx.Response:
+    sender = client or httpx
+    return sender.post(url, content=body, headers=JSON_HEADERS, timeout=30)
+
+
+def test_listen_verifies_stores_and_prints(isolated_home: Path) -> None:
+    """Banner with both endpoints; each request printed; SIGTERM stops cleanly with exit 0."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    ok = post(f"{listener.url}/webhooks/stock", signed_body(count=25, request_id="e2e-1"))
+    dup = post(f"{listener.url}/webhooks/stock", signed_body(request_id="e2e-1"))
+    bad = post(f"{listener.url}/webhooks/price", signed_body("price", key="x" * 40))
+    code, out, err = listener.stop()
+    assert (ok.status_code, dup.json()["status"], bad.status_code) == (200, "duplicate", 401)
+    assert code == 0, err
+    assert f"{listener.url}/webhooks/stock" in err and f"{listener.url}/webhooks/price" in err
+    assert "profile default" in err and "events.sqlite3" in err
+    assert "STOCK  verified  e2e-1  25 items" in out
+    assert "... and 5 more" in out
+    assert "STOCK  duplicate  e2e-1" in out
+    assert "PRICE  rejected 401 bad_signature" in out
+    assert "Stopped: 3 received" in err
+    assert [row["status"] for row in store_rows(isolated_home)] == [
+        "verified",
+        "duplicate",
+        "rejected",
+    ]
+    assert TOKEN not in out + err
+
+
+def test_listen_json_lines(isolated_home: Path) -> None:
+    """--json: exactly one JSON object per request on stdout; the banner goes to stderr."""
+    listener = ListenProcess(isolated_home, "--json", env=ENV)
+    post(f"{listener.url}/webhooks/stock", signed_body(count=2, request_id="j-1"))
+    post(f"{listener.url}/webhooks/stock", signed_body(request_id="j-1"))
+    post(f"{listener.url}/webhooks/stock", b"{")
+    code, out, err = listener.stop()
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["status"] for line in lines] == ["verified", "duplicate", "rejected"]
+    first = lines[0]
+    assert {"kind", "status", "requestId", "received_at", "data"} <= set(first)
+    assert len(first["data"]) == 2 and first["kind"] == "stock"
+    assert lines[2]["reason"] == "malformed_json"
+    assert "Stock update endpoint" in err
+
+
+def test_port_in_use_is_usage_error(isolated_home: Path) -> None:
+    """A busy port is a one-line error with exit code 2, not a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "avasam_cli", "listen", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AVASAM_HOME": str(isolated_home), **ENV},
+        )
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_listen_generates_a_token_when_none_is_configured(isolated_home: Path) -> None:
+    """With no token, listen creates one, saves it in the profile and prints it once."""
+    listener = ListenProcess(isolated_home)
+    code, _out, err = listener.stop()
+    token = ConfigFile(isolated_home / "config" / "config.toml").profile("default")[
+        "verification_token"
+    ]
+    assert code == 0
+    assert err.count(token) == 1 and "Paste it into Avasam" in err
+
+
+def test_every_answered_update_survives_sigterm(isolated_home: Path) -> None:
+    """Stopping mid-load: every request answered 200 is in the store."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    url = f"{listener.url}/webhooks/stock"
+    answered: list[str] = []
+
+    def send(index: int) -> None:
+        request_id = f"load-{index}"
+        try:
+            response = post(url, signed_body(request_id=request_id))
+        except httpx.HTTPError:
+            return
+        if response.status_code == 200:
+            answered.append(request_id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(send, i) for i in range(300)]
+        deadline = time.monotonic() + 60
+        while len(answered) < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code, _, err = listener.stop(signal.SIGINT)
+        for future in futures:
+            future.result()
+    assert code == 0, err
+    verified = {
+        row["request_id"] for row in store_rows(isolated_home) if row["status"] == "verified"
+    }
+    assert len(answered) >= 40
+    assert set(answered) <= verified
+
+
+def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
+    """The same update delivered 20 times at once is verified once, 19 times duplicate."""
+    store = tmp_path / "events.sqlite3"
+    body = signed_body(request_id="same")
+    with (
+        serve_in_thread(create_app(ReceiverSettings(TOKEN), store)) as url,
+        httpx.Client() as client,
+        ThreadPoolExecutor(max_workers=20) as pool,
+    ):
+        answers = list(pool.map(lambda _: post(f"{url}/webhooks/stock", body, client), range(20)))
+    assert sorted(a.json()["status"] for a in answers) == ["duplicate"] * 19 + ["ok"]
+    with EventStore(store) as events:
+        assert events.count_by_status() == {"verified": 1, "duplicate": 19}
+
+
+def test_duplicates_across_processes_sharing_a_store(isolated_home: Path) -> None:
+    """Two listeners sharing one store still verify a request id only once."""
+    first = ListenProcess(isolated_home, env=ENV)
+    second = ListenProcess(isolated_home, env=ENV)
+    bodies = [signed_body(request_id=f"shared-{i}") for i in range(30)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        targets = [(listener, body) for body in bodies for listener in (first, second)]
+        answers = list(pool.map(lambda t: post(f"{t[0].url}/webhooks/stock", t[1]), targets))
+    first.stop()
+    second.stop()
+    assert all(answer.status_code == 200 for answer in answers)
+    assert sorted(a.json()["status"] for a in answers).count("ok") == 30
+    rows = store_rows(isolated_home)
+    assert sum(row["status"] == "verified" for row in rows) == 30
+    assert sum(row["status"] == "duplicate" for row in rows) == 30
+
+
+def test_streamed_body_over_limit_against_real_server(tmp_path: Path) -> None:
+    """Without Content-Length, the real server still answers 413 at the limit."""
+    settings = ReceiverSettings(TOKEN, max_body_size=10_000)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(50):
+            yield b"x" * 1000
+
+    with serve_in_thread(create_app(settings, tmp_path / "s.sqlite3")) as url:
+        response = httpx.post(f"{url}/webhooks/stock", content=chunks(), headers=JSON_HEADERS)
+        small = httpx.post(
+            f"{url}/webhooks/stock", content=iter([signed_body()]), headers=JSON_HEADERS
+        )
+    assert response.status_code == 413
+    assert small.status_code == 200
+
+
+def test_store_never_holds_the_verification_token(isolated_home: Path) -> None:
+    """No secret reaches the store file."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    post(f"{listener.url}/webhooks/stock", signed_body())
+    post(f"{listener.url}/webhooks/stock", signed_body(key="y" * 40))
+    listener.stop()
+    for path in (isolated_home / "data").iterdir():
+        assert TOKEN.encode() not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stock-path", "webhooks"], "invalid endpoint path"),
+        (["--stock-path", "/same", "--price-path", "/same"], "must differ"),
+    ],
+)
+def test_bad_listen_options(cli: Cli, args: list[str], message: str) -> None:
+    """Malformed paths are usage errors (exit 2)."""
+    result = cli("listen", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr

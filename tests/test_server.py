@@ -1,0 +1,216 @@
+"""The receiver app through Starlette's TestClient: every answer, and what is stored."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from avasam_cli.server import ReceiverSettings, create_app
+from avasam_cli.store import Event, EventStore
+from tests.helpers import JSON_HEADERS, TOKEN, signed_body
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "events.sqlite3"
+
+
+@pytest.fixture
+def reported() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+def client(store_path: Path, reported: list[Event]) -> Iterator[TestClient]:
+    settings = ReceiverSettings(verification_token=TOKEN, max_body_size=64 * 1024)
+
+    def report(events: Sequence[Event]) -> None:
+        reported.extend(events)
+
+    with TestClient(create_app(settings, store_path, report=report)) as test_client:
+        yield test_client
+
+
+def stored(store_path: Path) -> list[Any]:
+    with EventStore(store_path) as store:
+        return store.rows()
+
+
+def test_verified_update_is_stored_before_the_answer(client: TestClient, store_path: Path) -> None:
+    """200 ok with the request id; the row is committed by the time the answer arrives."""
+    body = signed_body(count=2, request_id="r-1")
+    response = client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "requestId": "r-1"}
+    (row,) = stored(store_path)
+    assert (row["kind"], row["status"], row["request_id"], row["item_count"]) == (
+        "stock",
+        "verified",
+        "r-1",
+        2,
+    )
+    assert row["body"] == body
+
+
+def test_price_endpoint(client: TestClient, store_path: Path) -> None:
+    """The price endpoint verifies price items."""
+    response = client.post("/webhooks/price", content=signed_body("price"), headers=JSON_HEADERS)
+    assert response.status_code == 200, response.text
+    assert stored(store_path)[0]["kind"] == "price"
+
+
+def test_duplicate_is_answered_and_recorded(client: TestClient, store_path: Path) -> None:
+    """The same request id again: 200 duplicate, recorded as such; other kind is separate."""
+    body = signed_body(request_id="dup-1")
+    client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    again = client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "requestId": "dup-1"}
+    price = client.post(
+        "/webhooks/price", content=signed_body("price", request_id="dup-1"), headers=JSON_HEADERS
+    )
+    assert price.json()["status"] == "ok"
+    assert [row["status"] for row in stored(store_path)] == ["verified", "duplicate", "verified"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{oops", 400, "malformed_json"),
+        (b"[1, 2]", 400, "invalid_payload"),
+        (signed_body(key="a-different-key-that-is-long-enough-000"), 401, "bad_signature"),
+    ],
+)
+def test_refusals(
+    client: TestClient, store_path: Path, body: bytes, status: int, reason: str
+) -> None:
+    """400 for unreadable bodies, 401 for untrusted ones; recorded as rejected."""
+    response = client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    assert response.status_code == status
+    assert response.json()["error"] == reason and response.json()["detail"]
+    (row,) = stored(store_path)
+    assert (row["status"], row["reason"], row["http_status"]) == ("rejected", reason, status)
+
+
+def test_wrong_method_is_405(client: TestClient, store_path: Path) -> None:
+    """Other methods on a webhook path: 405 with Allow: POST, recorded."""
+    response = client.get("/webhooks/stock")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"] == "method_not_allowed"
+    assert stored(store_path)[0]["reason"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_non_json_is_415(client: TestClient, content_type: str) -> None:
+    """A body that is not declared JSON is 415."""
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/webhooks/stock", content=signed_body(), headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_charset_parameter_is_fine(client: TestClient) -> None:
+    """application/json; charset=utf-8 is JSON."""
+    headers = {"content-type": "Application/JSON; charset=utf-8"}
+    assert client.post("/webhooks/stock", content=signed_body(), headers=headers).status_code == 200
+
+
+def test_body_over_limit_is_413(client: TestClient, store_path: Path) -> None:
+    """Over the limit with Content-Length: 413, and nothing of the body stored."""
+    response = client.post("/webhooks/stock", content=b"x" * (64 * 1024 + 1), headers=JSON_HEADERS)
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+    assert stored(store_path)[0]["body"] == b""
+
+
+def test_body_over_limit_without_length_is_413(client: TestClient) -> None:
+    """Streamed (chunked) bodies are cut off at the limit too."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1024
+
+    response = client.post("/webhooks/stock", content=chunks(), headers=JSON_HEADERS)
+    assert response.status_code == 413
+
+
+def test_health_and_unknown_paths(client: TestClient) -> None:
+    """GET /healthz answers ok; unknown paths are a JSON 404."""
+    assert client.get("/healthz").json()["status"] == "ok"
+    missing = client.post("/elsewhere", content=b"{}", headers=JSON_HEADERS)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_store_failure_is_503(client: TestClient, store_path: Path, reported: list[Event]) -> None:
+    """When the store cannot write, a verified update is answered 503 (Avasam retries)."""
+    with sqlite3.connect(store_path) as conn:
+        conn.execute("DROP TABLE events")
+    response = client.post("/webhooks/stock", content=signed_body(), headers=JSON_HEADERS)
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    assert reported[-1].store_error is not None
+    refused = client.post("/webhooks/stock", content=b"{", headers=JSON_HEADERS)
+    assert refused.status_code == 400, "a refusal is still a refusal"
+
+
+def test_headers_are_stored_without_secrets(client: TestClient, store_path: Path) -> None:
+    """Credential-bearing headers are redacted in the store."""
+    headers = {
+        **JSON_HEADERS,
+        "authorization": "Bearer s3cr3t-value",
+        "x-api-key": "k3y-value",
+        "user-agent": "Avasam",
+    }
+    client.post("/webhooks/stock", content=signed_body(), headers=headers)
+    saved = dict(json.loads(stored(store_path)[0]["headers"]))
+    assert saved["authorization"] == "[redacted]" and saved["x-api-key"] == "[redacted]"
+    assert saved["user-agent"] == "Avasam"
+
+
+def test_no_secret_in_any_answer(client: TestClient, store_path: Path) -> None:
+    """Neither the verification token nor the JWT appears in any answer or stored detail."""
+    bodies = [
+        signed_body(),
+        signed_body(key="another-long-enough-key-abcdefghijklmnopq"),
+        signed_body(expires_in=0),
+        b"{",
+        b"[]",
+    ]
+    texts = [client.post("/webhooks/stock", content=b, headers=JSON_HEADERS).text for b in bodies]
+    tokens = [json.loads(b)["token"] for b in bodies if b.startswith(b'{"')]
+    for row in stored(store_path):
+        texts.append(f"{row['detail']} {row['headers']}")
+    for text in texts:
+        assert TOKEN not in text
+        assert not any(token in text for token in tokens)
+
+
+def test_reports_follow_commits(client: TestClient, reported: list[Event]) -> None:
+    """Every request is reported once, with its final status and stored id."""
+    body = signed_body(request_id="rep")
+    client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
+    assert [(e.status, e.id is not None) for e in reported] == [
+        ("verified", True),
+        ("duplicate", True),
+    ]
+
+
+def test_custom_paths(store_path: Path) -> None:
+    """--stock-path and --price-path move the endpoints."""
+    settings = ReceiverSettings(TOKEN, stock_path="/a/stock", price_path="/a/price")
+    with TestClient(create_app(settings, store_path)) as custom:
+        assert (
+            custom.post("/a/stock", content=signed_body(), headers=JSON_HEADERS).status_code == 200
+        )
+        assert (
+            custom.post("/webhooks/stock", content=signed_body(), headers=JSON_HEADERS).status_code
+            == 404
+        )

@@ -1,0 +1,314 @@
+"""The pure verification core: every reason code, the item schemas, strict JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from avasam_cli import signing
+from avasam_cli.verification import HTTP_STATUS, Reason, VerificationError, verify
+from tests.helpers import TOKEN, b64, signed_body, with_token
+
+NOW = datetime.now(UTC)
+
+
+def envelope(data: list[Any], request_id: str = "req-1", **claims: Any) -> bytes:
+    token = jwt.encode({"requestId": request_id, **claims}, TOKEN, algorithm="HS256")
+    return json.dumps(
+        {"requestId": request_id, "on": "2026-11-27T10:00:00Z", "token": token, "data": data}
+    ).encode()
+
+
+def refused(raw: bytes, kind: str = "stock", **options: Any) -> VerificationError:
+    with pytest.raises(VerificationError) as caught:
+        verify(raw, kind, TOKEN, **options)
+    return caught.value
+
+
+STOCK = {"sku": "A-1", "quantity": 3, "updatedOn": "2021-12-22T17:36:19.8066912+00:00"}
+PRICE = {"sku": "A-1", "price": 12.5, "updatedOn": "2021-12-22T17:36:19Z", "currency": "GBP"}
+
+
+def test_signed_body_verifies() -> None:
+    """A body made by the signer verifies, with its request id and items."""
+    raw = signed_body(count=3, request_id="abc-123")
+    update = verify(raw, "stock", TOKEN)
+    assert update.request_id == "abc-123"
+    assert len(update.items) == 3 and update.algorithm == "HS256"
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_hmac_family_accepted(alg: str) -> None:
+    """HS256, HS384 and HS512 are all accepted."""
+    assert verify(signed_body(algorithm=alg), "stock", TOKEN).algorithm == alg
+
+
+def test_empty_data_is_valid() -> None:
+    """Avasam's test button may send no items: still a valid update."""
+    assert verify(envelope([]), "stock", TOKEN).items == []
+
+
+def test_price_items_keep_further_fields() -> None:
+    """Price items: extra fields are kept as sent."""
+    assert verify(envelope([PRICE]), "price", TOKEN).items == [PRICE]
+
+
+def test_dotnet_and_offsetless_times_parse() -> None:
+    """Seven fractional digits and times without offset are valid updatedOn values."""
+    items = [STOCK, {**STOCK, "updatedOn": "2021-12-22T17:36:19"}]
+    assert len(verify(envelope(items), "stock", TOKEN).items) == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b'{"requestId": NaN}',
+        b'{"requestId": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"requestId": "x", "requestId": "y"}',
+        b'{"data": [{"sku": "a", "sku": "b"}]}',
+        b'{"a\\u003a": 1, "a\\u003a": 2}',
+        b'{"requestId": "\xff"}',
+        b"[" * 5000 + b"]" * 5000,
+        b"",
+    ],
+)
+def test_malformed_json(raw: bytes) -> None:
+    """Anything a strict JSON parser would refuse is malformed_json."""
+    error = refused(raw)
+    assert error.reason is Reason.MALFORMED_JSON
+    assert error.http_status == 400
+
+
+def test_colons_in_strings_are_not_duplicates() -> None:
+    """Colons inside strings and escaped characters do not trip duplicate-key detection."""
+    item = {**STOCK, "sku": 'a:b:"c":', "note\\u00e9": "x"}
+    assert verify(envelope([item]).replace(b"\\\\u00e9", b"\\u00e9"), "stock", TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b"[]", "$"),
+        (b"42", "$"),
+        (b'"text"', "$"),
+        (b'{"on": "2026-11-27T10:00:00Z", "data": []}', "requestId"),
+        (b'{"requestId": 5, "on": "2026-11-27T10:00:00Z", "data": []}', "requestId"),
+        (b'{"requestId": "r", "data": []}', "on"),
+        (b'{"requestId": "r", "on": "2026-11-27", "data": []}', "on"),
+        (b'{"requestId": "r", "on": "2026-11-27T10:00:00Z", "data": {}}', "data"),
+    ],
+)
+def test_invalid_envelope(raw: bytes, path: str) -> None:
+    """Envelope problems are invalid_payload with the field path."""
+    error = refused(raw)
+    assert (error.reason, error.path) == (Reason.INVALID_PAYLOAD, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "item", "path"),
+    [
+        ("stock", "not-an-object", "data[1]"),
+        ("stock", {**STOCK, "sku": ""}, "data[1].sku"),
+        ("stock", {**STOCK, "sku": 12}, "data[1].sku"),
+        ("stock", {"quantity": 1, "updatedOn": STOCK["updatedOn"]}, "data[1].sku"),
+        ("stock", {**STOCK, "quantity": True}, "data[1].quantity"),
+        ("stock", {**STOCK, "quantity": -1}, "data[1].quantity"),
+        ("stock", {**STOCK, "quantity": 1.5}, "data[1].quantity"),
+        ("stock", {**STOCK, "quantity": "3"}, "data[1].quantity"),
+        ("stock", {**STOCK, "updatedOn": "yesterday"}, "data[1].updatedOn"),
+        ("stock", {**STOCK, "updatedOn": 1700000000}, "data[1].updatedOn"),
+        ("price", {**PRICE, "price": False}, "data[1].price"),
+        ("price", {**PRICE, "price": -0.01}, "data[1].price"),
+        ("price", {**PRICE, "price": "9.99"}, "data[1].price"),
+        ("price", {"sku": "a", "updatedOn": PRICE["updatedOn"]}, "data[1].price"),
+    ],
+)
+def test_invalid_items(kind: str, item: Any, path: str) -> None:
+    """Each item rule is checked; the payload is refused whole, naming the field."""
+    good = STOCK if kind == "stock" else PRICE
+    error = refused(envelope([good, item]), kind)
+    assert (error.reason, error.path) == (Reason.INVALID_PAYLOAD, path)
+    assert path in error.detail
+
+
+def test_huge_number_is_refused() -> None:
+    """A number too large for a double is refused, never turned into infinity."""
+    raw = envelope([PRICE]).replace(b"12.5", b"1e400")
+    assert refused(raw, "price").reason is Reason.MALFORMED_JSON
+
+
+def test_missing_token() -> None:
+    """No token field, or an empty one, is missing_token (401)."""
+    document = json.loads(envelope([STOCK]))
+    for value in (None, ""):
+        if value is None:
+            document.pop("token")
+        else:
+            document["token"] = value
+        error = refused(json.dumps(document).encode())
+        assert (error.reason, error.http_status) == (Reason.MISSING_TOKEN, 401)
+
+
+@pytest.mark.parametrize("token", ["abc", "a.b.c", "!!!.###.$$$", 12345])
+def test_bad_token(token: Any) -> None:
+    """A token that is not a JWT (or not a string) is bad_token."""
+    document = json.loads(envelope([STOCK]))
+    document["token"] = token
+    assert refused(json.dumps(document).encode()).reason is Reason.BAD_TOKEN
+
+
+def test_bad_signature() -> None:
+    """A token signed with another key is bad_signature."""
+    raw = signed_body(key="another-key-that-is-long-enough-0123456789")
+    assert refused(raw).reason is Reason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "none", "typ": "JWT"},
+        {"alg": "RS256", "typ": "JWT"},
+        {"typ": "JWT"},
+        {"alg": "ES256"},
+    ],
+)
+def test_disallowed_algorithms(header: dict[str, str]) -> None:
+    """none, asymmetric algorithms and a missing alg are refused."""
+    raw = envelope([STOCK])
+    forged = f"{b64(header)}.{b64({'requestId': 'req-1'})}.c2lnbmF0dXJl"
+    error = refused(with_token(raw, forged))
+    assert error.reason is Reason.DISALLOWED_ALG
+    unsigned = f"{b64(header)}.{b64({'requestId': 'req-1'})}."
+    assert refused(with_token(raw, unsigned)).reason is Reason.DISALLOWED_ALG
+
+
+def test_expired_and_leeway() -> None:
+    """exp in the past beyond the leeway is expired; within the leeway it passes."""
+    past = NOW - timedelta(seconds=330)  # minted 330 s ago, valid 300 s: expired 30 s ago
+    raw = signed_body(now=past)
+    assert verify(raw, "stock", TOKEN, leeway=60)
+    error = refused(raw, leeway=0)
+    assert (error.reason, error.http_status) == (Reason.EXPIRED, 401)
+
+
+def test_not_yet_valid() -> None:
+    """nbf or iat in the future beyond the leeway is not_yet_valid."""
+    future = int((NOW + timedelta(minutes=10)).timestamp())
+    assert refused(envelope([STOCK], nbf=future)).reason is Reason.NOT_YET_VALID
+    assert refused(envelope([STOCK], iat=future)).reason is Reason.NOT_YET_VALID
+    near = int((NOW + timedelta(seconds=20)).timestamp())
+    assert verify(envelope([STOCK], nbf=near), "stock", TOKEN, leeway=60)
+
+
+def test_request_id_claim_is_case_insensitive() -> None:
+    """RequestId and requestid name the same claim."""
+    for claim in ("RequestId", "requestid", "REQUESTID"):
+        token = jwt.encode({claim: "req-1"}, TOKEN, algorithm="HS256")
+        assert verify(with_token(envelope([STOCK]), token), "stock", TOKEN)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"requestId": "req-2"},
+        {"requestId": 1},
+        {"other": "req-1"},
+        {},
+        {"requestId": "req-1", "RequestId": "req-2"},
+    ],
+)
+def test_request_id_mismatch(claims: dict[str, Any]) -> None:
+    """The claim must equal the body's requestId in type and value."""
+    raw = json.loads(envelope([STOCK]))
+    raw["requestId"] = "req-1"
+    token = jwt.encode(claims, TOKEN, algorithm="HS256")
+    error = refused(with_token(json.dumps(raw).encode(), token))
+    assert error.reason is Reason.REQUEST_ID_MISMATCH
+
+
+def test_integer_request_ids_are_invalid_payload() -> None:
+    """requestId is a string in the contract; a number in the body is invalid_payload."""
+    document = json.loads(envelope([STOCK]))
+    document["requestId"] = 1
+    assert refused(json.dumps(document).encode()).reason is Reason.INVALID_PAYLOAD
+
+
+def test_every_reason_has_a_status() -> None:
+    """Each reason code maps to 400 (unreadable) or 401 (untrusted)."""
+    assert set(HTTP_STATUS) == set(Reason)
+    assert {HTTP_STATUS[r] for r in Reason} == {400, 401}
+
+
+def test_details_never_contain_the_key() -> None:
+    """No refusal detail repeats the verification token or the JWT."""
+    raw = signed_body(key="wrong-key-wrong-key-wrong-key-wrong-key")
+    error = refused(raw)
+    assert TOKEN not in str(error) and json.loads(raw)["token"] not in str(error)
+
+
+# --- Properties: the signer and the verifier are mirror images ------------------------
+request_ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != "")
+keys = st.text(min_size=1, max_size=64).filter(lambda s: s.strip() != "")
+algorithms = st.sampled_from(["HS256", "HS384", "HS512"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    request_id=request_ids,
+    key=keys,
+    alg=algorithms,
+    kind=st.sampled_from(["stock", "price"]),
+    count=st.integers(0, 5),
+)
+def test_any_signed_body_verifies(
+    request_id: str, key: str, alg: str, kind: str, count: int
+) -> None:
+    """Whatever the request id, key and algorithm, the signer's body verifies."""
+    items = signing.generate_items(kind, count, NOW, seed=count)
+    body = signing.build_body(items, key, now=NOW, request_id=request_id, algorithm=alg)
+    update = verify(signing.encode(body), kind, key)
+    assert (update.request_id, update.items) == (request_id, items)
+
+
+@settings(max_examples=60, deadline=None)
+@given(request_id=request_ids, key=keys, data=st.data())
+def test_any_single_mutation_is_refused(request_id: str, key: str, data: st.DataObject) -> None:
+    """Changing one character of the token, the request id or the key breaks verification."""
+    body = signing.build_body([], key, now=NOW, request_id=request_id)
+    target = data.draw(st.sampled_from(["token", "requestId", "key"]))
+    if target == "key":
+        other = data.draw(keys.filter(lambda k: k != key))
+        with pytest.raises(VerificationError):
+            verify(signing.encode(body), "stock", other)
+        return
+    original: str = body[target]
+    index = data.draw(st.integers(0, len(original) - 1))
+    replacement = data.draw(st.characters(codec="utf-8").filter(lambda c: c != original[index]))
+    body[target] = original[:index] + replacement + original[index + 1 :]
+    if target == "token" and _same_signature_bits(original, body[target]):
+        return  # base64url's last character carries spare bits: same bytes, same token
+    with pytest.raises(VerificationError):
+        verify(signing.encode(body), "stock", key)
+
+
+def _same_signature_bits(original: str, mutated: str) -> bool:
+    """True when a mutation only changed unused base64 padding bits of the signature."""
+    import base64
+
+    def decode(part: str) -> bytes | None:
+        try:
+            return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except ValueError:
+            return None
+
+    head_a, _, sig_a = original.rpartition(".")
+    head_b, _, sig_b = mutated.rpartition(".")
+    return head_a == head_b and sig_a != sig_b and decode(sig_a) == decode(sig_b) is not None
