@@ -9,9 +9,9 @@ answer.  Nothing else happens on the request path.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
-from avasam_cli.store import BatchWriter, Event, Report
+from avasam_cli.store_process import StoreProcess
 from avasam_cli.verification import DEFAULT_LEEWAY, VerificationError, verify
 
 DEFAULT_STOCK_PATH = "/webhooks/stock"
@@ -47,10 +47,6 @@ class ReceiverSettings:
         return {"stock": self.stock_path, "price": self.price_path}
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
     pairs = []
     for name_bytes, value_bytes in raw:
@@ -65,8 +61,17 @@ def _is_json(content_type: bytes) -> bool:
     return media_type == b"application/json"
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """A request refused before verification (method, media type, size)."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers or {}
 
 
 class _Disconnected(Exception):
@@ -83,19 +88,21 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _BodyTooLarge
+            raise _Refused(413, "body_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-async def _answer(send: Send, status: int, payload: Mapping[str, Any], **extra: str) -> None:
+async def _answer(
+    send: Send, status: int, payload: Mapping[str, Any], extra: Mapping[str, str] | None = None
+) -> None:
     body = orjson.dumps(payload)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    headers += [(name.encode(), value.encode()) for name, value in extra.items()]
+    headers += [(name.encode(), value.encode()) for name, value in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -103,92 +110,81 @@ async def _answer(send: Send, status: int, payload: Mapping[str, Any], **extra: 
 class WebhookEndpoint:
     """POST endpoint for one kind of update (stock or price)."""
 
-    def __init__(self, kind: str, settings: ReceiverSettings, writer: BatchWriter) -> None:
+    def __init__(self, kind: str, settings: ReceiverSettings, store: StoreProcess) -> None:
         self.kind = kind
         self.settings = settings
-        self.writer = writer
+        self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received_at = now_iso()
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        received = time.time()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        body = b""
+        extra: dict[str, str] = {}
+        # (status, http_status, reason, detail, request_id, item_count), as the store takes it
+        verdict: tuple[str, int, str | None, str | None, str | None, int | None]
+        try:
+            body = await self._read_request(scope, headers, receive)
+            update = verify(body, self.kind, self.settings.verification_token, self.settings.leeway)
+        except _Refused as refused:
+            verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
+            extra = refused.headers
+        except VerificationError as refused:
+            verdict = (
+                "rejected",
+                refused.http_status,
+                refused.reason.value,
+                refused.detail,
+                None,
+                None,
+            )
+        except _Disconnected:
+            return
+        else:
+            verdict = ("verified", 200, None, None, update.request_id, len(update.items))
+
+        client = scope.get("client")
+        outcome = await self.store.record(
+            (received, self.kind, *verdict, client and f"{client[0]}:{client[1]}", headers, body)
+        )
+        status, http_status, reason, detail, request_id, _ = verdict
+        if status == "rejected":
+            await _answer(send, http_status, {"error": reason, "detail": detail}, extra)
+        elif outcome.store_error is not None:
+            await _answer(send, 503, _STORE_UNAVAILABLE)
+        else:
+            answer = "ok" if outcome.status == "verified" else "duplicate"
+            await _answer(send, 200, {"status": answer, "requestId": request_id})
+
+    async def _read_request(
+        self, scope: Scope, headers: list[tuple[bytes, bytes]], receive: Receive
+    ) -> bytes:
+        """The body, once method, media type and size are acceptable; else _Refused."""
+        limit = self.settings.max_body_size
+        if scope["method"] != "POST":
+            raise _Refused(405, "method_not_allowed", "use POST", {"allow": "POST"})
         content_type = b""
         content_length = -1
-        for name, value in raw_headers:
+        for name, value in headers:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length" and value.isdigit():
                 content_length = int(value)
-        client = scope.get("client")
-        event = Event(
-            received_at=received_at,
-            kind=self.kind,
-            status="rejected",
-            http_status=0,
-            headers_json=redacted_headers(raw_headers),
-            body=b"",
-            client=f"{client[0]}:{client[1]}" if client else None,
-        )
-        extra: dict[str, str] = {}
-        limit = self.settings.max_body_size
-        if scope["method"] != "POST":
-            self._refuse(event, 405, "method_not_allowed", "use POST")
-            extra["allow"] = "POST"
-        elif not _is_json(content_type):
+        if not _is_json(content_type):
             shown = content_type.decode("latin-1")[:60] or "none"
-            self._refuse(
-                event,
+            raise _Refused(
                 415,
                 "unsupported_media_type",
                 f"Content-Type must be application/json (got {shown})",
             )
-        elif content_length > limit:
-            self._refuse(event, 413, "body_too_large", f"the body exceeds {limit} bytes")
-        else:
-            try:
-                event.body = await _read_body(receive, limit)
-            except _BodyTooLarge:
-                self._refuse(event, 413, "body_too_large", f"the body exceeds {limit} bytes")
-            except _Disconnected:
-                return
-            else:
-                self._verify(event)
+        if content_length > limit:
+            raise _Refused(413, "body_too_large", f"the body exceeds {limit} bytes")
+        return await _read_body(receive, limit)
 
-        await self.writer.record(event)
-        if event.status == "rejected":
-            payload: dict[str, Any] = {"error": event.reason, "detail": event.detail}
-        elif event.store_error is not None:
-            event.http_status = 503
-            payload = {
-                "error": "store_unavailable",
-                "detail": "the update could not be stored; please retry",
-            }
-        else:
-            event.http_status = 200
-            payload = {
-                "status": "ok" if event.status == "verified" else "duplicate",
-                "requestId": event.request_id,
-            }
-        await _answer(send, event.http_status, payload, **extra)
 
-    def _verify(self, event: Event) -> None:
-        settings = self.settings
-        try:
-            update = verify(event.body, self.kind, settings.verification_token, settings.leeway)
-        except VerificationError as refused:
-            self._refuse(event, refused.http_status, refused.reason.value, refused.detail)
-            return
-        event.status = "verified"
-        event.http_status = 200
-        event.request_id = update.request_id
-        event.item_count = len(update.items)
-        event.items = update.items
-
-    @staticmethod
-    def _refuse(event: Event, status: int, reason: str, detail: str) -> None:
-        event.status = "rejected"
-        event.http_status = status
-        event.reason = reason
-        event.detail = detail
+_STORE_UNAVAILABLE = {
+    "error": "store_unavailable",
+    "detail": "the update could not be stored; please retry",
+}
 
 
 async def _health(_: Request) -> Response:
@@ -206,26 +202,51 @@ async def _http_error(_: Request, error: Exception) -> Response:
 
 
 def create_app(
-    settings: ReceiverSettings, store_path: Path, report: Report | None = None
+    settings: ReceiverSettings,
+    store_path: Path,
+    output: str = "none",
+    output_fd: int | None = None,
 ) -> Starlette:
-    """The receiver; the store's writer thread starts and stops with the app's lifespan."""
-    writer = BatchWriter(store_path, report)
+    """The receiver.  Its store writer, which also prints each request when `output` is
+    "json" or "human" (to `output_fd`), starts and stops with the app's lifespan."""
+    store = StoreProcess(store_path, output, output_fd)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        writer.start()
+        await store.start()
         try:
             yield
         finally:
-            writer.close()  # commits what is queued: every answered request is stored
+            await store.close()  # after the last answer: every answered request is stored
 
-    routes = [
-        Route(path, WebhookEndpoint(kind, settings, writer))
-        for kind, path in settings.paths().items()
-    ]
-    routes.append(Route(HEALTH_PATH, _health, methods=["GET"]))
-    return Starlette(
-        routes=routes,
+    webhooks = {
+        path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths().items()
+    }
+    return ReceiverApp(
+        webhooks,
+        routes=[Route(HEALTH_PATH, _health, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
+
+
+class ReceiverApp(Starlette):
+    """Starlette, with the two webhook paths dispatched before its middleware and router.
+
+    Those layers cost more per request than the rest of the receiver's own work
+    except verification (bench/); the webhook endpoints need neither, since they
+    answer every outcome themselves.  Everything else (health, 404, lifespan) is
+    plain Starlette.
+    """
+
+    def __init__(self, webhooks: Mapping[str, WebhookEndpoint], **options: Any) -> None:
+        routes = [Route(path, endpoint) for path, endpoint in webhooks.items()]
+        super().__init__(routes=[*routes, *options.pop("routes", [])], **options)
+        self.webhooks = dict(webhooks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.webhooks.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)

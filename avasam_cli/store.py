@@ -2,18 +2,16 @@
 
 Duplicates are decided by a unique index on (kind, request_id) over verified
 rows, so the rule holds for concurrent deliveries and across processes
-sharing the file.  The receiver writes through `BatchWriter`: one thread that
-commits requests in small batches and only then lets their answers go out.
+sharing the file.  The receiver writes through `store_process`, which commits
+requests in batches and only then lets their answers go out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import queue
+import functools
 import sqlite3
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +50,7 @@ MAX_BATCH = 256
 
 @dataclass(slots=True)
 class Event:
-    """One received request, as stored and as printed."""
+    """One received request, as stored and as printed (`items` only for printing)."""
 
     received_at: str
     kind: str
@@ -74,7 +72,12 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open (and create) the store; StoreError names the file when that fails."""
     try:
         ensure_private_dir(path.parent)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            cached_statements=MAX_BATCH + 16,
+        )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process; only a power cut
@@ -92,39 +95,61 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-_INSERT = (
-    "INSERT INTO events (received_at, kind, status, http_status, reason, detail, request_id, "
-    "item_count, client, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
+_COLUMNS = (
+    "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
+    "headers, body"
 )
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-def _row(event: Event, status: str) -> tuple[Any, ...]:
-    return (
-        event.received_at,
-        event.kind,
-        status,
-        event.http_status,
-        event.reason,
-        event.detail,
-        event.request_id,
-        event.item_count,
-        event.client,
-        event.headers_json,
-        event.body,
-    )
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _insert_sql(rows: int) -> str:
+    values = ", ".join([_ROW_PLACEHOLDERS] * rows)
+    return f"INSERT INTO events ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608
+
+
+def _insert(
+    conn: sqlite3.Connection, events: Sequence[Event], status: str | None
+) -> tuple[int, int]:
+    """One statement for many rows; returns how many were inserted and the last id."""
+    params: list[Any] = []
+    for event in events:
+        params += (
+            event.received_at,
+            event.kind,
+            status or event.status,
+            event.http_status,
+            event.reason,
+            event.detail,
+            event.request_id,
+            event.item_count,
+            event.client,
+            event.headers_json,
+            event.body,
+        )
+    before = conn.total_changes
+    cursor = conn.execute(_insert_sql(len(events)), params)
+    return conn.total_changes - before, cursor.lastrowid or 0
 
 
 def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-    """Insert in one transaction; a verified event whose id was seen becomes a duplicate."""
+    """Store a batch; a verified event whose request id was seen becomes a duplicate.
+
+    The whole batch is one multi-row INSERT inside one transaction: every call into
+    SQLite hands the GIL to the event loop's thread and back, so the fewer calls, the
+    fewer costly thread switches.  Rows inserted by one statement get consecutive
+    ids (the statement holds the write lock).  When the unique index skipped some
+    rows (duplicates), the inserted ones are read back to tell which, and the rest
+    are inserted again as duplicates.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for event in events:
-            cursor = conn.execute(_INSERT, _row(event, event.status))
-            if cursor.rowcount == 0:  # the unique index said: seen before
-                event.status = "duplicate"
-                cursor = conn.execute(_INSERT, _row(event, "duplicate"))
-            event.id = cursor.lastrowid
+        inserted, last = _insert(conn, events, None)
+        if inserted == len(events):
+            for rowid, event in enumerate(events, start=last - inserted + 1):
+                event.id = rowid
+        else:
+            _mark_duplicates(conn, events, first=last - inserted + 1, last=last)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -132,85 +157,27 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         raise
 
 
-Report = Callable[[Sequence[Event]], None]
-_STOP = object()
-
-
-class BatchWriter:
-    """A thread that commits events in batches; `record` returns after the commit.
-
-    Batching lets many concurrent requests share one commit while each answer
-    still waits for its own row to be durable; the thread keeps SQLite's disk
-    I/O off the event loop.  `report` is called from the thread after each
-    commit (or failed commit), so printing never delays an answer either.
-    """
-
-    def __init__(self, path: Path, report: Report | None = None) -> None:
-        self.path = path
-        self.report = report
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    def start(self) -> None:
-        self._conn = connect(self.path)
-        self._thread = threading.Thread(target=self._run, name="avasam-store", daemon=True)
-        self._thread.start()
-
-    async def record(self, event: Event) -> None:
-        """Store `event`; afterwards its status may be "duplicate" or its store_error set."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((event, future, loop))
-        await future
-
-    def close(self) -> None:
-        """Commit everything queued, then stop the thread."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_BATCH:
-                    batch.append(self._queue.get_nowait())
-            if _STOP in batch:
-                stopping = True
-                batch = [entry for entry in batch if entry is not _STOP]
-            if batch:
-                self._commit(batch)
-
-    def _commit(self, batch: list[tuple[Event, asyncio.Future[None], Any]]) -> None:
-        events = [event for event, _, _ in batch]
-        try:
-            assert self._conn is not None
-            insert_events(self._conn, events)
-        except Exception as error:  # the thread must outlive any failure, or answers hang
-            for event in events:
-                event.store_error = str(error) or type(error).__name__
-        by_loop: dict[Any, list[asyncio.Future[None]]] = {}
-        for _, future, loop in batch:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(_resolve, futures)
-        if self.report is not None:
-            # Output trouble (a closed pipe) must not stop the storing.
-            with contextlib.suppress(Exception):
-                self.report(events)
-
-
-def _resolve(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+def _mark_duplicates(
+    conn: sqlite3.Connection, events: Sequence[Event], first: int, last: int
+) -> None:
+    rows = iter(
+        conn.execute(
+            "SELECT id, kind, request_id, status FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+            (first, last),
+        ).fetchall()
+    )
+    pending = next(rows, None)
+    duplicates = []
+    for event in events:
+        if pending is not None and (event.kind, event.request_id, event.status) == pending[1:]:
+            event.id = pending[0]
+            pending = next(rows, None)
+        else:
+            duplicates.append(event)
+    _, last = _insert(conn, duplicates, "duplicate")
+    for rowid, event in enumerate(duplicates, start=last - len(duplicates) + 1):
+        event.status = "duplicate"
+        event.id = rowid
 
 
 class EventStore:

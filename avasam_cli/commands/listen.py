@@ -134,11 +134,6 @@ def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: L
     connect(where.store_file).close()  # an unusable store stops us before we listen
     sock = bind(options.host, options.port)
 
-    printer: output.JsonEventPrinter | output.HumanEventPrinter
-    if options.as_json:
-        printer = output.JsonEventPrinter(sys.stdout.buffer)
-    else:
-        printer = output.HumanEventPrinter(output.make_console(), output.make_console(stderr=True))
     receiver = ReceiverSettings(
         verification_token=token,
         stock_path=options.stock_path,
@@ -146,7 +141,13 @@ def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: L
         leeway=options.leeway,
         max_body_size=options.max_body_size,
     )
-    app = create_app(receiver, where.store_file, report=printer)
+    # The store writer prints each request once it is committed, on our stdout.
+    app = create_app(
+        receiver,
+        where.store_file,
+        output="json" if options.as_json else "human",
+        output_fd=sys.stdout.fileno(),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -168,6 +169,5 @@ def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: L
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
-    output.info(f"Stopped: {printer.summary()}.")
     if not server.started:
         raise UsageError("the receiver could not start (see the messages above)")

@@ -1,0 +1,231 @@
+"""Throughput, latency and memory of `avasam listen` against a bare Starlette receiver.
+
+Usage: python bench/listener.py [--duration 10] [--connections 20] [--skip-memory]
+
+Both servers run on this machine with the same uvicorn settings; wrk (Debian
+package `wrk`) drives them with distinct, validly signed bodies (1 item and
+1,000 items).  The listener runs with `--json` and its output goes to a file.
+
+Targets: ratio listener/bare >= 0.5 for both payloads; p99 <= 20 ms for 1-item
+payloads at 20 connections; resident memory grows by no more than 20 MB
+between 1,000 and 100,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+
+from avasam_cli import signing
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "signed_bodies.lua"
+TOKEN = "bench-verification-token-" + "0123456789" * 4
+ON = "2026-11-27T12:00:00.0000000+00:00"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_tokens(path: Path, count: int, prefix: str) -> None:
+    now = datetime.now(UTC)
+    with path.open("w") as out:
+        for index in range(count):
+            request_id = f"{prefix}-{index:07d}"
+            token = signing.sign_token(request_id, TOKEN, now=now, expires_in=3 * 3600)
+            out.write(f"{request_id}\t{token}\n")
+
+
+def write_data(path: Path, items: int) -> None:
+    data = signing.generate_items("stock", items, datetime.now(UTC), seed=items)
+    path.write_bytes(orjson.dumps(data))
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, env: dict[str, str], stdout: Path) -> Iterator[int]:
+    with stdout.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.post(
+                        f"http://127.0.0.1:{port}/webhooks/stock",
+                        content=b"{}",
+                        headers={"content-type": "application/json"},
+                        timeout=1,
+                    )
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"{command[:3]} did not start")
+            yield process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def wrk(
+    port: int, tokens: Path, data: Path, seconds: float, connections: int, limit: int = 0
+) -> dict[str, float]:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(seconds)}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}/webhooks/stock",
+        "--",
+        str(tokens),
+        str(data),
+        ON,
+        str(limit),
+    ]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    requests = re.search(r"(\d+) requests in", text)
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "requests": float(requests.group(1)) if requests else 0.0,
+    }
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the listener's store writer)."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for member in [pid, *map(int, children)]:
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def main() -> int:  # noqa: PLR0915 - one linear script, easier to read whole
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternate bare and listener this many times; medians are reported",
+    )
+    parser.add_argument("--skip-memory", action="store_true")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `apt-get install wrk` (Debian package wrk)", file=sys.stderr)
+        return 2
+
+    runs: dict[tuple[int, str], list[dict[str, float]]] = {}
+    failed = False
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        env = {
+            **os.environ,
+            "AVASAM_HOME": str(folder / "home"),
+            "AVASAM_VERIFICATION_TOKEN": TOKEN,
+        }
+        for items, count in ((1, 120_000), (1000, 8_000)):
+            data = folder / f"data-{items}.json"
+            write_data(data, items)
+            # Alternating rounds: the machine's speed drifts, and both servers share it.
+            for round_ in range(options.rounds):
+                for server in ("bare", "listener"):
+                    tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
+                    write_tokens(tokens, count, f"{server}-{items}-{round_}")
+                    port = free_port()
+                    if server == "bare":
+                        command = [sys.executable, str(HERE / "bare_app.py"), str(port)]
+                    else:
+                        command = [
+                            sys.executable,
+                            "-m",
+                            "avasam_cli",
+                            "listen",
+                            "--json",
+                            "--port",
+                            str(port),
+                        ]
+                    with running(command, port, env, folder / f"{server}.out"):
+                        wrk(port, tokens, data, 2, options.connections)  # warm-up
+                        figures = wrk(port, tokens, data, options.duration, options.connections)
+                    runs.setdefault((items, server), []).append(figures)
+                    tokens.unlink()
+        results = {
+            key: {name: statistics.median(run[name] for run in values) for name in values[0]}
+            for key, values in runs.items()
+        }
+        print(
+            f"medians of {options.rounds} alternating rounds of {options.duration:.0f} s, "
+            f"{options.connections} connections"
+        )
+        print(f"{'payload':<12}{'server':<10}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}")
+        for (items, server), figures in results.items():
+            print(
+                f"{items:>5} items  {server:<10}{figures['rps']:>10.0f}"
+                f"{figures['p99_ms']:>10.2f}{figures['non_2xx']:>10.0f}"
+            )
+            failed |= figures["non_2xx"] > 0
+        for items in (1, 1000):
+            ratio = results[(items, "listener")]["rps"] / results[(items, "bare")]["rps"]
+            verdict = "PASS" if ratio >= 0.5 else "FAIL"
+            failed |= ratio < 0.5
+            print(f"ratio listener/bare, {items} items: {ratio:.2f} (target >= 0.5) {verdict}")
+        p99 = results[(1, "listener")]["p99_ms"]
+        failed |= not p99 <= 20
+        print(
+            f"p99, 1 item, {options.connections} connections: {p99:.2f} ms (target <= 20) "
+            f"{'PASS' if p99 <= 20 else 'FAIL'}"
+        )
+
+        if not options.skip_memory:
+            data = folder / "data-1.json"
+            tokens = folder / "tokens-memory.tsv"
+            write_tokens(tokens, 100_000, "memory")
+            port = free_port()
+            command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
+            with running(command, port, env, folder / "memory.out") as pid:
+                wrk(port, tokens, data, 600, options.connections, limit=1_000)
+                early = rss_mb(pid)
+                wrk(port, tokens, data, 600, options.connections, limit=99_000)
+                late = rss_mb(pid)
+            growth = late - early
+            failed |= growth > 20
+            print(
+                f"resident memory: {early:.1f} MB after 1,000 requests, {late:.1f} MB after "
+                f"100,000: +{growth:.1f} MB (target <= 20) {'PASS' if growth <= 20 else 'FAIL'}"
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
