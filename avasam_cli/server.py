@@ -31,8 +31,6 @@ DEFAULT_STOCK_PATH = "/webhooks/stock"
 DEFAULT_PRICE_PATH = "/webhooks/price"
 HEALTH_PATH = "/healthz"
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-# Header names that may carry credentials: stored as "[redacted]".
-_SECRET_HEADER_MARKERS = ("auth", "cookie", "token", "secret", "key", "signature")
 
 
 @dataclass(frozen=True)
@@ -45,15 +43,6 @@ class ReceiverSettings:
 
     def paths(self) -> Mapping[str, str]:
         return {"stock": self.stock_path, "price": self.price_path}
-
-
-def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
-    pairs = []
-    for name_bytes, value_bytes in raw:
-        name = name_bytes.decode("latin-1").lower()
-        secret = any(marker in name for marker in _SECRET_HEADER_MARKERS)
-        pairs.append((name, "[redacted]" if secret else value_bytes.decode("latin-1")))
-    return orjson.dumps(pairs).decode()
 
 
 def _is_json(content_type: bytes) -> bool:

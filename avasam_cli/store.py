@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_verified_once
 CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id);
 """
 BUSY_TIMEOUT_MS = 10_000
+# Header names that may carry credentials: stored as "[redacted]".
+_SECRET_HEADER_MARKERS = ("auth", "cookie", "token", "secret", "key", "signature")
 MAX_BATCH = 256
 
 
@@ -66,6 +69,15 @@ class Event:
     items: list[dict[str, Any]] | None = field(default=None, repr=False)  # not stored
     id: int | None = None
     store_error: str | None = None
+
+
+def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
+    pairs = []
+    for name_bytes, value_bytes in raw:
+        name = name_bytes.decode("latin-1").lower()
+        secret = any(marker in name for marker in _SECRET_HEADER_MARKERS)
+        pairs.append((name, "[redacted]" if secret else value_bytes.decode("latin-1")))
+    return json.dumps(pairs)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from avasam_cli.errors import StoreError
+from avasam_cli.store import Event, connect, insert_events, redacted_headers
 
 FRAME = struct.Struct(">I")
 OUTPUT_MODES = ("none", "json", "human")
@@ -189,10 +190,7 @@ def _wait(process: subprocess.Popen[bytes]) -> None:
 
 
 # --- The child ---------------------------------------------------------------------
-def _wire_to_event(fields: Sequence[Any]) -> tuple[int, Any]:
-    from avasam_cli.server import redacted_headers
-    from avasam_cli.store import Event
-
+def _wire_to_event(fields: Sequence[Any]) -> tuple[int, Event]:
     seq, received, kind, status, http_status, reason, detail, request_id, count, client = fields[
         :10
     ]
@@ -238,9 +236,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def worker_main(argv: Sequence[str]) -> int:
     import orjson
-
-    from avasam_cli.errors import StoreError
-    from avasam_cli.store import connect, insert_events
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -26,7 +26,6 @@ import jwt
 import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
-from jwt.utils import base64url_decode, base64url_encode
 
 from avasam_cli.errors import OperationFailed
 
@@ -241,11 +240,14 @@ class _CachedKeyHMAC(HMACAlgorithm):
 _BASE64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
 
 
+_BASE64URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
 class _FastJWS(PyJWS):
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
         # Same rules as PyJWT's own check (alphabet, padding, canonical form), with a
-        # regular expression in place of a Python loop over every character.
+        # regular expression and binascii in place of a Python loop over every character.
         stripped = segment.rstrip(b"=")
         if (
             not _BASE64URL_SEGMENT.fullmatch(segment)
@@ -253,11 +255,12 @@ class _FastJWS(PyJWS):
             or len(stripped) % 4 == 1
         ):
             raise jwt.DecodeError(f"Invalid {name} padding")
+        standard = stripped.translate(_BASE64URL_TO_STANDARD)
         try:
-            decoded = base64url_decode(stripped)
-        except (TypeError, binascii.Error) as error:
+            decoded = binascii.a2b_base64(standard + b"=" * (-len(standard) % 4), strict_mode=True)
+        except binascii.Error as error:
             raise jwt.DecodeError(f"Invalid {name} padding") from error
-        if base64url_encode(decoded) != stripped:
+        if binascii.b2a_base64(decoded, newline=False).rstrip(b"=") != standard:
             raise jwt.DecodeError(f"Invalid {name} padding")
         return decoded
 
@@ -342,7 +345,9 @@ def verify(
     if type(data) is not list:
         raise _invalid("data", "a list of items", document.get("data", ...))
     problem_of = ITEM_RULES[kind]
-    for index, item in enumerate([] if _all_items_valid(kind, data) else data):
+    # Column checks pay off from a few dozen items; below that the loop is cheaper.
+    checked_by_columns = len(data) >= 32 and _all_items_valid(kind, data)
+    for index, item in enumerate([] if checked_by_columns else data):
         if type(item) is not dict:
             raise _invalid(f"data[{index}]", "an object", item)
         problem = problem_of(item)

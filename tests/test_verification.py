@@ -312,3 +312,90 @@ def _same_signature_bits(original: str, mutated: str) -> bool:
     head_a, _, sig_a = original.rpartition(".")
     head_b, _, sig_b = mutated.rpartition(".")
     return head_a == head_b and sig_a != sig_b and decode(sig_a) == decode(sig_b) is not None
+
+
+# --- The fast paths agree with the reference rules ---------------------------------
+item_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        ["2021-12-22T17:36:19.8066912+00:00", "2021-12-22", "2021-12-22T17:36:19", " ", "A-1"]
+    ),
+)
+items_strategy = st.lists(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(["sku", "quantity", "price", "updatedOn", "x"]), item_values, max_size=5
+        ),
+        st.fixed_dictionaries(
+            {
+                "sku": st.just("A-1"),
+                "quantity": st.integers(0, 9),
+                "price": st.floats(0, 99),
+                "updatedOn": st.just(STOCK["updatedOn"]),
+            }
+        ),
+        item_values,
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["stock", "price"]), data=items_strategy)
+def test_column_checks_agree_with_item_rules(kind: str, data: list[Any]) -> None:
+    """The column-by-column fast path accepts exactly what the per-item rules accept."""
+    from avasam_cli.verification import ITEM_RULES, _all_items_valid
+
+    reference = all(type(item) is dict and ITEM_RULES[kind](item) is None for item in data)
+    assert _all_items_valid(kind, data) == reference
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "eyJhbGciOiJIUzI1NiJ9.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.",
+        "eyJhbGciOiJIUzI1NiJ9=.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.abc",
+        "eyJhbGciOiJIUzI1NiJ9.e.abc",
+        "eyJhbGciOiJIUzI1NiJ9.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.a+b/",
+        "eyJhbGciOiJIUzI1NiJ9.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.YWJj==",
+        "eyJhbGciOiJIUzI1NiJ9.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.YWJk",
+        "eyJhbGciOiJIUzI1NiJ9.eyJyZXF1ZXN0SWQiOiJyZXEtMSJ9.YWJl",
+    ],
+)
+def test_fast_jwt_decoder_agrees_with_pyjwt(token: str) -> None:
+    """Our tuned PyJWT subclass refuses exactly what stock PyJWT refuses."""
+    from avasam_cli.verification import _JWT
+
+    def outcome(decoder: jwt.PyJWT) -> str:
+        try:
+            decoder.decode_complete(token, TOKEN, algorithms=["HS256"])
+        except jwt.PyJWTError as error:
+            return type(error).__name__
+        return "ok"
+
+    assert outcome(_JWT) == outcome(jwt.PyJWT())
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
+    """On any one-character change to a valid token, both decoders agree."""
+    from avasam_cli.verification import _JWT
+
+    token = signing.sign_token("req-1", TOKEN, now=NOW)
+    index = data.draw(st.integers(0, len(token) - 1))
+    char = data.draw(st.sampled_from("AZaz09-_=+/.!"))
+    mutated = token[:index] + char + token[index + 1 :]
+
+    def outcome(decoder: jwt.PyJWT) -> str:
+        try:
+            decoder.decode_complete(mutated, TOKEN, algorithms=["HS256"], leeway=10**9)
+        except jwt.PyJWTError as error:
+            return type(error).__name__
+        return "ok"
+
+    assert outcome(_JWT) == outcome(jwt.PyJWT())
