@@ -82,7 +82,9 @@ def event_record(event: Any) -> dict[str, Any]:
     if event.store_error is not None:
         record["store_error"] = event.store_error
     if event.status == "verified" and event.store_error is None:
-        record["data"] = event.items
+        import orjson
+
+        record["data"] = orjson.Fragment(event.data_json or b"[]")
     elif event.status == "duplicate":
         record["reason"] = "duplicate"
         record["items"] = event.item_count
@@ -163,10 +165,12 @@ class HumanEventPrinter(EventCounter):
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:
             self.console.print(f"          [dim]{escape(event.detail)}[/]")
-        if status == "verified" and event.items and event.store_error is None:
+        if status == "verified" and event.item_count and event.store_error is None:
+            import orjson
             from rich.padding import Padding
 
-            self.console.print(Padding(items_table(event.kind, event.items), (0, 0, 0, 10)))
+            items = orjson.loads(event.data_json or b"[]")
+            self.console.print(Padding(items_table(event.kind, items), (0, 0, 0, 10)))
 
 
 def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Any:

@@ -118,22 +118,17 @@ class WebhookEndpoint:
             verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
             extra = refused.headers
         except VerificationError as refused:
-            verdict = (
-                "rejected",
-                refused.http_status,
-                refused.reason.value,
-                refused.detail,
-                None,
-                None,
-            )
+            code = refused.reason.value
+            verdict = ("rejected", refused.http_status, code, refused.detail, None, None)
         except _Disconnected:
             return
         else:
             verdict = ("verified", 200, None, None, update.request_id, len(update.items))
 
         client = scope.get("client")
+        client_address = f"{client[0]}:{client[1]}" if client else None
         outcome = await self.store.record(
-            (received, self.kind, *verdict, client and f"{client[0]}:{client[1]}", headers, body)
+            (received, self.kind, *verdict, client_address, headers, body)
         )
         status, http_status, reason, detail, request_id, _ = verdict
         if status == "rejected":

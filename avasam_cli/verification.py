@@ -150,37 +150,36 @@ ITEM_RULES: Mapping[str, Callable[[dict[str, Any]], Problem]] = {
     "stock": stock_item_problem,
     "price": price_item_problem,
 }
-# The one numeric field each kind carries, and the types it may have.
-_NUMBER_FIELD: Mapping[str, tuple[str, set[type]]] = {
-    "stock": ("quantity", {int}),
-    "price": ("price", {int, float}),
+# Each kind's columns (sku, its number, updatedOn) and the types its number may have.
+_COLUMNS: Mapping[str, tuple[Callable[[dict[str, Any]], tuple[Any, ...]], set[type]]] = {
+    "stock": (operator.itemgetter("sku", "quantity", "updatedOn"), {int}),
+    "price": (operator.itemgetter("sku", "price", "updatedOn"), {int, float}),
 }
-_get_sku = operator.methodcaller("get", "sku")
-_get_updated_on = operator.methodcaller("get", "updatedOn")
 
 
 def _all_items_valid(kind: str, data: list[Any]) -> bool:
     """True when every item passes its kind's rules, checked column by column.
 
     Same rules as ITEM_RULES, but each column is checked by builtins looping in C
-    (map, set, min) instead of a Python call per item: a 1,000-item update costs
-    a fraction of the per-item loop.  When it says False, the per-item loop finds
-    and names the first bad field.
+    (map, zip, set, min) instead of a Python call per item: a 1,000-item update
+    costs a fraction of the per-item loop.  When it says False, the per-item loop
+    finds and names the first bad field.
     """
     if not data:
         return True
     if set(map(type, data)) != {dict}:
         return False
-    field, number_types = _NUMBER_FIELD[kind]
-    numbers = list(map(operator.methodcaller("get", field), data))
+    columns, number_types = _COLUMNS[kind]
+    try:
+        skus, numbers, times = zip(*map(columns, data), strict=True)
+    except KeyError:  # a missing field
+        return False
     if not set(map(type, numbers)) <= number_types or min(numbers) < 0:
         return False
     if kind == "price" and not all(map(math.isfinite, numbers)):
         return False
-    skus = list(map(_get_sku, data))
     if set(map(type, skus)) != {str} or not all(skus) or any(map(str.isspace, skus)):
         return False
-    times = list(map(_get_updated_on, data))
     if set(map(type, times)) != {str} or min(map(len, times)) <= 10:
         return False
     try:
