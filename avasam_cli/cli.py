@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from avasam_cli import __version__
-from avasam_cli.errors import AvasamError
+from avasam_cli.errors import AvasamError, UsageError
 
 
 class GuardedGroup(TyperGroup):
@@ -26,7 +27,8 @@ class GuardedGroup(TyperGroup):
         except AvasamError as failure:
             from avasam_cli import output
 
-            output.error(failure.message)
+            if failure.message:
+                output.error(failure.message)
             raise typer.Exit(failure.exit_code) from None
 
 
@@ -124,6 +126,12 @@ def configure(
     base_url: Annotated[
         str | None, typer.Option(help="API base URL (default https://app.avasam.com).")
     ] = None,
+    listen_host: Annotated[
+        str | None, typer.Option(help="Default host for `avasam listen` and `send-test`.")
+    ] = None,
+    listen_port: Annotated[
+        str | None, typer.Option(help="Default port for `avasam listen` and `send-test`.")
+    ] = None,
     generate_verification_token: Annotated[
         bool,
         typer.Option(
@@ -143,6 +151,8 @@ def configure(
             "secret_key": secret_key,
             "verification_token": verification_token,
             "base_url": base_url,
+            "listen_host": listen_host,
+            "listen_port": listen_port,
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),
@@ -185,8 +195,13 @@ def config_path(as_json: JsonOption = False) -> None:
 )
 def listen(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8787,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: profile, else 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on (default: profile, else 8787).", min=0, max=65535),
+    ] = None,
     stock_path: Annotated[str, typer.Option(help="Path of the stock update endpoint.")] = (
         "/webhooks/stock"
     ),
@@ -217,17 +232,239 @@ def listen(
 
     config = _config_file()
     flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
+    flags["listen_host"] = host
+    flags["listen_port"] = None if port is None else str(port)
+    settings = resolve(config, ctx.obj.profile, flags)
     options = command.ListenOptions(
-        host=host,
-        port=port,
+        host=settings.require("listen_host"),
+        port=int(settings.require("listen_port")),
         stock_path=stock_path,
         price_path=price_path,
         leeway=leeway,
         max_body_size=max_body_size,
         as_json=as_json,
     )
-    settings = resolve(config, ctx.obj.profile, flags)
     command.run(options, settings, config, locations())
+
+
+class Kind(StrEnum):
+    stock = "stock"
+    price = "price"
+
+
+class Algorithm(StrEnum):
+    HS256 = "HS256"
+    HS384 = "HS384"
+    HS512 = "HS512"
+
+
+class Tamper(StrEnum):
+    signature = "signature"
+    request_id = "request-id"
+    expired = "expired"
+    alg_none = "alg-none"
+    wrong_token = "wrong-token"  # noqa: S105 - a mode's name
+
+
+KindArgument = Annotated[Kind, typer.Argument(help="Which webhook to play: stock or price.")]
+SkuOption = Annotated[
+    list[str] | None, typer.Option("--sku", help="An item's SKU (repeat for several items).")
+]
+QuantityOption = Annotated[
+    int | None, typer.Option(help="Quantity of each --sku item (stock; default 10).", min=0)
+]
+PriceOption = Annotated[
+    float | None, typer.Option(help="Price of each --sku item (price; default 9.99).")
+]
+ItemsOption = Annotated[
+    int | None,
+    typer.Option("--items", help="Generate N realistic items.", min=0, max=100_000),
+]
+DataFileOption = Annotated[
+    str | None,
+    typer.Option(help="A JSON list of items to send as they are (- for standard input)."),
+]
+RequestIdOption = Annotated[str | None, typer.Option(help="The requestId (default: a new UUID).")]
+OnOption = Annotated[str | None, typer.Option(help="The envelope's `on` time (default: now).")]
+AlgOption = Annotated[Algorithm, typer.Option("--alg", help="JWT algorithm.")]
+ExpiresOption = Annotated[
+    int, typer.Option(help="Token lifetime in seconds; 0 leaves out `exp`.", min=0)
+]
+IatOption = Annotated[bool, typer.Option("--iat/--no-iat", help="Include the `iat` claim.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(help=f"Verification token (default: env, then profile). {STDIN_HELP}"),
+]
+
+
+def _signing_options(
+    ctx: typer.Context,
+    token_flag: str | None,
+    request_id: str | None,
+    on: str | None,
+    alg: Algorithm,
+    expires_in: int,
+    iat: bool,
+) -> Any:
+    from avasam_cli.commands import simulate
+    from avasam_cli.commands.configure import read_stdin_values
+    from avasam_cli.config import resolve
+
+    flags = read_stdin_values({"verification_token": token_flag}, sys.stdin)
+    settings = resolve(_config_file(), ctx.find_root().obj.profile, flags)
+    return simulate.SigningOptions(
+        verification_token=settings.require("verification_token"),
+        request_id=request_id,
+        on=on,
+        algorithm=alg.value,
+        expires_in=expires_in,
+        include_iat=iat,
+    )
+
+
+def _item_options(
+    kind: Kind,
+    sku: list[str] | None,
+    quantity: int | None,
+    price: float | None,
+    items: int | None,
+    data_file: str | None,
+) -> Any:
+    from avasam_cli.commands import simulate
+
+    return simulate.ItemOptions(kind.value, tuple(sku or ()), quantity, price, items, data_file)
+
+
+@app.command(
+    "sign-test-payload",
+    epilog="Examples:\n\n"
+    "  avasam sign-test-payload --pretty\n\n"
+    "  avasam sign-test-payload price --sku A-1 --price 12.5\n\n"
+    "  avasam sign-test-payload | curl -H 'Content-Type: application/json' -d @- "
+    "http://127.0.0.1:8787/webhooks/stock",
+)
+def sign_test_payload(
+    ctx: typer.Context,
+    kind: KindArgument = Kind.stock,
+    sku: SkuOption = None,
+    quantity: QuantityOption = None,
+    price: PriceOption = None,
+    items: ItemsOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    on: OnOption = None,
+    alg: AlgOption = Algorithm.HS256,
+    expires_in: ExpiresOption = 300,
+    iat: IatOption = True,
+    verification_token: TokenOption = None,
+    pretty: Annotated[bool, typer.Option(help="Indent the JSON.")] = False,
+) -> None:
+    """Print a webhook body signed as Avasam signs it (JSON on stdout, nothing else)."""
+    from avasam_cli.commands import simulate
+
+    signing_options = _signing_options(
+        ctx, verification_token, request_id, on, alg, expires_in, iat
+    )
+    simulate.sign_test_payload(
+        _item_options(kind, sku, quantity, price, items, data_file), signing_options, pretty
+    )
+
+
+@app.command(
+    "send-test",
+    epilog="Examples:\n\n"
+    "  avasam send-test\n\n"
+    "  avasam send-test price --sku A-1 --price 12.5\n\n"
+    "  avasam send-test --tamper signature\n\n"
+    "  avasam send-test --count 1000 --concurrency 20 --url https://my-shop.example/avasam/stock",
+)
+def send_test(
+    ctx: typer.Context,
+    kind: KindArgument = Kind.stock,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Where to send (default: the local listener's endpoint for the kind)."),
+    ] = None,
+    sku: SkuOption = None,
+    quantity: QuantityOption = None,
+    price: PriceOption = None,
+    items: ItemsOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    on: OnOption = None,
+    alg: AlgOption = Algorithm.HS256,
+    expires_in: ExpiresOption = 300,
+    iat: IatOption = True,
+    verification_token: TokenOption = None,
+    tamper: Annotated[
+        Tamper | None,
+        typer.Option(help="Send a forged request on purpose; succeed only if it is refused (401)."),
+    ] = None,
+    count: Annotated[int, typer.Option(help="Send N requests (a load run).", min=1)] = 1,
+    concurrency: Annotated[
+        int, typer.Option(help="Requests in flight at once in a load run.", min=1, max=1000)
+    ] = 10,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for each answer.", min=0.1)
+    ] = 10.0,
+) -> None:
+    """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
+    from avasam_cli.commands import simulate
+    from avasam_cli.config import resolve
+
+    signing_options = _signing_options(
+        ctx, verification_token, request_id, on, alg, expires_in, iat
+    )
+    item_options = _item_options(kind, sku, quantity, price, items, data_file)
+    if url is None:
+        settings = resolve(_config_file(), ctx.find_root().obj.profile)
+        host = settings.require("listen_host")
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a target
+        url = f"http://{host}:{settings.require('listen_port')}/webhooks/{kind.value}"
+    if count > 1 and tamper is not None:
+        raise UsageError("--tamper sends one forged request: leave out --count")
+    if count > 1:
+        simulate.send_load(url, item_options, signing_options, count, concurrency, timeout)
+        return
+    body = simulate.build_body(item_options, signing_options)
+    if tamper is not None:
+        body = simulate.tampered(body, tamper.value, signing_options)
+    simulate.send_one(url, body, timeout, tamper.value if tamper else None)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  avasam verify body.json\n\n"
+    "  avasam sign-test-payload price | avasam verify - --json",
+)
+def verify(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A saved webhook body, or - for stdin.")] = "-",
+    kind: Annotated[
+        Kind | None, typer.Option(help="stock or price (default: guessed from the items).")
+    ] = None,
+    verification_token: TokenOption = None,
+    leeway: Annotated[
+        float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
+    ] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Verify a saved webhook body offline with your verification token."""
+    from avasam_cli.commands import verify_cmd
+    from avasam_cli.commands.configure import read_stdin_values
+    from avasam_cli.config import resolve
+
+    if source == "-" and verification_token == "-":  # noqa: S105 - the stdin marker
+        raise UsageError("the body and the token cannot both come from standard input")
+    flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
+    settings = resolve(_config_file(), ctx.find_root().obj.profile, flags)
+    verify_cmd.run(
+        source,
+        kind.value if kind else None,
+        settings.require("verification_token"),
+        leeway,
+        as_json,
+    )
 
 
 def main() -> None:

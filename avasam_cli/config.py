@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,32 @@ DEFAULT_PROFILE = "default"
 PROFILE_ENV = "AVASAM_PROFILE"
 DEFAULT_BASE_URL = "https://app.avasam.com"
 
-FIELDS = ("consumer_key", "secret_key", "verification_token", "base_url")
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+DEFAULT_LISTEN_PORT = "8787"
+
+FIELDS = (
+    "consumer_key",
+    "secret_key",
+    "verification_token",
+    "base_url",
+    "listen_host",
+    "listen_port",
+)
+PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
-DEFAULTS: Mapping[str, str] = {"base_url": DEFAULT_BASE_URL}
+DEFAULTS: Mapping[str, str] = {
+    "base_url": DEFAULT_BASE_URL,
+    "listen_host": DEFAULT_LISTEN_HOST,
+    "listen_port": DEFAULT_LISTEN_PORT,
+}
 ENV_VARS: Mapping[str, str] = {name: f"AVASAM_{name.upper()}" for name in FIELDS}
 LABELS: Mapping[str, str] = {
     "consumer_key": "consumer key",
     "secret_key": "secret key",
     "verification_token": "verification token",
     "base_url": "base URL",
+    "listen_host": "listener host",
+    "listen_port": "listener port",
 }
 
 # The verification token is the HS256 key: RFC 7518 asks for a key at least as long as the hash.
@@ -86,6 +103,22 @@ def normalize_base_url(url: str) -> str:
             f"malformed base URL {url!r}: {problem}; for example --base-url {DEFAULT_BASE_URL}"
         )
     return candidate.rstrip("/")
+
+
+def normalize_port(port: str) -> str:
+    """A TCP port number as text; raise ConfigError otherwise."""
+    candidate = port.strip()
+    if not candidate.isdigit() or not 0 <= int(candidate) <= 65535:
+        raise ConfigError(
+            f"invalid listener port {port!r}: use a number from 1 to 65535 (0: any free port)"
+        )
+    return str(int(candidate))
+
+
+NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    "base_url": normalize_base_url,
+    "listen_port": normalize_port,
+}
 
 
 def check_profile_name(name: str) -> str:
@@ -229,7 +262,7 @@ def resolve(
             ("default", DEFAULTS.get(name)),
         )
         source, value = next(((s, v) for s, v in candidates if v), ("unset", None))
-        if name == "base_url" and value is not None:
-            value = normalize_base_url(value)
+        if value is not None and name in NORMALIZERS:
+            value = NORMALIZERS[name](value)
         values[name] = Setting(name, value, source)
     return Settings(profile, profile_source, values)

@@ -41,6 +41,13 @@ class OperationFailed(AvasamError):
     exit_code = EXIT_FAILED
 
 
+class AlreadyReported(OperationFailed):
+    """The failure was printed already (a verdict on stdout): exit 1, nothing more to say."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
 class StoreError(OperationFailed):
     """The event store could not be opened, read or written."""
 

@@ -57,6 +57,10 @@ def table(rows: Sequence[Sequence[str]], stream: TextIO | None = None) -> None:
         print(styled(line.rstrip(), "bold", target) if index == 0 else line.rstrip(), file=target)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def make_console(stderr: bool = False) -> Console:
     """A rich console; colour and markup follow the terminal and NO_COLOR."""
     from rich.console import Console
@@ -161,7 +165,7 @@ class HumanEventPrinter(EventCounter):
         else:
             label = f"[{_STATUS_STYLE[status]}]{status}[/]"
         request_id = escape(event.request_id or "-")
-        items = "" if event.item_count is None else f"  {event.item_count} items"
+        items = "" if event.item_count is None else f"  {plural(event.item_count, 'item')}"
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:
             self.console.print(f"          [dim]{escape(event.detail)}[/]")

@@ -22,11 +22,13 @@ import contextlib
 import fcntl
 import marshal
 import os
+import queue
 import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,19 +225,66 @@ def _wire_to_event(fields: Sequence[Any]) -> tuple[int, Event]:
     return seq, event
 
 
-def _make_printer(mode: str, fd: int) -> Callable[[Sequence[Any]], None] | None:
+class _BackgroundPrinter:
+    """Prints committed events on a thread, so a stalled stdout never stalls storing.
+
+    A terminal paused with Ctrl-S, or a pipe nobody reads, blocks writes; the
+    store writer must keep committing and answering all the same.  Past
+    MAX_UNPRINTED waiting batches, batches are dropped and counted instead.
+    """
+
+    MAX_UNPRINTED = 1000
+
+    def __init__(self, printer: Any) -> None:
+        self.printer = printer
+        self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="avasam-printer", daemon=True)
+        self.thread.start()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        try:
+            self.batches.put_nowait(events)
+        except queue.Full:
+            self.printer.count(events)
+            self.dropped += len(events)
+
+    def _run(self) -> None:
+        import orjson
+
+        while (events := self.batches.get()) is not None:
+            for event in events:  # the items, for printing: the body was verified already
+                if event.status == "verified" and event.store_error is None:
+                    event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
+            with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
+                self.printer(events)
+
+    def close(self, timeout: float) -> str:
+        """Print what is waiting (for at most `timeout` seconds); return the summary."""
+        with contextlib.suppress(queue.Full):
+            self.batches.put(None, timeout=timeout)
+        self.thread.join(timeout)
+        summary = str(self.printer.summary())
+        if self.dropped:
+            summary += f"; {self.dropped} not printed because the output was blocked"
+        return summary
+
+
+def _make_printer(mode: str, fd: int) -> _BackgroundPrinter | None:
     from avasam_cli import output
 
     if mode == "none" or fd < 0:
         return None
     if mode == "json":
-        return output.JsonEventPrinter(os.fdopen(fd, "wb"))
+        return _BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")))
     from rich.console import Console
 
     text = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    return output.HumanEventPrinter(
-        Console(file=text, highlight=False, soft_wrap=False),
-        Console(stderr=True, highlight=False, soft_wrap=False),
+    return _BackgroundPrinter(
+        output.HumanEventPrinter(
+            Console(file=text, highlight=False, soft_wrap=False),
+            Console(stderr=True, highlight=False, soft_wrap=False),
+        )
     )
 
 
@@ -247,8 +296,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    import orjson
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
@@ -277,16 +324,11 @@ def worker_main(argv: Sequence[str]) -> int:
         outcome = [(seq, e.id, e.status, e.store_error) for seq, e in received]
         _write_all(1, frame(outcome))
         if printer is not None:
-            for event in events:  # the items, for printing: the body was verified already
-                if event.status == "verified" and event.store_error is None:
-                    event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
-            with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
-                printer(events)
+            printer(events)
     conn.close()
-    summary = getattr(printer, "summary", None)
-    if summary is not None:
+    if printer is not None:
         with contextlib.suppress(Exception):
-            print(f"Stopped: {summary()}.", file=sys.stderr, flush=True)
+            print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
     return 0
 
 

@@ -78,9 +78,16 @@ def serve_in_thread(app: Starlette) -> Iterator[str]:
 
 
 class ListenProcess:
-    """`avasam listen` in a subprocess, with its own AVASAM_HOME."""
+    """`avasam listen` in a subprocess, with its own AVASAM_HOME.
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    Its output is read as it comes, as a terminal would, unless `drain` is False
+    (a consumer that has stopped reading).
+    """
+
+    def __init__(
+        self, home: Path, *args: str, env: dict[str, str] | None = None, drain: bool = True
+    ) -> None:
+        self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "AVASAM_HOME": str(home), "NO_COLOR": "1", **(env or {})}
@@ -90,14 +97,24 @@ class ListenProcess:
             stderr=subprocess.PIPE,
             env=full_env,
         )
+        self.captured: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
+        self.readers = []
+        if drain:
+            for name, stream in (("out", self.process.stdout), ("err", self.process.stderr)):
+                reader = threading.Thread(target=self._drain, args=(stream, name), daemon=True)
+                reader.start()
+                self.readers.append(reader)
         self.wait_ready()
+
+    def _drain(self, stream: Any, name: str) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            self.captured[name] += chunk
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                _, err = self.process.communicate()
-                raise RuntimeError(f"listen exited {self.process.returncode}: {err.decode()}")
+                raise RuntimeError(f"listen exited {self.process.returncode}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -109,9 +126,22 @@ class ListenProcess:
         import signal
 
         self.process.send_signal(sig or signal.SIGTERM)
+        if not self.readers:
+            try:
+                out, err = self.process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                out, err = self.process.communicate()
+            return self.process.returncode, out.decode(), err.decode()
         try:
-            out, err = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, err = self.process.communicate()
+            self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        out, err = bytes(self.captured["out"]), bytes(self.captured["err"])
         return self.process.returncode, out.decode(), err.decode()

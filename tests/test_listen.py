@@ -136,6 +136,18 @@ def test_every_answered_update_survives_sigterm(isolated_home: Path) -> None:
     assert set(answered) <= verified
 
 
+def test_blocked_output_never_stalls_storing(isolated_home: Path) -> None:
+    """Nobody reads the listener's stdout: updates are still stored and answered."""
+    listener = ListenProcess(isolated_home, env=ENV, drain=False)
+    bodies = [signed_body(count=40, request_id=f"blocked-{i}") for i in range(150)]
+    with httpx.Client() as client:
+        answers = [post(f"{listener.url}/webhooks/stock", body, client) for body in bodies]
+    listener.stop()
+    assert all(answer.status_code == 200 for answer in answers)
+    verified = [row for row in store_rows(isolated_home) if row["status"] == "verified"]
+    assert len(verified) == 150
+
+
 def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
     """The same update delivered 20 times at once is verified once, 19 times duplicate."""
     store = tmp_path / "events.sqlite3"

@@ -11,12 +11,13 @@ from avasam_cli.config import (
     ENV_VARS,
     FIELDS,
     LABELS,
+    NORMALIZERS,
+    PROMPTED_FIELDS,
     SECRET_FIELDS,
     ConfigFile,
     choose_profile,
     generate_verification_token,
     mask,
-    normalize_base_url,
     token_length_warning,
 )
 from avasam_cli.errors import UsageError
@@ -51,7 +52,7 @@ def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[st
 
 def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, str]:
     answers: dict[str, str] = {}
-    for name in FIELDS:
+    for name in PROMPTED_FIELDS:
         value = current.get(name, "")
         shown = mask(value) if name in SECRET_FIELDS and value else value
         answer = prompt(LABELS[name].capitalize(), shown, name in HIDDEN_FIELDS).strip()
@@ -84,8 +85,9 @@ def run(
     for name, value in updates.items():
         if not value.strip():
             raise UsageError(f"the {LABELS[name]} is empty: give a value or leave the option out")
-    if "base_url" in updates:
-        updates["base_url"] = normalize_base_url(updates["base_url"])
+    for name, normalize in NORMALIZERS.items():
+        if name in updates:
+            updates[name] = normalize(updates[name])
     if generate_token:
         updates["verification_token"] = generate_verification_token()
     elif "verification_token" in updates:
