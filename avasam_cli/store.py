@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,34 @@ def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
     return json.dumps(pairs)
 
 
+class Checkpointer:
+    """Copies the WAL into the database from a thread of its own, once a second.
+
+    Checkpoints are the only step that waits for the disk (fsync); left to SQLite
+    they would run inside a commit, and every answer waiting on that commit would
+    wait for the disk too.  PASSIVE checkpoints never block the writer.
+    """
+
+    def __init__(self, path: Path, interval: float = 1.0) -> None:
+        self.conn = connect(path)
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="avasam-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            with contextlib.suppress(sqlite3.Error):  # busy now: the next round will do
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (and create) the store; StoreError names the file when that fails."""
     try:
@@ -91,7 +120,6 @@ def connect(path: Path) -> sqlite3.Connection:
             cached_statements=MAX_BATCH + 16,
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA page_size = 16384")  # before the first table: fewer writes per body
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process; only a power cut
         # can lose the last transactions (see the README's durability note).

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from avasam_cli.errors import StoreError
-from avasam_cli.store import Event, connect, insert_events, redacted_headers
+from avasam_cli.store import Checkpointer, Event, connect, insert_events, redacted_headers
 
 FRAME = struct.Struct(">I")
 OUTPUT_MODES = ("none", "json", "human")
@@ -301,6 +301,8 @@ def worker_main(argv: Sequence[str]) -> int:
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
     try:
         conn = connect(path)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job, off this path
+        checkpointer = Checkpointer(path)
     except StoreError as error:
         _write_all(1, frame(error.message))
         return 1
@@ -326,6 +328,7 @@ def worker_main(argv: Sequence[str]) -> int:
         if printer is not None:
             printer(events)
     conn.close()
+    checkpointer.close()
     if printer is not None:
         with contextlib.suppress(Exception):
             print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)

@@ -127,7 +127,115 @@ def rss_mb(pid: int) -> float:
     return total
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script, easier to read whole
+def memory_growth(folder: Path, env: dict[str, str], connections: int) -> tuple[float, float]:
+    """RSS (listener and its store writer) after 1,000 and after 100,000 answered requests.
+
+    Requests are counted as the lines `listen --json` writes, one per request.
+    """
+    data = folder / "data-memory.json"
+    write_data(data, 1)
+    tokens = folder / "tokens-memory.tsv"
+    write_tokens(tokens, 110_000, "memory")
+    port = free_port()
+    output = folder / "memory.out"
+    command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
+    marks = {1_000: 0.0, 100_000: 0.0}
+    with running(command, port, env, output) as pid:
+        load = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                "-d600s",
+                "-s",
+                str(LUA),
+                f"http://127.0.0.1:{port}/webhooks/stock",
+                "--",
+                str(tokens),
+                str(data),
+                ON,
+                "0",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            seen = 0
+            with output.open("rb") as lines:
+                while not marks[100_000] and load.poll() is None:
+                    seen += lines.read().count(b"\n")
+                    for mark, measured in list(marks.items()):
+                        if seen >= mark and not measured:
+                            marks[mark] = rss_mb(pid)
+                    time.sleep(0.2)
+        finally:
+            load.terminate()
+            load.wait()
+    if not all(marks.values()):
+        raise RuntimeError(f"the load stopped early (wrk exit {load.returncode}): {marks}")
+    return marks[1_000], marks[100_000]
+
+
+def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -> bool:
+    """Alternating rounds of bare and listener under wrk; True when a target is missed."""
+    runs: dict[tuple[int, str], list[dict[str, float]]] = {}
+    failed = False
+    for items, count in ((1, 120_000), (1000, 8_000)):
+        data = folder / f"data-{items}.json"
+        write_data(data, items)
+        # Alternating rounds: the machine's speed drifts, and both servers share it.
+        for round_ in range(options.rounds):
+            for server in ("bare", "listener"):
+                tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
+                write_tokens(tokens, count, f"{server}-{items}-{round_}")
+                port = free_port()
+                if server == "bare":
+                    command = [sys.executable, str(HERE / "bare_app.py"), str(port)]
+                else:
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "avasam_cli",
+                        "listen",
+                        "--json",
+                        "--port",
+                        str(port),
+                    ]
+                with running(command, port, env, folder / f"{server}.out"):
+                    wrk(port, tokens, data, 2, options.connections)  # warm-up
+                    figures = wrk(port, tokens, data, options.duration, options.connections)
+                runs.setdefault((items, server), []).append(figures)
+                tokens.unlink()
+    results = {
+        key: {name: statistics.median(run[name] for run in values) for name in values[0]}
+        for key, values in runs.items()
+    }
+    print(
+        f"medians of {options.rounds} alternating rounds of {options.duration:.0f} s, "
+        f"{options.connections} connections"
+    )
+    print(f"{'payload':<12}{'server':<10}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for (items, server), figures in results.items():
+        print(
+            f"{items:>5} items  {server:<10}{figures['rps']:>10.0f}"
+            f"{figures['p99_ms']:>10.2f}{figures['non_2xx']:>10.0f}"
+        )
+        failed |= figures["non_2xx"] > 0
+    for items in (1, 1000):
+        ratio = results[(items, "listener")]["rps"] / results[(items, "bare")]["rps"]
+        verdict = "PASS" if ratio >= 0.5 else "FAIL"
+        failed |= ratio < 0.5
+        print(f"ratio listener/bare, {items} items: {ratio:.2f} (target >= 0.5) {verdict}")
+    p99 = results[(1, "listener")]["p99_ms"]
+    failed |= not p99 <= 20
+    print(
+        f"p99, 1 item, {options.connections} connections: {p99:.2f} ms (target <= 20) "
+        f"{'PASS' if p99 <= 20 else 'FAIL'}"
+    )
+
+    return failed
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -140,12 +248,12 @@ def main() -> int:  # noqa: PLR0915 - one linear script, easier to read whole
         help="alternate bare and listener this many times; medians are reported",
     )
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: `apt-get install wrk` (Debian package wrk)", file=sys.stderr)
         return 2
 
-    runs: dict[tuple[int, str], list[dict[str, float]]] = {}
     failed = False
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -154,70 +262,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script, easier to read whole
             "AVASAM_HOME": str(folder / "home"),
             "AVASAM_VERIFICATION_TOKEN": TOKEN,
         }
-        for items, count in ((1, 120_000), (1000, 8_000)):
-            data = folder / f"data-{items}.json"
-            write_data(data, items)
-            # Alternating rounds: the machine's speed drifts, and both servers share it.
-            for round_ in range(options.rounds):
-                for server in ("bare", "listener"):
-                    tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
-                    write_tokens(tokens, count, f"{server}-{items}-{round_}")
-                    port = free_port()
-                    if server == "bare":
-                        command = [sys.executable, str(HERE / "bare_app.py"), str(port)]
-                    else:
-                        command = [
-                            sys.executable,
-                            "-m",
-                            "avasam_cli",
-                            "listen",
-                            "--json",
-                            "--port",
-                            str(port),
-                        ]
-                    with running(command, port, env, folder / f"{server}.out"):
-                        wrk(port, tokens, data, 2, options.connections)  # warm-up
-                        figures = wrk(port, tokens, data, options.duration, options.connections)
-                    runs.setdefault((items, server), []).append(figures)
-                    tokens.unlink()
-        results = {
-            key: {name: statistics.median(run[name] for run in values) for name in values[0]}
-            for key, values in runs.items()
-        }
-        print(
-            f"medians of {options.rounds} alternating rounds of {options.duration:.0f} s, "
-            f"{options.connections} connections"
-        )
-        print(f"{'payload':<12}{'server':<10}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}")
-        for (items, server), figures in results.items():
-            print(
-                f"{items:>5} items  {server:<10}{figures['rps']:>10.0f}"
-                f"{figures['p99_ms']:>10.2f}{figures['non_2xx']:>10.0f}"
-            )
-            failed |= figures["non_2xx"] > 0
-        for items in (1, 1000):
-            ratio = results[(items, "listener")]["rps"] / results[(items, "bare")]["rps"]
-            verdict = "PASS" if ratio >= 0.5 else "FAIL"
-            failed |= ratio < 0.5
-            print(f"ratio listener/bare, {items} items: {ratio:.2f} (target >= 0.5) {verdict}")
-        p99 = results[(1, "listener")]["p99_ms"]
-        failed |= not p99 <= 20
-        print(
-            f"p99, 1 item, {options.connections} connections: {p99:.2f} ms (target <= 20) "
-            f"{'PASS' if p99 <= 20 else 'FAIL'}"
-        )
-
+        if not options.skip_throughput:
+            failed |= throughput(folder, env, options)
         if not options.skip_memory:
-            data = folder / "data-1.json"
-            tokens = folder / "tokens-memory.tsv"
-            write_tokens(tokens, 100_000, "memory")
-            port = free_port()
-            command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
-            with running(command, port, env, folder / "memory.out") as pid:
-                wrk(port, tokens, data, 600, options.connections, limit=1_000)
-                early = rss_mb(pid)
-                wrk(port, tokens, data, 600, options.connections, limit=99_000)
-                late = rss_mb(pid)
+            early, late = memory_growth(folder, env, options.connections)
             growth = late - early
             failed |= growth > 20
             print(
