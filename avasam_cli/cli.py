@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from avasam_cli import __version__
+from avasam_cli.config import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
 from avasam_cli.errors import AvasamError, UsageError
 
 
@@ -202,18 +203,18 @@ def listen(
         int | None,
         typer.Option(help="Port to listen on (default: profile, else 8787).", min=0, max=65535),
     ] = None,
-    stock_path: Annotated[str, typer.Option(help="Path of the stock update endpoint.")] = (
-        "/webhooks/stock"
-    ),
-    price_path: Annotated[str, typer.Option(help="Path of the price update endpoint.")] = (
-        "/webhooks/price"
-    ),
+    stock_path: Annotated[
+        str, typer.Option(help="Path of the stock update endpoint.")
+    ] = DEFAULT_WEBHOOK_PATHS["stock"],
+    price_path: Annotated[
+        str, typer.Option(help="Path of the price update endpoint.")
+    ] = DEFAULT_WEBHOOK_PATHS["price"],
     leeway: Annotated[
         float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
-    ] = 60.0,
+    ] = DEFAULT_LEEWAY,
     max_body_size: Annotated[
         int, typer.Option(help="Largest body accepted, in bytes (larger: 413).", min=1)
-    ] = 1024 * 1024,
+    ] = DEFAULT_MAX_BODY_SIZE,
     verification_token: Annotated[
         str | None,
         typer.Option(
@@ -420,7 +421,8 @@ def send_test(
         settings = resolve(_config_file(), ctx.find_root().obj.profile)
         host = settings.require("listen_host")
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a target
-        url = f"http://{host}:{settings.require('listen_port')}/webhooks/{kind.value}"
+        path = DEFAULT_WEBHOOK_PATHS[kind.value]
+        url = f"http://{host}:{settings.require('listen_port')}{path}"
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
     if count > 1:
@@ -446,7 +448,7 @@ def verify(
     verification_token: TokenOption = None,
     leeway: Annotated[
         float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
-    ] = 60.0,
+    ] = DEFAULT_LEEWAY,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Verify a saved webhook body offline with your verification token."""

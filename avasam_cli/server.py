@@ -24,20 +24,18 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
+from avasam_cli.config import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
 from avasam_cli.store_process import StoreProcess
-from avasam_cli.verification import DEFAULT_LEEWAY, VerificationError, verify
+from avasam_cli.verification import VerificationError, verify
 
-DEFAULT_STOCK_PATH = "/webhooks/stock"
-DEFAULT_PRICE_PATH = "/webhooks/price"
 HEALTH_PATH = "/healthz"
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class ReceiverSettings:
     verification_token: str
-    stock_path: str = DEFAULT_STOCK_PATH
-    price_path: str = DEFAULT_PRICE_PATH
+    stock_path: str = DEFAULT_WEBHOOK_PATHS["stock"]
+    price_path: str = DEFAULT_WEBHOOK_PATHS["price"]
     leeway: float = DEFAULT_LEEWAY
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
 

@@ -27,6 +27,7 @@ import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
+from avasam_cli.config import DEFAULT_LEEWAY
 from avasam_cli.errors import OperationFailed
 
 # --- Decisions where Avasam's documentation is silent -------------------------------
@@ -35,8 +36,6 @@ from avasam_cli.errors import OperationFailed
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # The claim carrying the request id, matched case-insensitively (RequestId, requestid).
 REQUEST_ID_CLAIM = "requestId"
-# exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
-DEFAULT_LEEWAY = 60.0
 KINDS = ("stock", "price")
 
 # We say so ourselves (configure, listen) when the token is short; PyJWT would repeat it

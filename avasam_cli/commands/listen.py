@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from avasam_cli import output
 from avasam_cli.commands.configure import PASTE_INSTRUCTION
 from avasam_cli.config import (
+    DEFAULT_LEEWAY,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_WEBHOOK_PATHS,
     ConfigFile,
     Settings,
     generate_verification_token,
@@ -29,10 +32,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 class ListenOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    stock_path: str = "/webhooks/stock"
-    price_path: str = "/webhooks/price"
-    leeway: float = 60.0
-    max_body_size: int = 1024 * 1024
+    stock_path: str = DEFAULT_WEBHOOK_PATHS["stock"]
+    price_path: str = DEFAULT_WEBHOOK_PATHS["price"]
+    leeway: float = DEFAULT_LEEWAY
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
     as_json: bool = False
 
 
