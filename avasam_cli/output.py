@@ -70,6 +70,7 @@ def make_console(stderr: bool = False) -> Console:
 
 # --- Received events (`avasam listen`) ------------------------------------------------
 MAX_TABLE_ROWS = 20
+TABLE_INDENT = 10
 _STATUS_STYLE = {"verified": "green", "duplicate": "yellow", "rejected": "red"}
 
 
@@ -122,7 +123,7 @@ class JsonEventPrinter(EventCounter):
         super().__init__()
         self.stream = stream
 
-    def __call__(self, events: Sequence[Any]) -> None:
+    def __call__(self, events: Sequence[Any], compact: bool = False) -> None:
         import orjson
 
         self.count(events)
@@ -139,7 +140,8 @@ class HumanEventPrinter(EventCounter):
         self.errors = errors
         self._store_failing = False
 
-    def __call__(self, events: Sequence[Any]) -> None:
+    def __call__(self, events: Sequence[Any], compact: bool = False) -> None:
+        """Print `events`; `compact` leaves out the item tables (the output is falling behind)."""
         self.count(events)
         failure = next((e.store_error for e in events if e.store_error), None)
         if failure and not self._store_failing:
@@ -151,10 +153,12 @@ class HumanEventPrinter(EventCounter):
             self.errors.print("[green]The event store is writable again.[/]")
         self._store_failing = failure is not None
         for event in events:
-            self.print_event(event)
+            self.print_event(event, compact)
 
-    def print_event(self, event: Any) -> None:
+    def print_event(self, event: Any, compact: bool = False) -> None:
         from rich.markup import escape
+        from rich.padding import Padding
+        from rich.text import Text
 
         time = event.received_at[11:19]
         status = event.status
@@ -168,13 +172,13 @@ class HumanEventPrinter(EventCounter):
         items = "" if event.item_count is None else f"  {plural(event.item_count, 'item')}"
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:
-            self.console.print(f"          [dim]{escape(event.detail)}[/]")
-        if status == "verified" and event.item_count and event.store_error is None:
+            detail = Text(event.detail, style="dim")
+            self.console.print(Padding(detail, (0, 0, 0, TABLE_INDENT), expand=False))
+        if not compact and status == "verified" and event.item_count and event.store_error is None:
             import orjson
-            from rich.padding import Padding
 
-            items = orjson.loads(event.data_json or b"[]")
-            self.console.print(Padding(items_table(event.kind, items), (0, 0, 0, 10)))
+            table = items_table(event.kind, orjson.loads(event.data_json or b"[]"))
+            self.console.print(Padding(table, (0, 0, 0, TABLE_INDENT), expand=False))
 
 
 def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Any:

@@ -234,6 +234,7 @@ class _BackgroundPrinter:
     """
 
     MAX_UNPRINTED = 1000
+    BEHIND = 8  # batches waiting: from here on, leave out the item tables to catch up
 
     def __init__(self, printer: Any) -> None:
         self.printer = printer
@@ -257,7 +258,7 @@ class _BackgroundPrinter:
                 if event.status == "verified" and event.store_error is None:
                     event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
             with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
-                self.printer(events)
+                self.printer(events, compact=self.batches.qsize() >= self.BEHIND)
 
     def close(self, timeout: float) -> str:
         """Print what is waiting (for at most `timeout` seconds); return the summary."""
@@ -298,6 +299,9 @@ def _write_all(fd: int, data: bytes) -> None:
 def worker_main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Committing (mostly in SQLite, without the GIL) must get the GIL back quickly from
+    # the printing thread: answers wait for commits, nobody waits for the printing.
+    sys.setswitchinterval(0.0005)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
     try:
         conn = connect(path)

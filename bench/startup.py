@@ -25,6 +25,8 @@ CASES = [
     ["configure", "--help"],
     ["config", "show"],
     ["config", "path"],
+    ["listen", "--help"],
+    ["send-test", "--help"],
 ]
 
 

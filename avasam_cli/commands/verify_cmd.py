@@ -73,7 +73,7 @@ def run(
         )
         return
     output.out(
-        f"VALID {chosen} update {update.request_id} ({len(update.items)} items, "
+        f"VALID {chosen} update {update.request_id} ({output.plural(len(update.items), 'item')}, "
         f"{update.algorithm}, sent {update.on})"
     )
     if update.items:
