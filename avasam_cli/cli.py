@@ -49,6 +49,12 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
+events_app = typer.Typer(
+    cls=GuardedGroup,
+    help="Browse and replay everything the listener received.",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
 
 
 @dataclass
@@ -467,6 +473,117 @@ def verify(
         leeway,
         as_json,
     )
+
+
+BaseUrlOption = Annotated[
+    str | None, typer.Option(help="API base URL (default: env, then profile, then Avasam's).")
+]
+
+
+def _settings(ctx: typer.Context, **flags: str | None) -> Any:
+    from avasam_cli.config import resolve
+
+    return resolve(_config_file(), ctx.find_root().obj.profile, flags)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  avasam ack 6f1c0a52-2d4e-4d7c-9a51-0c1d2e3f4a5b\n\n"
+    "  avasam ack --pending\n\n"
+    "  avasam ack --pending --base-url http://127.0.0.1:9000",
+)
+def ack(
+    ctx: typer.Context,
+    request_ids: Annotated[
+        list[str] | None, typer.Argument(help="Request ids of stock updates to acknowledge.")
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option(help="Acknowledge every stored stock update not acknowledged yet.")
+    ] = False,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """Acknowledge stock updates through the Avasam API (AcknowledgeStockUpdate)."""
+    from avasam_cli.commands import ack as command
+    from avasam_cli.paths import locations
+
+    command.run(request_ids or [], pending, _settings(ctx, base_url=base_url), locations())
+
+
+@events_app.command(
+    "list",
+    epilog="Examples:\n\n  avasam events list\n\n"
+    "  avasam events list --kind stock --status rejected --json",
+)
+def events_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
+    kind: Annotated[Kind | None, typer.Option(help="Only stock or price.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only verified, duplicate or rejected.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List received requests, newest first."""
+    from avasam_cli.commands import events
+    from avasam_cli.paths import locations
+
+    if status not in (None, "verified", "duplicate", "rejected"):
+        raise UsageError("--status takes verified, duplicate or rejected")
+    events.list_events(locations().store_file, limit, kind.value if kind else None, status, as_json)
+
+
+@events_app.command(
+    "show", epilog="Examples:\n\n  avasam events show 42\n\n  avasam events show REQUEST_ID --raw"
+)
+def events_show(
+    key: Annotated[str, typer.Argument(help="The event's id or request id.")],
+    raw: Annotated[bool, typer.Option(help="Print the stored body exactly, nothing else.")] = False,
+) -> None:
+    """Show one stored request: headers, body, verification, acknowledgement."""
+    from avasam_cli.commands import events
+    from avasam_cli.paths import locations
+
+    events.show(locations().store_file, key, raw)
+
+
+@events_app.command(
+    "replay",
+    epilog="Examples:\n\n  avasam events replay 42\n\n"
+    "  avasam events replay REQUEST_ID --to https://my-shop.example/avasam/stock",
+)
+def events_replay(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The event's id or request id.")],
+    to: Annotated[
+        str | None, typer.Option(help="Where to send it (default: the local listener).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 10.0,
+) -> None:
+    """Send a stored request again, body and headers as received, and show the answer."""
+    from avasam_cli.commands import events
+    from avasam_cli.paths import locations
+
+    settings = _settings(ctx)
+    host = settings.require("listen_host")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a target
+    base = f"http://{host}:{settings.require('listen_port')}"
+    events.replay(locations().store_file, key, to, base, timeout)
+
+
+@app.command(
+    epilog="Examples:\n\n  avasam doctor\n\n  avasam -p staging doctor --offline",
+)
+def doctor(
+    ctx: typer.Context,
+    offline: Annotated[
+        bool, typer.Option(help="Skip the check that calls Avasam with your keys.")
+    ] = False,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """Check configuration, token strength, credentials, the store and the listener port."""
+    from avasam_cli.commands import doctor as command
+    from avasam_cli.paths import locations
+
+    command.run(_settings(ctx, base_url=base_url), locations(), offline)
 
 
 def main() -> None:

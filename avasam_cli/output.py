@@ -48,6 +48,12 @@ def out(message: str = "") -> None:
     print(message)
 
 
+def check_line(passed: bool | None, text: str) -> None:
+    """One line of a checklist: PASS, FAIL, or skip (None)."""
+    label = {True: ("PASS", "green"), False: ("FAIL", "red"), None: ("skip", "dim")}[passed]
+    print(f"{styled(label[0], label[1], sys.stdout)}  {text}")
+
+
 def table(rows: Sequence[Sequence[str]], stream: TextIO | None = None) -> None:
     """Columns aligned with spaces; the first row is the header."""
     target = stream or sys.stdout

@@ -242,6 +242,46 @@ class EventStore:
         sql = f"SELECT * FROM events WHERE {where} ORDER BY id"  # noqa: S608 - callers pass literals
         return list(self.conn.execute(sql, params))
 
+    def latest(
+        self, limit: int, kind: str | None = None, status: str | None = None
+    ) -> list[sqlite3.Row]:
+        """Newest first, optionally of one kind and status."""
+        sql = "SELECT * FROM events WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?) "
+        sql += "ORDER BY id DESC LIMIT ?"
+        return list(self.conn.execute(sql, (kind, kind, status, status, limit)))
+
+    def find(self, id_or_request_id: str) -> sqlite3.Row | None:
+        """By row id (digits), else the latest row with that request id."""
+        if id_or_request_id.isdigit():
+            row = self.conn.execute(
+                "SELECT * FROM events WHERE id = ?", (int(id_or_request_id),)
+            ).fetchone()
+            if row is not None:
+                return row  # type: ignore[no-any-return]
+        row = self.conn.execute(
+            "SELECT * FROM events WHERE request_id = ? ORDER BY status = 'verified' DESC, id DESC",
+            (id_or_request_id,),
+        ).fetchone()
+        return row  # type: ignore[no-any-return]
+
+    def pending_acknowledgements(self) -> list[str]:
+        """Request ids of verified stock updates not acknowledged yet, oldest first."""
+        cursor = self.conn.execute(
+            "SELECT request_id FROM events WHERE kind = 'stock' AND status = 'verified' "
+            "AND (ack_status IS NULL OR ack_status != 'acknowledged') ORDER BY id"
+        )
+        return [request_id for (request_id,) in cursor]
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> bool:
+        """Note the outcome on the verified stock update; False if it is not in the store."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "
+                "WHERE kind = 'stock' AND status = 'verified' AND request_id = ?",
+                (status, detail, at, request_id),
+            )
+        return cursor.rowcount > 0
+
     def count_by_status(self) -> dict[str, int]:
         cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
         return {status: count for status, count in cursor}
