@@ -1,0 +1,147 @@
+"""`avasam events` over a real store filled by a real listener, and `avasam doctor`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Cli
+from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, signed_body
+from tests.standin import running_avasam
+
+
+@pytest.fixture
+def filled(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ListenProcess]:
+    """A listener that has received a verified stock update, a duplicate and a refusal."""
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    listener = ListenProcess(isolated_home, env={"AVASAM_VERIFICATION_TOKEN": TOKEN})
+    body = signed_body(count=2, request_id="ev-1")
+    for raw in (body, body, b"{"):
+        httpx.post(
+            f"{listener.url}/webhooks/stock",
+            content=raw,
+            headers={**JSON_HEADERS, "X-Trace": "t-1"},
+        )
+    httpx.post(
+        f"{listener.url}/webhooks/price",
+        content=signed_body("price", request_id="ev-2"),
+        headers=JSON_HEADERS,
+    )
+    listener.body = body  # type: ignore[attr-defined]
+    yield listener
+    listener.stop()
+
+
+def test_events_list(cli: Cli, filled: ListenProcess) -> None:
+    """Newest first, with filters; --json is one object per line."""
+    result = cli("events", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "received", "kind", "status"]
+    assert "ev-2" in lines[1] and "pending" in lines[4]
+    rejected = cli("events", "list", "--status", "rejected", "--json")
+    records = [json.loads(line) for line in rejected.stdout.splitlines()]
+    assert [r["reason"] for r in records] == ["malformed_json"]
+    only_price = cli("events", "list", "--kind", "price", "--json").stdout.splitlines()
+    assert len(only_price) == 1
+    assert cli("events", "list", "--status", "weird").exit_code == 2
+
+
+def test_events_show(cli: Cli, filled: ListenProcess) -> None:
+    """By request id or row id; --raw prints the stored body byte for byte."""
+    shown = cli("events", "show", "ev-1")
+    assert shown.exit_code == 0, shown.output
+    assert "stock verified" in shown.stdout and "x-trace: t-1" in shown.stdout
+    raw = cli("events", "show", "ev-1", "--raw")
+    assert raw.stdout_bytes == filled.body  # type: ignore[attr-defined]
+    assert "malformed_json" in cli("events", "show", "3").stdout
+    missing = cli("events", "show", "no-such-thing")
+    assert missing.exit_code == 2 and "avasam events list" in missing.stderr
+
+
+def test_events_replay(cli: Cli, filled: ListenProcess) -> None:
+    """Replaying to the listener is answered as a duplicate; to another server, same bytes."""
+    result = cli("events", "replay", "ev-1", "--to", f"{filled.url}/webhooks/stock")
+    assert result.exit_code == 0, result.output
+    assert '"status":"duplicate"' in result.stdout
+    received: list[tuple[bytes, str | None]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(
+                (self.rfile.read(int(self.headers["content-length"])), self.headers.get("x-trace"))
+            )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/mine"
+        assert cli("events", "replay", "ev-1", "--to", url).exit_code == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received == [(filled.body, "t-1")]  # type: ignore[attr-defined]
+
+
+def configure_all(cli: Cli, base_url: str, secret: str = "sk-test-0001") -> None:
+    assert (
+        cli(
+            "configure",
+            "--consumer-key",
+            "ck-test-0001",
+            "--secret-key",
+            secret,
+            "--verification-token",
+            TOKEN,
+            "--base-url",
+            base_url,
+        ).exit_code
+        == 0
+    )
+
+
+def test_doctor_all_pass(cli: Cli) -> None:
+    """Complete configuration, reachable credentials, writable store, free port: exit 0."""
+    with running_avasam() as avasam:
+        configure_all(cli, avasam.url)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        cli("configure", "--listen-port", str(free))
+        result = cli("doctor")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("PASS") == 5
+    assert "credentials accepted: accepted by" in result.stdout
+
+
+def test_doctor_reports_each_problem(cli: Cli) -> None:
+    """Missing keys, a short token, refused credentials and a busy port each FAIL, exit 1."""
+    cli("configure", "--verification-token", "short")
+    offline = cli("doctor", "--offline")
+    assert offline.exit_code == 1
+    assert "FAIL  configuration complete" in offline.stdout
+    assert "FAIL  verification token at least 32 bytes" in offline.stdout
+    assert "skip  credentials accepted" in offline.stdout
+    with running_avasam() as avasam, socket.socket() as busy:
+        configure_all(cli, avasam.url, secret="sk-wrong")
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cli("configure", "--listen-port", str(busy.getsockname()[1]))
+        online = cli("doctor")
+    assert online.exit_code == 1
+    assert "FAIL  credentials accepted" in online.stdout and "API keys" in online.stdout
+    assert "FAIL  listener port free" in online.stdout
+    assert "PASS  event store writable" in online.stdout
+    assert "sk-wrong" not in online.output
