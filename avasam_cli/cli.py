@@ -198,7 +198,8 @@ def config_path(as_json: JsonOption = False) -> None:
     epilog="Examples:\n\n"
     "  avasam listen\n\n"
     "  avasam listen --port 9000 --json | jq .\n\n"
-    "  avasam -p staging listen --host 0.0.0.0 --stock-path /avasam/stock",
+    "  avasam -p staging listen --host 0.0.0.0 --stock-path /avasam/stock\n\n"
+    "  avasam listen --auto-ack --forward-to http://127.0.0.1:3000/avasam",
 )
 def listen(
     ctx: typer.Context,
@@ -230,6 +231,22 @@ def listen(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per request on stdout.")
     ] = False,
+    auto_ack: Annotated[
+        bool,
+        typer.Option(help="Acknowledge each new verified stock update through the API."),
+    ] = False,
+    forward_to: Annotated[
+        str | None, typer.Option(help="Forward verified updates of both kinds to this URL.")
+    ] = None,
+    forward_stock_to: Annotated[
+        str | None, typer.Option(help="Forward verified stock updates to this URL.")
+    ] = None,
+    forward_price_to: Annotated[
+        str | None, typer.Option(help="Forward verified price updates to this URL.")
+    ] = None,
+    forward_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the forward target.", min=0.1)
+    ] = 10.0,
 ) -> None:
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.commands import listen as command
@@ -250,6 +267,16 @@ def listen(
         leeway=leeway,
         max_body_size=max_body_size,
         as_json=as_json,
+        auto_ack=auto_ack,
+        forward_to={
+            kind: url
+            for kind, url in (
+                ("stock", forward_stock_to or forward_to),
+                ("price", forward_price_to or forward_to),
+            )
+            if url
+        },
+        forward_timeout=forward_timeout,
     )
     command.run(options, settings, config, locations())
 

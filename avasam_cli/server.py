@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
 from avasam_cli.config import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
+from avasam_cli.followup import FollowUp, describe_pending
 from avasam_cli.store_process import StoreProcess
 from avasam_cli.verification import VerificationError, verify
 
@@ -97,10 +98,17 @@ async def _answer(
 class WebhookEndpoint:
     """POST endpoint for one kind of update (stock or price)."""
 
-    def __init__(self, kind: str, settings: ReceiverSettings, store: StoreProcess) -> None:
+    def __init__(
+        self,
+        kind: str,
+        settings: ReceiverSettings,
+        store: StoreProcess,
+        followup: FollowUp | None = None,
+    ) -> None:
         self.kind = kind
         self.settings = settings
         self.store = store
+        self.followup = followup if followup is not None and followup.active else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.time()
@@ -136,6 +144,8 @@ class WebhookEndpoint:
         else:
             answer = "ok" if outcome.status == "verified" else "duplicate"
             await _answer(send, 200, {"status": answer, "requestId": request_id})
+            if self.followup is not None and outcome.status == "verified" and request_id:
+                self.followup.submit(self.kind, request_id, headers, body)
 
     async def _read_request(
         self, scope: Scope, headers: list[tuple[bytes, bytes]], receive: Receive
@@ -188,6 +198,7 @@ def create_app(
     store_path: Path,
     output: str = "none",
     output_fd: int | None = None,
+    followup: FollowUp | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, which also prints each request when `output` is
     "json" or "human" (to `output_fd`), starts and stops with the app's lifespan."""
@@ -196,13 +207,20 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await store.start()
+        if followup is not None:
+            await followup.start()
         try:
             yield
         finally:
             await store.close()  # after the last answer: every answered request is stored
+            if followup is not None:
+                pending = await followup.close()
+                if pending:
+                    followup.say(describe_pending(pending))
 
     webhooks = {
-        path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths().items()
+        path: WebhookEndpoint(kind, settings, store, followup)
+        for kind, path in settings.paths().items()
     }
     return ReceiverApp(
         webhooks,

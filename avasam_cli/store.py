@@ -282,6 +282,14 @@ class EventStore:
             )
         return cursor.rowcount > 0
 
+    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE events SET forward_status = ?, forward_detail = ? "
+                "WHERE kind = ? AND status = 'verified' AND request_id = ?",
+                (status, detail, kind, request_id),
+            )
+
     def count_by_status(self) -> dict[str, int]:
         cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
         return {status: count for status, count in cursor}

@@ -6,7 +6,10 @@ import errno
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 from avasam_cli import output
 from avasam_cli.commands.configure import PASTE_INSTRUCTION
@@ -37,6 +40,9 @@ class ListenOptions:
     leeway: float = DEFAULT_LEEWAY
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     as_json: bool = False
+    auto_ack: bool = False
+    forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
+    forward_timeout: float = 10.0
 
 
 def check_paths(options: ListenOptions) -> None:
@@ -51,6 +57,39 @@ def check_paths(options: ListenOptions) -> None:
         raise UsageError(
             f"--stock-path and --price-path must differ from each other and from {HEALTH_PATH}"
         )
+
+
+def check_forward_targets(targets: Mapping[str, str]) -> None:
+    for kind, url in targets.items():
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"invalid forward URL for {kind} updates {url!r}: give a full http(s) URL, "
+                "e.g. --forward-to http://127.0.0.1:3000/avasam"
+            )
+
+
+def make_followup(options: ListenOptions, settings: Settings, where: Locations) -> Any:
+    """Acknowledging and forwarding after each answer, when asked for; None otherwise."""
+    if not options.auto_ack and not options.forward_to:
+        return None
+    from avasam_cli.followup import FollowUp
+
+    acknowledge = None
+    if options.auto_ack:
+        from avasam_cli.api import AvasamClient
+        from avasam_cli.commands.ack import make_client
+
+        client = make_client(settings, where)  # missing keys: a configuration error, now
+        assert isinstance(client, AvasamClient)
+        acknowledge = client.acknowledge
+    return FollowUp(
+        store_path=where.store_file,
+        say=output.info,
+        acknowledge=acknowledge,
+        forward_to=dict(options.forward_to),
+        forward_timeout=options.forward_timeout,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -133,6 +172,8 @@ def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: L
     from avasam_cli.store import connect
 
     check_paths(options)
+    check_forward_targets(options.forward_to)
+    followup = make_followup(options, settings, where)
     token = ensure_token(settings, config)
     connect(where.store_file).close()  # an unusable store stops us before we listen
     sock = bind(options.host, options.port)
@@ -150,6 +191,7 @@ def run(options: ListenOptions, settings: Settings, config: ConfigFile, where: L
         where.store_file,
         output="json" if options.as_json else "human",
         output_fd=sys.stdout.fileno(),
+        followup=followup,
     )
     server = uvicorn.Server(
         uvicorn.Config(

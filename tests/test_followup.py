@@ -1,0 +1,172 @@
+"""`listen --auto-ack` and `--forward-to`, end to end: a real listener, a real stand-in
+for Avasam, a real server standing in for the seller's app."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from avasam_cli.store import EventStore
+from tests.conftest import Cli
+from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, free_port, signed_body
+from tests.standin import Avasam, running_avasam
+
+ACK = "/api-seller/Product/AcknowledgeStockUpdate"
+
+
+@pytest.fixture
+def avasam() -> Iterator[Avasam]:
+    with running_avasam() as state:
+        yield state
+
+
+def listen_env(avasam: Avasam) -> dict[str, str]:
+    return {
+        "AVASAM_VERIFICATION_TOKEN": TOKEN,
+        "AVASAM_BASE_URL": avasam.url,
+        "AVASAM_CONSUMER_KEY": avasam.consumer_key,
+        "AVASAM_SECRET_KEY": avasam.secret_key,
+    }
+
+
+def wait_for(condition: object, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def rows(home: Path) -> dict[str, dict[str, object]]:
+    with EventStore(home / "data" / "events.sqlite3") as store:
+        return {row["request_id"]: dict(row) for row in store.rows("status = 'verified'")}
+
+
+def post(listener: ListenProcess, kind: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{listener.url}/webhooks/{kind}",
+        content=body,
+        headers={**JSON_HEADERS, "X-Trace": "t-9"},
+        timeout=30,
+    )
+
+
+def test_auto_ack_acknowledges_new_stock_updates(isolated_home: Path, avasam: Avasam) -> None:
+    """Each new verified stock update is acknowledged once, in the background, and stored."""
+    listener = ListenProcess(isolated_home, "--auto-ack", env=listen_env(avasam))
+    body = signed_body(request_id="auto-1")
+    assert post(listener, "stock", body).json()["status"] == "ok"
+    assert post(listener, "stock", body).json()["status"] == "duplicate"
+    post(listener, "price", signed_body("price", request_id="price-1"))
+    wait_for(lambda: rows(isolated_home)["auto-1"]["ack_status"] == "acknowledged")
+    _, _, err = listener.stop()
+    assert [r.body for r in avasam.received if r.path == ACK] == [{"requestId": "auto-1"}]
+    assert "Acknowledged auto-1" in err
+    assert rows(isolated_home)["price-1"]["ack_status"] is None
+
+
+def test_auto_ack_without_keys_is_configuration_error(
+    isolated_home: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--auto-ack needs API keys: without them listen refuses to start (exit 2)."""
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    result = cli("listen", "--auto-ack", "--port", str(free_port()))
+    assert result.exit_code == 2
+    assert "consumer key" in result.stderr
+
+
+def test_pending_acks_at_shutdown_are_listed_and_picked_up(
+    isolated_home: Path, avasam: Avasam, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledgements not done at shutdown are listed; `ack --pending` sends them later."""
+    avasam.ack_script = ["drop"] * 3  # the first acknowledgement retries for a while
+    listener = ListenProcess(isolated_home, "--auto-ack", env=listen_env(avasam))
+    for index in range(4):
+        post(listener, "stock", signed_body(request_id=f"late-{index}"))
+    _, _, err = listener.stop()
+    assert "acknowledgements still pending" in err and "avasam ack --pending" in err
+    for name, value in listen_env(avasam).items():
+        monkeypatch.setenv(name, value)
+    result = cli("ack", "--pending")
+    assert result.exit_code == 0, result.output
+    assert all(row["ack_status"] == "acknowledged" for row in rows(isolated_home).values())
+
+
+class Recorder(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.received.append((body, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(202)
+        self.send_header("content-length", "8")
+        self.end_headers()
+        self.wfile.write(b"accepted")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_forward_delivers_byte_identical_bodies(isolated_home: Path) -> None:
+    """Verified, new updates reach the seller's app unchanged, with the marker headers."""
+    Recorder.received = []
+    app = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{app.server_address[1]}/avasam"
+    try:
+        listener = ListenProcess(
+            isolated_home, "--forward-to", target, env={"AVASAM_VERIFICATION_TOKEN": TOKEN}
+        )
+        stock, price = (
+            signed_body(count=3, request_id="fw-1"),
+            signed_body("price", request_id="fw-2"),
+        )
+        post(listener, "stock", stock)
+        post(listener, "stock", stock)  # a duplicate: not forwarded again
+        post(listener, "price", price)
+        post(listener, "stock", b"{")  # refused: never forwarded
+        wait_for(lambda: len(Recorder.received) == 2)
+        wait_for(lambda: rows(isolated_home)["fw-2"]["forward_status"] == "202")
+        _, _, err = listener.stop()
+    finally:
+        app.shutdown()
+        app.server_close()
+    bodies = {body: headers for body, headers in Recorder.received}
+    assert set(bodies) == {stock, price}
+    assert bodies[stock]["x-avasam-event"] == "stock"
+    assert bodies[price]["x-avasam-event"] == "price"
+    assert bodies[stock]["x-avasam-verified"] == "true"
+    assert bodies[stock]["x-trace"] == "t-9"
+    assert "answered 200" in err and "Forwarded stock fw-1" in err
+
+
+def test_forward_target_down_is_one_warning(isolated_home: Path) -> None:
+    """A target that is down: warned about once, listening and answering go on, all stored."""
+    target = f"http://127.0.0.1:{free_port()}/avasam"
+    listener = ListenProcess(
+        isolated_home, "--forward-stock-to", target, env={"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    )
+    answers = [post(listener, "stock", signed_body(request_id=f"down-{i}")) for i in range(5)]
+    wait_for(
+        lambda: (
+            all(r["forward_status"] == "failed" for r in rows(isolated_home).values())
+            and len(rows(isolated_home)) == 5
+        )
+    )
+    code, _, err = listener.stop()
+    assert code == 0
+    assert all(answer.status_code == 200 for answer in answers)
+    assert err.count("is not reachable") + err.count("is down") == 1, "one warning per outage"
+    assert "Traceback" not in err
