@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from avasam_cli import __version__
-from avasam_cli.config import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
+from avasam_cli.defaults import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
 from avasam_cli.errors import AvasamError, UsageError
 
 

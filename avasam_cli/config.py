@@ -15,24 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from avasam_cli.defaults import DEFAULT_BASE_URL, DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
 from avasam_cli.errors import ConfigError, OperationFailed, UsageError
 from avasam_cli.paths import is_too_open, write_secret_file
 
 DEFAULT_PROFILE = "default"
 PROFILE_ENV = "AVASAM_PROFILE"
-DEFAULT_BASE_URL = "https://app.avasam.com"
 
-DEFAULT_LISTEN_HOST = "127.0.0.1"
-DEFAULT_LISTEN_PORT = "8787"
-# The receiver's defaults; they live here, not in the server module, because the CLI
-# shows them in --help and must not import the web stack to do so.
-DEFAULT_WEBHOOK_PATHS: Mapping[str, str] = {
-    "stock": "/webhooks/stock",
-    "price": "/webhooks/price",
-}
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-# exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
-DEFAULT_LEEWAY = 60.0
 
 FIELDS = (
     "consumer_key",

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
-from avasam_cli.config import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
+from avasam_cli.defaults import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
 from avasam_cli.followup import FollowUp, describe_pending
 from avasam_cli.store_process import StoreProcess
 from avasam_cli.verification import VerificationError, verify

@@ -27,7 +27,7 @@ import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
-from avasam_cli.config import DEFAULT_LEEWAY
+from avasam_cli.defaults import DEFAULT_LEEWAY
 from avasam_cli.errors import OperationFailed
 
 # --- Decisions where Avasam's documentation is silent -------------------------------

@@ -27,6 +27,9 @@ CASES = [
     ["config", "path"],
     ["listen", "--help"],
     ["send-test", "--help"],
+    ["ack", "--help"],
+    ["events", "list", "--help"],
+    ["doctor", "--help"],
 ]
 
 

@@ -37,7 +37,23 @@ def test_help_lists_every_command_with_summary(cli: Cli) -> None:
     result = cli("--help")
     assert result.exit_code == 0
     assert "configure" in result.stdout and "Store API keys" in result.stdout
-    for args in (("configure",), ("config", "show"), ("config", "path")):
+    commands = [
+        ("configure",),
+        ("config", "show"),
+        ("config", "path"),
+        ("listen",),
+        ("sign-test-payload",),
+        ("send-test",),
+        ("verify",),
+        ("ack",),
+        ("events", "list"),
+        ("events", "show"),
+        ("events", "replay"),
+        ("doctor",),
+    ]
+    for name in ("listen", "sign-test-payload", "send-test", "verify", "ack", "doctor", "events"):
+        assert name in result.stdout
+    for args in commands:
         sub = cli(*args, "--help")
         assert sub.exit_code == 0
         assert "Examples:" in sub.stdout

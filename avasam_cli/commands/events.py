@@ -100,7 +100,7 @@ def show(store_path: Path, key: str, raw: bool) -> None:
 def replay(store_path: Path, key: str, url: str | None, default_base: str, timeout: float) -> None:
     import httpx
 
-    from avasam_cli.config import DEFAULT_WEBHOOK_PATHS
+    from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
 
     row = _find(store_path, key)
     target = url or default_base + DEFAULT_WEBHOOK_PATHS[row["kind"]]

@@ -14,14 +14,12 @@ from urllib.parse import urlsplit
 from avasam_cli import output
 from avasam_cli.commands.configure import PASTE_INSTRUCTION
 from avasam_cli.config import (
-    DEFAULT_LEEWAY,
-    DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_WEBHOOK_PATHS,
     ConfigFile,
     Settings,
     generate_verification_token,
     token_length_warning,
 )
+from avasam_cli.defaults import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
 from avasam_cli.errors import UsageError
 from avasam_cli.paths import Locations
 from avasam_cli.server import HEALTH_PATH, ReceiverSettings
