@@ -444,18 +444,14 @@ def send_test(
 ) -> None:
     """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
     from avasam_cli.commands import simulate
-    from avasam_cli.config import resolve
+    from avasam_cli.config import local_listener_base
 
     signing_options = _signing_options(
         ctx, verification_token, request_id, on, alg, expires_in, iat
     )
     item_options = _item_options(kind, sku, quantity, price, items, data_file)
     if url is None:
-        settings = resolve(_config_file(), ctx.find_root().obj.profile)
-        host = settings.require("listen_host")
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a target
-        path = DEFAULT_WEBHOOK_PATHS[kind.value]
-        url = f"http://{host}:{settings.require('listen_port')}{path}"
+        url = local_listener_base(_settings(ctx)) + DEFAULT_WEBHOOK_PATHS[kind.value]
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
     if count > 1:
@@ -587,12 +583,10 @@ def events_replay(
 ) -> None:
     """Send a stored request again, body and headers as received, and show the answer."""
     from avasam_cli.commands import events
+    from avasam_cli.config import local_listener_base
     from avasam_cli.paths import locations
 
-    settings = _settings(ctx)
-    host = settings.require("listen_host")
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a target
-    base = f"http://{host}:{settings.require('listen_port')}"
+    base = local_listener_base(_settings(ctx))
     events.replay(locations().store_file, key, to, base, timeout)
 
 

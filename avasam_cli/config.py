@@ -232,6 +232,14 @@ class Settings:
         )
 
 
+def local_listener_base(settings: Settings) -> str:
+    """Where `avasam listen` can be reached on this machine, from the profile's address."""
+    host = settings.require("listen_host")
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: reach it locally
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.require('listen_port')}"
+
+
 def choose_profile(flag: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
     if flag:
         return check_profile_name(flag), "flag"
