@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from avasam_cli.errors import StoreError
-from avasam_cli.store import Checkpointer, Event, connect, insert_events, redacted_headers
+from avasam_cli.store import (
+    MAX_BATCH,
+    Checkpointer,
+    Event,
+    connect,
+    insert_events,
+    redacted_headers,
+)
 
 FRAME = struct.Struct(">I")
 OUTPUT_MODES = ("none", "json", "human")
@@ -318,19 +325,20 @@ def worker_main(argv: Sequence[str]) -> int:
         if not chunk:
             break
         buffer += chunk
-        received = [_wire_to_event(fields) for fields in split_frames(buffer)]
-        if not received:
-            continue
-        events = [event for _, event in received]
-        try:
-            insert_events(conn, events)
-        except Exception as error:  # an answer must go back whatever happened
-            for event in events:
-                event.store_error = str(error) or type(error).__name__
-        outcome = [(seq, e.id, e.status, e.store_error) for seq, e in received]
-        _write_all(1, frame(outcome))
-        if printer is not None:
-            printer(events)
+        arrived = [_wire_to_event(fields) for fields in split_frames(buffer)]
+        # One transaction per MAX_BATCH rows keeps each INSERT within SQLite's variable limit.
+        for start in range(0, len(arrived), MAX_BATCH):
+            received = arrived[start : start + MAX_BATCH]
+            events = [event for _, event in received]
+            try:
+                insert_events(conn, events)
+            except Exception as error:  # an answer must go back whatever happened
+                for event in events:
+                    event.store_error = str(error) or type(error).__name__
+            outcome = [(seq, e.id, e.status, e.store_error) for seq, e in received]
+            _write_all(1, frame(outcome))
+            if printer is not None:
+                printer(events)
     conn.close()
     checkpointer.close()
     if printer is not None:

@@ -203,3 +203,61 @@ def test_custom_paths(store_path: Path) -> None:
             custom.post("/webhooks/stock", content=signed_body(), headers=JSON_HEADERS).status_code
             == 404
         )
+
+
+def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> None:
+    """3,200 requests arriving at once: all stored and answered, in bounded batches.
+
+    Some SQLite builds allow 32,766 variables per statement (this one 250,000): a
+    batch of 3,200 eleven-column rows would not fit there.
+    """
+    import subprocess
+    import sys
+
+    from avasam_cli.store import MAX_BATCH
+    from avasam_cli.store_process import _widen, frame, split_frames
+
+    path = tmp_path / "burst.sqlite3"
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli.store_process", str(path), "none", "-1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert writer.stdin is not None
+    _widen(writer.stdin.fileno())  # as the listener does: one read may then hold it all
+    requests = b"".join(
+        frame(
+            (
+                seq,
+                1.0e9,
+                "stock",
+                "verified",
+                200,
+                None,
+                None,
+                f"burst-{seq}",
+                1,
+                None,
+                [(b"content-type", b"application/json")],
+                b"{}",
+            )
+        )
+        for seq in range(3200)
+    )
+    writer.stdin.write(requests)  # at once, before the writer has started reading
+    writer.stdin.close()
+    assert writer.stdout is not None
+    out = writer.stdout.read()
+    writer.stdout.close()
+    writer.wait(timeout=120)
+    buffer = bytearray(out)
+    ready, *batches = split_frames(buffer)
+    outcomes = [outcome for batch in batches for outcome in batch]
+    assert ready is None
+    assert len(outcomes) == 3200
+    assert max(len(batch) for batch in batches) <= MAX_BATCH
+    assert all(
+        row_id and status == "verified" and error is None for _, row_id, status, error in outcomes
+    )
+    with EventStore(path) as store:
+        assert store.count_by_status() == {"verified": 3200}

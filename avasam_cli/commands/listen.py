@@ -19,20 +19,24 @@ from avasam_cli.config import (
     generate_verification_token,
     token_length_warning,
 )
-from avasam_cli.defaults import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
+from avasam_cli.defaults import (
+    DEFAULT_LEEWAY,
+    DEFAULT_LISTEN_HOST,
+    DEFAULT_LISTEN_PORT,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_WEBHOOK_PATHS,
+)
 from avasam_cli.errors import UsageError
 from avasam_cli.paths import Locations
 from avasam_cli.server import HEALTH_PATH, ReceiverSettings
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8787
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 @dataclass(frozen=True)
 class ListenOptions:
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    host: str = DEFAULT_LISTEN_HOST
+    port: int = int(DEFAULT_LISTEN_PORT)
     stock_path: str = DEFAULT_WEBHOOK_PATHS["stock"]
     price_path: str = DEFAULT_WEBHOOK_PATHS["price"]
     leeway: float = DEFAULT_LEEWAY
