@@ -17,7 +17,7 @@ import httpx
 
 from avasam_cli import __version__
 from avasam_cli.errors import ApiError, NetworkError
-from avasam_cli.paths import write_secret_file
+from avasam_cli.paths import is_too_open, write_secret_file
 
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -83,10 +83,18 @@ def parse_expiry(text: str) -> float:
 class TokenCache:
     """Access tokens per profile and base URL, in a 0600 JSON file in the cache folder."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self.warn = warn
+        self._warned = False
 
     def _read(self) -> dict[str, Any]:
+        if self.warn is not None and not self._warned and is_too_open(self.path):
+            self._warned = True
+            self.warn(
+                f"token cache {self.path} is readable by other users; it will be "
+                "tightened to 0600 on the next write"
+            )
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -78,6 +78,17 @@ def test_token_is_cached_across_runs(cli: Cli, avasam: Avasam) -> None:
     assert avasam.secret_key not in cache.read_text()
 
 
+def test_too_open_token_cache_is_warned_about_and_tightened(cli: Cli, avasam: Avasam) -> None:
+    """A token cache readable by others: a warning on read, mode 0600 after the next write."""
+    cli("ack", "a")
+    cache = locations().cache_dir / "tokens.json"
+    cache.chmod(0o644)
+    avasam.revoked.add("access-0001")  # forces a new token, hence a write
+    result = cli("ack", "b")
+    assert "readable by other users" in result.stderr
+    assert cache.stat().st_mode & 0o777 == 0o600
+
+
 def test_new_token_after_expiry(cli: Cli, avasam: Avasam) -> None:
     """A token within the safety margin of its expiry is requested again."""
     avasam.token_lifetime = timedelta(seconds=30)

@@ -20,7 +20,7 @@ def make_client(settings: Settings, where: Locations) -> object:
         base_url,
         settings.require("consumer_key"),
         settings.require("secret_key"),
-        TokenCache(where.cache_dir / "tokens.json"),
+        TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
         cache_key=f"{settings.profile}|{base_url}",
     )
 
