@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 
-from avasam_cli import __version__
+from avasam_cli import __version__, output
+from avasam_cli.config import Settings
 from avasam_cli.errors import ApiError, NetworkError
-from avasam_cli.paths import is_too_open, write_secret_file
+from avasam_cli.paths import Locations, is_too_open, write_secret_file
 
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -214,3 +215,15 @@ class AvasamClient:
         """Acknowledge one stock update; returns a short description of Avasam's answer."""
         response = self.call(ACKNOWLEDGE_PATH, acknowledge_body(request_id))
         return f"{response.status_code} {_excerpt(response, 80)}".strip()
+
+
+def client_for(settings: Settings, where: Locations) -> AvasamClient:
+    """The client for the effective profile; missing keys are a configuration error here."""
+    base_url = settings.require("base_url")
+    return AvasamClient(
+        base_url,
+        settings.require("consumer_key"),
+        settings.require("secret_key"),
+        TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
+        cache_key=f"{settings.profile}|{base_url}",
+    )

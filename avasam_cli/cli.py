@@ -342,10 +342,9 @@ def _signing_options(
 ) -> Any:
     from avasam_cli.commands import simulate
     from avasam_cli.commands.configure import read_stdin_values
-    from avasam_cli.config import resolve
 
     flags = read_stdin_values({"verification_token": token_flag}, sys.stdin)
-    settings = resolve(_config_file(), ctx.find_root().obj.profile, flags)
+    settings = _settings(ctx, **flags)
     return simulate.SigningOptions(
         verification_token=settings.require("verification_token"),
         request_id=request_id,
@@ -483,12 +482,11 @@ def verify(
     """Verify a saved webhook body offline with your verification token."""
     from avasam_cli.commands import verify_cmd
     from avasam_cli.commands.configure import read_stdin_values
-    from avasam_cli.config import resolve
 
     if source == "-" and verification_token == "-":  # noqa: S105 - the stdin marker
         raise UsageError("the body and the token cannot both come from standard input")
     flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
-    settings = resolve(_config_file(), ctx.find_root().obj.profile, flags)
+    settings = _settings(ctx, **flags)
     verify_cmd.run(
         source,
         kind.value if kind else None,

@@ -22,7 +22,7 @@ import httpx
 from avasam_cli.errors import ApiError, NetworkError
 
 # Headers that describe the original connection, not the request: not forwarded.
-HOP_BY_HOP = {b"host", b"content-length", b"connection", b"transfer-encoding", b"keep-alive"}
+HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
 Say = Callable[[str], None]
 
 
@@ -112,7 +112,7 @@ class FollowUp:
         self, url: str, kind: str, request_id: str, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> None:
         assert self._client is not None
-        sent = [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+        sent = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in HOP_BY_HOP]
         sent += [(b"x-avasam-event", kind.encode()), (b"x-avasam-verified", b"true")]
         start = time.perf_counter()
         try:

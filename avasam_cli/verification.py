@@ -36,7 +36,6 @@ from avasam_cli.errors import OperationFailed
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # The claim carrying the request id, matched case-insensitively (RequestId, requestid).
 REQUEST_ID_CLAIM = "requestId"
-KINDS = ("stock", "price")
 
 # We say so ourselves (configure, listen) when the token is short; PyJWT would repeat it
 # on every request.

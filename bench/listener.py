@@ -84,24 +84,16 @@ def running(command: list[str], port: int, env: dict[str, str], stdout: Path) ->
             process.wait(timeout=60)
 
 
-def wrk(
-    port: int, tokens: Path, data: Path, seconds: float, connections: int, limit: int = 0
-) -> dict[str, float]:
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{int(seconds)}s",
-        "--latency",
-        "-s",
-        str(LUA),
-        f"http://127.0.0.1:{port}/webhooks/stock",
-        "--",
-        str(tokens),
-        str(data),
-        ON,
-        str(limit),
-    ]
+def wrk_command(port: int, tokens: Path, data: Path, seconds: float, connections: int) -> list[str]:
+    """wrk sending distinct signed bodies (see signed_bodies.lua) to the stock endpoint."""
+    return [
+        "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(LUA),
+        f"http://127.0.0.1:{port}/webhooks/stock", "--", str(tokens), str(data), ON,
+    ]  # fmt: skip
+
+
+def wrk(port: int, tokens: Path, data: Path, seconds: float, connections: int) -> dict[str, float]:
+    command = wrk_command(port, tokens, data, seconds, connections)
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
@@ -141,22 +133,9 @@ def memory_growth(folder: Path, env: dict[str, str], connections: int) -> tuple[
     command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
     marks = {1_000: 0.0, 100_000: 0.0}
     with running(command, port, env, output) as pid:
+        # Runs until stopped below, once the listener has printed 100,000 lines.
         load = subprocess.Popen(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                "-d600s",
-                "-s",
-                str(LUA),
-                f"http://127.0.0.1:{port}/webhooks/stock",
-                "--",
-                str(tokens),
-                str(data),
-                ON,
-                "0",
-            ],
-            stdout=subprocess.DEVNULL,
+            wrk_command(port, tokens, data, 600, connections), stdout=subprocess.DEVNULL
         )
         try:
             seen = 0

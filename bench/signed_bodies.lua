@@ -1,8 +1,8 @@
 -- wrk script: every request is a distinct, validly signed Avasam webhook body.
 -- args: TOKENS_FILE (lines "requestId<TAB>jwt"), DATA_FILE (the JSON items array),
---       ON (the envelope's "on"), LIMIT (stop after this many answers; 0 = run for -d)
+--       ON (the envelope's "on")
 local ids, tokens, data, on = {}, {}, nil, nil
-local i, answered, limit = 0, 0, 0
+local i = 0
 
 function init(args)
   for line in io.lines(args[1]) do
@@ -14,13 +14,6 @@ function init(args)
   data = file:read("*a")
   file:close()
   on = args[3]
-  limit = tonumber(args[4]) or 0
-  if limit > 0 then
-    response = function(status, headers, body)
-      answered = answered + 1
-      if answered >= limit then wrk.thread:stop() end
-    end
-  end
 end
 
 function request()

@@ -11,30 +11,15 @@ from avasam_cli.errors import ApiError, NetworkError, OperationFailed, UsageErro
 from avasam_cli.paths import Locations
 
 
-def make_client(settings: Settings, where: Locations) -> object:
-    """The API client for the effective profile (keys are required here, not earlier)."""
-    from avasam_cli.api import AvasamClient, TokenCache
-
-    base_url = settings.require("base_url")
-    return AvasamClient(
-        base_url,
-        settings.require("consumer_key"),
-        settings.require("secret_key"),
-        TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
-        cache_key=f"{settings.profile}|{base_url}",
-    )
-
-
 def run(request_ids: Sequence[str], pending: bool, settings: Settings, where: Locations) -> None:
-    from avasam_cli.api import REFUSED_CREDENTIALS, AvasamClient
+    from avasam_cli.api import REFUSED_CREDENTIALS, client_for
     from avasam_cli.store import EventStore
 
     if pending and request_ids:
         raise UsageError("give request ids or --pending, not both")
     if not pending and not request_ids:
         raise UsageError("give the request ids to acknowledge, or --pending for all pending ones")
-    client = make_client(settings, where)
-    assert isinstance(client, AvasamClient)
+    client = client_for(settings, where)
     failed = 0
     with EventStore(where.store_file) as store, client:
         ids = store.pending_acknowledgements() if pending else list(request_ids)

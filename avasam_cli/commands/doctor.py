@@ -30,12 +30,9 @@ def _token_strength(settings: Settings) -> str:
 
 
 def _credentials(settings: Settings, where: Locations) -> str:
-    from avasam_cli.api import AvasamClient
-    from avasam_cli.commands.ack import make_client
+    from avasam_cli.api import client_for
 
-    client = make_client(settings, where)
-    assert isinstance(client, AvasamClient)
-    with client:
+    with client_for(settings, where) as client:
         client.access_token(renew=True)
     return f"accepted by {settings.require('base_url')}"
 

@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from avasam_cli import output
-from avasam_cli.errors import NetworkError, OperationFailed, UsageError
-
-# Headers not to send again: they describe the original connection, not the request.
-_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+from avasam_cli.errors import OperationFailed, UsageError
 
 
 def _row_dict(row: Any, with_body: bool) -> dict[str, Any]:
@@ -98,26 +95,17 @@ def show(store_path: Path, key: str, raw: bool) -> None:
 
 
 def replay(store_path: Path, key: str, url: str | None, default_base: str, timeout: float) -> None:
-    import httpx
-
+    from avasam_cli.commands.simulate import post_and_show
     from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
+    from avasam_cli.followup import HOP_BY_HOP
 
     row = _find(store_path, key)
     target = url or default_base + DEFAULT_WEBHOOK_PATHS[row["kind"]]
     headers = [
         (name, value)
         for name, value in json.loads(row["headers"])
-        if name not in _HOP_BY_HOP and value != "[redacted]"
+        if name not in HOP_BY_HOP and value != "[redacted]"
     ]
-    try:
-        response = httpx.post(target, content=row["body"], headers=headers, timeout=timeout)
-    except httpx.ConnectError:
-        raise NetworkError(
-            f"nothing is listening at {target}: start `avasam listen`, or pass --to"
-        ) from None
-    except httpx.HTTPError as error:
-        raise NetworkError(f"replaying to {target} failed: {type(error).__name__}") from None
-    output.out(f"{response.status_code} {response.reason_phrase}  {target}")
-    output.out(response.text.strip()[:300])
+    response = post_and_show(target, row["body"], headers, timeout, url_option="--to")
     if not response.is_success:
         raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")

@@ -79,12 +79,10 @@ def make_followup(options: ListenOptions, settings: Settings, where: Locations) 
 
     acknowledge = None
     if options.auto_ack:
-        from avasam_cli.api import AvasamClient
-        from avasam_cli.commands.ack import make_client
+        from avasam_cli.api import client_for
 
-        client = make_client(settings, where)  # missing keys: a configuration error, now
-        assert isinstance(client, AvasamClient)
-        acknowledge = client.acknowledge
+        # Missing keys are a configuration error now, not at the first acknowledgement.
+        acknowledge = client_for(settings, where).acknowledge
     return FollowUp(
         store_path=where.store_file,
         say=output.info,

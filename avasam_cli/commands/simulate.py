@@ -7,18 +7,19 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avasam_cli import output
 from avasam_cli.errors import NetworkError, OperationFailed, UsageError
 
-TAMPER_MODES = ("signature", "request-id", "expired", "alg-none", "wrong-token")
+if TYPE_CHECKING:
+    import httpx
+
 DEFAULT_SKU = "AVS-TEST-0001"
-DEFAULT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,10 @@ def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -
     return forged
 
 
-def _connection_failure(url: str, error: Exception, timeout: float) -> OperationFailed:
+def connection_failure(
+    url: str, error: Exception, timeout: float, url_option: str = "--url"
+) -> OperationFailed:
+    """A failed request to a receiver, in words: nothing listening, or no answer in time."""
     import httpx
 
     if isinstance(error, httpx.TimeoutException):
@@ -148,9 +152,30 @@ def _connection_failure(url: str, error: Exception, timeout: float) -> Operation
     if isinstance(error, httpx.ConnectError):
         return NetworkError(
             f"nothing is listening at {url}: start `avasam listen` in another terminal, "
-            "or pass --url"
+            f"or pass {url_option}"
         )
     return NetworkError(f"request to {url} failed: {error}")
+
+
+def post_and_show(
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]],
+    timeout: float,
+    url_option: str = "--url",
+) -> httpx.Response:
+    """POST to a receiver; print status, latency and an excerpt of the answer; return it."""
+    import httpx
+
+    start = time.perf_counter()
+    try:
+        response = httpx.post(url, content=content, headers=headers, timeout=timeout)
+    except httpx.HTTPError as error:
+        raise connection_failure(url, error, timeout, url_option) from None
+    elapsed = (time.perf_counter() - start) * 1000
+    output.out(f"{response.status_code} {response.reason_phrase}  {elapsed:.1f} ms  {url}")
+    output.out(_excerpt(response.text))
+    return response
 
 
 def _excerpt(text: str, limit: int = 300) -> str:
@@ -159,21 +184,10 @@ def _excerpt(text: str, limit: int = 300) -> str:
 
 
 def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None) -> None:
-    import httpx
-
     from avasam_cli import signing
 
-    content = signing.encode(body)
-    start = time.perf_counter()
-    try:
-        response = httpx.post(
-            url, content=content, headers={"content-type": "application/json"}, timeout=timeout
-        )
-    except httpx.HTTPError as error:
-        raise _connection_failure(url, error, timeout) from None
-    elapsed = (time.perf_counter() - start) * 1000
-    output.out(f"{response.status_code} {response.reason_phrase}  {elapsed:.1f} ms  {url}")
-    output.out(_excerpt(response.text))
+    headers = {"content-type": "application/json"}
+    response = post_and_show(url, signing.encode(body), headers, timeout)
     if tamper is None:
         if not response.is_success:
             raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
@@ -224,7 +238,7 @@ async def _load(
                 except httpx.HTTPError as error:
                     label = type(error).__name__
                     result.first_error = result.first_error or str(
-                        _connection_failure(url, error, timeout)
+                        connection_failure(url, error, timeout)
                     )
                 else:
                     label = str(response.status_code)
