@@ -48,6 +48,10 @@ LABELS: Mapping[str, str] = {
     "listen_port": "listener port",
 }
 
+PASTE_INSTRUCTION = (
+    "Paste it into Avasam: Settings > User management > your API user > webhook section > "
+    "Verification token, then click Save."
+)
 # The verification token is the HS256 key: RFC 7518 asks for a key at least as long as the hash.
 MIN_TOKEN_BYTES = 32
 
@@ -230,14 +234,6 @@ class Settings:
             f"run `avasam configure{profile_hint}`, "
             f"or set {ENV_VARS[name]} (or pass --{flag} where the command offers it)"
         )
-
-
-def local_listener_base(settings: Settings) -> str:
-    """Where `avasam listen` can be reached on this machine, from the profile's address."""
-    host = settings.require("listen_host")
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: reach it locally
-        host = "127.0.0.1"
-    return f"http://{f'[{host}]' if ':' in host else host}:{settings.require('listen_port')}"
 
 
 def choose_profile(flag: str | None, environ: Mapping[str, str]) -> tuple[str, str]:

@@ -1,9 +1,13 @@
-"""Default values shown in `--help`: a module with no imports, so the CLI starts fast."""
+"""Default values shown in `--help`, in one place; light imports only, so the CLI starts fast."""
+
+from avasam_cli.webhooks.kinds import KINDS
 
 DEFAULT_BASE_URL = "https://app.avasam.com"
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = "8787"
-DEFAULT_WEBHOOK_PATHS = {"stock": "/webhooks/stock", "price": "/webhooks/price"}
+DEFAULT_WEBHOOK_PATHS = {name: kind.default_path for name, kind in KINDS.items()}
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 # exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
 DEFAULT_LEEWAY = 60.0
+HEALTH_PATH = "/healthz"
+DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target

@@ -1,7 +1,7 @@
 """One error hierarchy for the whole tool, and the exit-code table.
 
 Every expected failure is raised as an `AvasamError`; the CLI boundary
-(`avasam_cli.cli.main`) turns it into one red line on stderr and its exit code.
+(`avasam_cli.cli.GuardedGroup`) turns it into one red line on stderr and its exit code.
 No expected failure ever reaches the user as a traceback.
 """
 
@@ -62,3 +62,7 @@ class ApiError(OperationFailed):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class CredentialsRefused(ApiError):
+    """Avasam refused the consumer key or the secret key: no later call can succeed."""

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+
+    from avasam_cli.store.events import Event
 
 _STYLES = {"red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2"}
 
@@ -80,36 +83,16 @@ TABLE_INDENT = 10
 _STATUS_STYLE = {"verified": "green", "duplicate": "yellow", "rejected": "red"}
 
 
-def event_record(event: Any) -> dict[str, Any]:
-    """The machine-readable form of a received event (`listen --json`)."""
-    record: dict[str, Any] = {
-        "id": event.id,
-        "received_at": event.received_at,
-        "kind": event.kind,
-        "status": event.status,
-        "http_status": event.http_status,
-        "requestId": event.request_id,
-    }
-    if event.store_error is not None:
-        record["store_error"] = event.store_error
-    if event.status == "verified" and event.store_error is None:
-        import orjson
+class EventPrinter:
+    """Prints committed events (`listen`) and counts them for the stop summary."""
 
-        record["data"] = orjson.Fragment(event.data_json or b"[]")
-    elif event.status == "duplicate":
-        record["reason"] = "duplicate"
-        record["items"] = event.item_count
-    else:
-        record["reason"] = event.reason
-        record["detail"] = event.detail
-    return record
-
-
-class EventCounter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def count(self, events: Sequence[Any]) -> None:
+    def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
+        raise NotImplementedError
+
+    def count(self, events: Sequence[Event]) -> None:
         for event in events:
             key = "not stored" if event.store_error else event.status
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -122,22 +105,35 @@ class EventCounter:
         return f"{total} received ({parts})"
 
 
-class JsonEventPrinter(EventCounter):
+class JsonEventPrinter(EventPrinter):
     """One JSON object per line on a binary stream, flushed once per committed batch."""
 
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__()
         self.stream = stream
 
-    def __call__(self, events: Sequence[Any], compact: bool = False) -> None:
+    def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
         import orjson
 
+        from avasam_cli.store.events import event_json
+
         self.count(events)
-        self.stream.write(b"".join(orjson.dumps(event_record(e)) + b"\n" for e in events))
+        self.stream.write(
+            b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
+        )
         self.stream.flush()
 
 
-class HumanEventPrinter(EventCounter):
+def _data_fragment(event: Event) -> Any:
+    """The verified items, already JSON, spliced in as they are (no re-encoding)."""
+    if event.status != "verified" or event.store_error is not None:
+        return None
+    import orjson
+
+    return orjson.Fragment(event.data_json or b"[]")
+
+
+class HumanEventPrinter(EventPrinter):
     """A header line per request and, for verified updates, a table of items."""
 
     def __init__(self, console: Console, errors: Console) -> None:
@@ -146,7 +142,7 @@ class HumanEventPrinter(EventCounter):
         self.errors = errors
         self._store_failing = False
 
-    def __call__(self, events: Sequence[Any], compact: bool = False) -> None:
+    def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
         """Print `events`; `compact` leaves out the item tables (the output is falling behind)."""
         self.count(events)
         failure = next((e.store_error for e in events if e.store_error), None)
@@ -161,7 +157,7 @@ class HumanEventPrinter(EventCounter):
         for event in events:
             self.print_event(event, compact)
 
-    def print_event(self, event: Any, compact: bool = False) -> None:
+    def print_event(self, event: Event, compact: bool = False) -> None:
         from rich.markup import escape
         from rich.padding import Padding
         from rich.text import Text
@@ -187,11 +183,13 @@ class HumanEventPrinter(EventCounter):
             self.console.print(Padding(table, (0, 0, 0, TABLE_INDENT), expand=False))
 
 
-def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Any:
+def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
-    value_column = "quantity" if kind == "stock" else "price"
+    from avasam_cli.webhooks.kinds import KINDS
+
+    value_column = KINDS[kind].value_field
     extra = sorted(
         {key for item in items[:MAX_TABLE_ROWS] for key in item}
         - {"sku", value_column, "updatedOn"}

@@ -20,7 +20,9 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from avasam_cli import signing
+from avasam_cli.store.base import open_store
+from avasam_cli.store.events import Event
+from avasam_cli.webhooks import sign as signing
 
 TOKEN = "test-verification-token-0123456789-abcdefghijkl"
 JSON_HEADERS = {"content-type": "application/json"}
@@ -38,6 +40,35 @@ def signed_body(
     items = signing.generate_items(kind, count, moment, seed=7)
     body = signing.build_body(items, key, now=moment, request_id=request_id, **options)
     return signing.encode(body)
+
+
+def store_rows(path: Path, where: str = "1") -> list[dict[str, Any]]:
+    """Every stored row as a dict of its columns (test-only: raw SQL, read-only)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(f"SELECT * FROM events WHERE {where} ORDER BY id")  # noqa: S608
+        return [dict(row) for row in rows]
+
+
+def store_event(path: Path, request_id: str, kind: str = "stock", status: str = "verified") -> None:
+    """Put one update straight into the store, as if it had been received."""
+    with open_store(path) as store:
+        store.insert(
+            [
+                Event(
+                    received_at="2026-11-27T10:00:00+00:00",
+                    kind=kind,
+                    status=status,
+                    http_status=200,
+                    headers_json="[]",
+                    body=b"{}",
+                    request_id=request_id,
+                    item_count=1,
+                )
+            ]
+        )
 
 
 def b64(data: dict[str, Any]) -> str:

@@ -10,11 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from avasam_cli.api import REFUSED_CREDENTIALS, AvasamClient, TokenCache, parse_expiry
+from avasam_cli.api.client import REFUSED_CREDENTIALS, AvasamClient, TokenCache, parse_expiry
 from avasam_cli.errors import ApiError, NetworkError
 from avasam_cli.paths import locations
-from avasam_cli.store import Event, EventStore, connect, insert_events
+from avasam_cli.store.base import open_store
 from tests.conftest import Cli
+from tests.helpers import store_event
 from tests.standin import Avasam, running_avasam
 
 ACK = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -31,23 +32,7 @@ def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
 
 
 def store_update(request_id: str, kind: str = "stock", status: str = "verified") -> None:
-    conn = connect(locations().store_file)
-    insert_events(
-        conn,
-        [
-            Event(
-                received_at="2026-11-27T10:00:00+00:00",
-                kind=kind,
-                status=status,
-                http_status=200,
-                headers_json="[]",
-                body=b"{}",
-                request_id=request_id,
-                item_count=1,
-            )
-        ],
-    )
-    conn.close()
+    store_event(locations().store_file, request_id, kind, status)
 
 
 def test_expiry_in_avasams_format_parses() -> None:
@@ -124,8 +109,9 @@ def test_gives_up_after_three_tries(cli: Cli, avasam: Avasam) -> None:
     assert result.exit_code == 1
     assert avasam.paths().count(ACK) == 3
     assert "FAILED" in result.stdout and "503" in result.stdout
-    with EventStore(locations().store_file) as store:
-        assert store.find("a")["ack_status"] == "failed"  # type: ignore[index]
+    with open_store(locations().store_file) as store:
+        row = store.find("a")
+        assert row is not None and row.ack_status == "failed"
 
 
 def test_ack_pending(cli: Cli, avasam: Avasam) -> None:
@@ -140,9 +126,9 @@ def test_ack_pending(cli: Cli, avasam: Avasam) -> None:
         {"requestId": "s-1"},
         {"requestId": "s-2"},
     ]
-    with EventStore(locations().store_file) as store:
+    with open_store(locations().store_file) as store:
         row = store.find("s-1")
-        assert row is not None and row["ack_status"] == "acknowledged" and row["ack_at"]
+        assert row is not None and row.ack_status == "acknowledged" and row.ack_at
     again = cli("ack", "--pending")
     assert "Nothing to acknowledge" in again.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avasam_cli import cli as cli_module
+from avasam_cli.cli import configure as configure_module
 from avasam_cli.config import ConfigFile, mask, resolve
 from avasam_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 from avasam_cli.paths import locations
@@ -268,8 +268,8 @@ def test_interactive_prompts_keep_current_values(monkeypatch: pytest.MonkeyPatch
         asked.append((label, shown, hidden))
         return next(answers)
 
-    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
-    monkeypatch.setattr(cli_module, "_prompt", fake_prompt)
+    monkeypatch.setattr(configure_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(configure_module, "_prompt", fake_prompt)
     result = cli("configure")
     assert result.exit_code == 0, result.output
     assert asked == [

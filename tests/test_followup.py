@@ -13,9 +13,8 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from avasam_cli.store import EventStore
 from tests.conftest import Cli
-from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, free_port, signed_body
+from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, free_port, signed_body, store_rows
 from tests.standin import Avasam, running_avasam
 
 ACK = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -45,8 +44,8 @@ def wait_for(condition: object, seconds: float = 20) -> None:
 
 
 def rows(home: Path) -> dict[str, dict[str, object]]:
-    with EventStore(home / "data" / "events.sqlite3") as store:
-        return {row["request_id"]: dict(row) for row in store.rows("status = 'verified'")}
+    rows = store_rows(home / "data" / "events.sqlite3", "status = 'verified'")
+    return {row["request_id"]: row for row in rows}
 
 
 def post(listener: ListenProcess, kind: str, body: bytes) -> httpx.Response:

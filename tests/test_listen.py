@@ -17,17 +17,23 @@ import httpx
 import pytest
 
 from avasam_cli.config import ConfigFile
-from avasam_cli.server import ReceiverSettings, create_app
-from avasam_cli.store import EventStore
+from avasam_cli.receiver.app import ReceiverSettings, create_app
+from avasam_cli.store.base import open_store
 from tests.conftest import Cli
-from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, serve_in_thread, signed_body
+from tests.helpers import (
+    JSON_HEADERS,
+    TOKEN,
+    ListenProcess,
+    serve_in_thread,
+    signed_body,
+)
+from tests.helpers import store_rows as read_store
 
 ENV = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
 
 
 def store_rows(home: Path) -> list[dict[str, object]]:
-    with EventStore(home / "data" / "events.sqlite3") as store:
-        return [dict(row) for row in store.rows()]
+    return read_store(home / "data" / "events.sqlite3")
 
 
 def post(url: str, body: bytes, client: httpx.Client | None = None) -> httpx.Response:
@@ -159,7 +165,7 @@ def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
     ):
         answers = list(pool.map(lambda _: post(f"{url}/webhooks/stock", body, client), range(20)))
     assert sorted(a.json()["status"] for a in answers) == ["duplicate"] * 19 + ["ok"]
-    with EventStore(store) as events:
+    with open_store(store) as events:
         assert events.count_by_status() == {"verified": 1, "duplicate": 19}
 
 

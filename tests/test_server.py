@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from avasam_cli.server import ReceiverSettings, create_app
-from avasam_cli.store import EventStore
-from tests.helpers import JSON_HEADERS, TOKEN, signed_body
+from avasam_cli.receiver.app import ReceiverSettings, create_app
+from avasam_cli.store.base import open_store
+from tests.helpers import JSON_HEADERS, TOKEN, signed_body, store_rows
 
 
 @pytest.fixture
@@ -29,8 +29,7 @@ def client(store_path: Path) -> Iterator[TestClient]:
 
 
 def stored(store_path: Path) -> list[Any]:
-    with EventStore(store_path) as store:
-        return store.rows()
+    return store_rows(store_path)
 
 
 def test_verified_update_is_stored_before_the_answer(client: TestClient, store_path: Path) -> None:
@@ -194,7 +193,7 @@ def test_rows_get_consecutive_ids_in_arrival_order(client: TestClient, store_pat
 
 def test_custom_paths(store_path: Path) -> None:
     """--stock-path and --price-path move the endpoints."""
-    settings = ReceiverSettings(TOKEN, stock_path="/a/stock", price_path="/a/price")
+    settings = ReceiverSettings(TOKEN, paths={"stock": "/a/stock", "price": "/a/price"})
     with TestClient(create_app(settings, store_path)) as custom:
         assert (
             custom.post("/a/stock", content=signed_body(), headers=JSON_HEADERS).status_code == 200
@@ -214,17 +213,17 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from avasam_cli.store import MAX_BATCH
-    from avasam_cli.store_process import _widen, frame, split_frames
+    from avasam_cli.receiver.writer import frame, split_frames, widen_pipe
+    from avasam_cli.store.sqlite import MAX_BATCH
 
     path = tmp_path / "burst.sqlite3"
     writer = subprocess.Popen(
-        [sys.executable, "-m", "avasam_cli.store_process", str(path), "none", "-1"],
+        [sys.executable, "-m", "avasam_cli.receiver.writer", str(path), "none", "-1"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     assert writer.stdin is not None
-    _widen(writer.stdin.fileno())  # as the listener does: one read may then hold it all
+    widen_pipe(writer.stdin.fileno())  # as the listener does: one read may then hold it all
     requests = b"".join(
         frame(
             (
@@ -259,5 +258,5 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     assert all(
         row_id and status == "verified" and error is None for _, row_id, status, error in outcomes
     )
-    with EventStore(path) as store:
+    with open_store(path) as store:
         assert store.count_by_status() == {"verified": 3200}

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from avasam_cli.store import EventStore
-from avasam_cli.verification import verify
+from avasam_cli.webhooks.verify import verify
 from tests.conftest import Cli
-from tests.helpers import TOKEN, ListenProcess, signed_body
+from tests.helpers import TOKEN, ListenProcess, signed_body, store_rows
 
 TAMPER_MODES = ["signature", "request-id", "expired", "alg-none", "wrong-token"]
 
@@ -232,8 +231,8 @@ def test_tamper_reports_an_accepting_receiver(cli: Cli) -> None:
 def test_load_run_stores_what_it_reports(cli: Cli, listener: ListenProcess) -> None:
     """--count N: the listener stores exactly the distinct request ids reported 2xx."""
     home = listener.home
-    with EventStore(home / "data" / "events.sqlite3") as store:
-        before = {row["request_id"] for row in store.rows("status = 'verified'")}
+    store = home / "data" / "events.sqlite3"
+    before = {row["request_id"] for row in store_rows(store, "status = 'verified'")}
     result = cli(
         "send-test",
         "--url",
@@ -248,8 +247,7 @@ def test_load_run_stores_what_it_reports(cli: Cli, listener: ListenProcess) -> N
     assert result.exit_code == 0, result.output
     assert "by status: 200: 200" in result.stdout
     assert "requests/s" in result.stdout and "p99" in result.stdout
-    with EventStore(home / "data" / "events.sqlite3") as store:
-        after = {row["request_id"] for row in store.rows("status = 'verified'")}
+    after = {row["request_id"] for row in store_rows(store, "status = 'verified'")}
     assert len(after - before) == 200
 
 

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avasam_cli import signing
-from avasam_cli.verification import HTTP_STATUS, Reason, VerificationError, verify
+from avasam_cli.webhooks import sign as signing
+from avasam_cli.webhooks.contract import HTTP_STATUS, Reason, VerificationError
+from avasam_cli.webhooks.verify import verify
 from tests.helpers import TOKEN, b64, signed_body, with_token
 
 NOW = datetime.now(UTC)
@@ -90,7 +91,8 @@ def test_malformed_json(raw: bytes) -> None:
 def test_colons_in_strings_are_not_duplicates() -> None:
     """Colons inside strings and escaped characters do not trip duplicate-key detection."""
     item = {**STOCK, "sku": 'a:b:"c":', "note\\u00e9": "x"}
-    assert verify(envelope([item]).replace(b"\\\\u00e9", b"\\u00e9"), "stock", TOKEN)
+    update = verify(envelope([item]).replace(b"\\\\u00e9", b"\\u00e9"), "stock", TOKEN)
+    assert update.request_id == "req-1" and update.items[0]["sku"] == 'a:b:"c":'
 
 
 @pytest.mark.parametrize(
@@ -194,7 +196,7 @@ def test_expired_and_leeway() -> None:
     """exp in the past beyond the leeway is expired; within the leeway it passes."""
     past = datetime.now(UTC) - timedelta(seconds=310)  # valid for 300 s: expired 10 s ago
     raw = signed_body(now=past)
-    assert verify(raw, "stock", TOKEN, leeway=60)
+    assert verify(raw, "stock", TOKEN, leeway=60).items == json.loads(raw)["data"]
     error = refused(raw, leeway=0)
     assert (error.reason, error.http_status) == (Reason.EXPIRED, 401)
 
@@ -205,14 +207,14 @@ def test_not_yet_valid() -> None:
     assert refused(envelope([STOCK], nbf=future)).reason is Reason.NOT_YET_VALID
     assert refused(envelope([STOCK], iat=future)).reason is Reason.NOT_YET_VALID
     near = int((NOW + timedelta(seconds=20)).timestamp())
-    assert verify(envelope([STOCK], nbf=near), "stock", TOKEN, leeway=60)
+    assert verify(envelope([STOCK], nbf=near), "stock", TOKEN, leeway=60).items == [STOCK]
 
 
 def test_request_id_claim_is_case_insensitive() -> None:
     """RequestId and requestid name the same claim."""
     for claim in ("RequestId", "requestid", "REQUESTID"):
         token = jwt.encode({claim: "req-1"}, TOKEN, algorithm="HS256")
-        assert verify(with_token(envelope([STOCK]), token), "stock", TOKEN)
+        assert verify(with_token(envelope([STOCK]), token), "stock", TOKEN).request_id == "req-1"
 
 
 @pytest.mark.parametrize(
@@ -348,9 +350,11 @@ items_strategy = st.lists(
 @given(kind=st.sampled_from(["stock", "price"]), data=items_strategy)
 def test_column_checks_agree_with_item_rules(kind: str, data: list[Any]) -> None:
     """The column-by-column fast path accepts exactly what the per-item rules accept."""
-    from avasam_cli.verification import ITEM_RULES, _all_items_valid
+    from avasam_cli.webhooks.kinds import KINDS
+    from avasam_cli.webhooks.verify import _all_items_valid
 
-    reference = all(type(item) is dict and ITEM_RULES[kind](item) is None for item in data)
+    rule = KINDS[kind].item_problem
+    reference = all(type(item) is dict and rule(item) is None for item in data)
     assert _all_items_valid(kind, data) == reference
 
 
@@ -368,7 +372,7 @@ def test_column_checks_agree_with_item_rules(kind: str, data: list[Any]) -> None
 )
 def test_fast_jwt_decoder_agrees_with_pyjwt(token: str) -> None:
     """Our tuned PyJWT subclass refuses exactly what stock PyJWT refuses."""
-    from avasam_cli.verification import _JWT
+    from avasam_cli.webhooks._jwt import JWT
 
     def outcome(decoder: jwt.PyJWT) -> str:
         try:
@@ -377,14 +381,14 @@ def test_fast_jwt_decoder_agrees_with_pyjwt(token: str) -> None:
             return type(error).__name__
         return "ok"
 
-    assert outcome(_JWT) == outcome(jwt.PyJWT())
+    assert outcome(JWT) == outcome(jwt.PyJWT())
 
 
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
     """On any one-character change to a valid token, both decoders agree."""
-    from avasam_cli.verification import _JWT
+    from avasam_cli.webhooks._jwt import JWT
 
     token = signing.sign_token("req-1", TOKEN, now=NOW)
     index = data.draw(st.integers(0, len(token) - 1))
@@ -398,4 +402,4 @@ def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
             return type(error).__name__
         return "ok"
 
-    assert outcome(_JWT) == outcome(jwt.PyJWT())
+    assert outcome(JWT) == outcome(jwt.PyJWT())

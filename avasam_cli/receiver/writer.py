@@ -1,4 +1,4 @@
-"""The receiver's store writer: a child process that commits and prints received requests.
+"""The receiver's store writer: a child process that commits received requests.
 
 Why a process and not a thread: on a small machine the event loop and a writer
 thread spend much of their time handing the GIL back and forth (SQLite releases
@@ -6,13 +6,15 @@ it on every call), which halved the receiver's throughput in `bench/`.  A child
 process commits on the other core with no GIL in common.
 
 Protocol, over the child's stdin and stdout: frames of a 4-byte big-endian
-length and a `marshal`-encoded payload.  The parent sends one tuple per request
-(see `_wire`); the child reads whatever frames have arrived (a natural batch),
-commits them in one transaction, answers one frame listing
-`(seq, id, status, store_error)` for the batch, and only then prints them.  The
-parent answers each HTTP request when its outcome arrives, so an answer always
-follows its commit.  The child ignores SIGINT and SIGTERM: the parent ends it by
-closing its stdin once the last in-flight request has been answered.
+length and a `marshal`-encoded payload.  The parent sends `(seq, *WireRequest)`
+for each request, and `(operation, *arguments)` for each follow-up result; the
+child reads whatever frames have arrived (a natural batch), commits them,
+answers one frame listing `(seq, id, status, store_error)` for the batch, and
+only then hands the committed events to the printer.  The parent answers each
+HTTP request when its outcome arrives, so an answer always follows its commit.
+While `listen` runs, this child is the store's only writer.  It ignores SIGINT
+and SIGTERM: the parent ends it by closing its stdin once the last in-flight
+request has been answered.
 """
 
 from __future__ import annotations
@@ -22,32 +24,23 @@ import contextlib
 import fcntl
 import marshal
 import os
-import queue
 import signal
 import struct
 import subprocess
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from avasam_cli.errors import StoreError
-from avasam_cli.store import (
-    MAX_BATCH,
-    Checkpointer,
-    Event,
-    connect,
-    insert_events,
-    redacted_headers,
-)
+from avasam_cli.store.events import Event, WireRequest
 
 FRAME = struct.Struct(">I")
-OUTPUT_MODES = ("none", "json", "human")
 STOP_TIMEOUT = 60.0
 PIPE_SIZE = 1 << 20
+# Follow-up results, applied by the child with the store method of the same name.
+RESULT_OPERATIONS = ("record_acknowledgement", "record_forward")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +72,7 @@ def split_frames(buffer: bytearray) -> list[Any]:
 
 
 class _OutcomeReader(asyncio.Protocol):
-    def __init__(self, owner: StoreProcess) -> None:
+    def __init__(self, owner: StoreWriter) -> None:
         self.owner = owner
         self.buffer = bytearray()
 
@@ -92,10 +85,16 @@ class _OutcomeReader(asyncio.Protocol):
         self.owner._lost()
 
 
-class StoreProcess:
-    """The parent's side: `record` sends a request to the child and waits for its commit."""
+class StoreWriter:
+    """The parent's side: `record` sends a request to the child and waits for its commit.
+
+    It is also the `ResultLog` of the follow-ups while the receiver runs, so that
+    every write goes through the one writer; those calls may come from any thread.
+    """
 
     def __init__(self, path: Path, output: str = "none", output_fd: int | None = None) -> None:
+        from avasam_cli.receiver.printer import OUTPUT_MODES
+
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}")
         self.path = path
@@ -103,6 +102,7 @@ class StoreProcess:
         self.output_fd = output_fd
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.WriteTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
         self._seq = 0
         self._outgoing: list[bytes] = []
@@ -111,14 +111,14 @@ class StoreProcess:
         self._ready: asyncio.Future[str | None] | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         out_fd = os.dup(self.output_fd) if self.output_fd is not None else None
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own module, no shell
                 [
                     sys.executable,
                     "-m",
-                    "avasam_cli.store_process",
+                    "avasam_cli.receiver.writer",
                     str(self.path),
                     self.output,
                     str(out_fd if out_fd is not None else -1),
@@ -132,7 +132,7 @@ class StoreProcess:
                 os.close(out_fd)
         assert self._process.stdin is not None and self._process.stdout is not None
         for pipe in (self._process.stdin, self._process.stdout):
-            _widen(pipe.fileno())
+            widen_pipe(pipe.fileno())
         self._ready = loop.create_future()
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._process.stdin)
         await loop.connect_read_pipe(lambda: _OutcomeReader(self), self._process.stdout)
@@ -141,18 +141,32 @@ class StoreProcess:
             await self.close()
             raise StoreError(problem)
 
-    async def record(self, request: tuple[Any, ...]) -> Outcome:
-        """Send one request (see `_wire`) and wait until the child has committed it."""
+    async def record(self, request: WireRequest) -> Outcome:
+        """Send one request and wait until the child has committed it."""
         if self._failure is not None or self._writer is None:
-            return Outcome(None, request[2], self._failure or "the store is not running")
+            return Outcome(None, request.status, self._failure or "the store is not running")
         loop = asyncio.get_running_loop()
         self._seq += 1
         future: asyncio.Future[Outcome] = loop.create_future()
         self._pending[self._seq] = future
-        if not self._outgoing:  # one write per loop iteration, however many requests
-            loop.call_soon(self._flush)
-        self._outgoing.append(frame((self._seq, *request)))
+        self._send(frame((self._seq, *request)))
         return await future
+
+    def _send(self, data: bytes) -> None:
+        assert self._loop is not None
+        if not self._outgoing:  # one write per loop iteration, however many requests
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
+        self._send_result(("record_acknowledgement", request_id, status, detail, at))
+
+    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
+        self._send_result(("record_forward", kind, request_id, status, detail))
+
+    def _send_result(self, operation: tuple[str, ...]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._send, frame(operation))
 
     def _flush(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -194,7 +208,7 @@ class StoreProcess:
         self._process = None
 
 
-def _widen(fd: int) -> None:
+def widen_pipe(fd: int) -> None:
     """Ask for a 1 MiB pipe (Linux): large bodies then cross in one write, not sixteen."""
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     if set_size is not None:
@@ -211,91 +225,6 @@ def _wait(process: subprocess.Popen[bytes]) -> None:
 
 
 # --- The child ---------------------------------------------------------------------
-def _wire_to_event(fields: Sequence[Any]) -> tuple[int, Event]:
-    seq, received, kind, status, http_status, reason, detail, request_id, count, client = fields[
-        :10
-    ]
-    headers, body = fields[10], fields[11]
-    event = Event(
-        received_at=datetime.fromtimestamp(received, UTC).isoformat(timespec="milliseconds"),
-        kind=kind,
-        status=status,
-        http_status=http_status,
-        headers_json=redacted_headers(headers),
-        body=body,
-        reason=reason,
-        detail=detail,
-        request_id=request_id,
-        item_count=count,
-        client=client,
-    )
-    return seq, event
-
-
-class _BackgroundPrinter:
-    """Prints committed events on a thread, so a stalled stdout never stalls storing.
-
-    A terminal paused with Ctrl-S, or a pipe nobody reads, blocks writes; the
-    store writer must keep committing and answering all the same.  Past
-    MAX_UNPRINTED waiting batches, batches are dropped and counted instead.
-    """
-
-    MAX_UNPRINTED = 1000
-    BEHIND = 8  # batches waiting: from here on, leave out the item tables to catch up
-
-    def __init__(self, printer: Any) -> None:
-        self.printer = printer
-        self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
-        self.dropped = 0
-        self.thread = threading.Thread(target=self._run, name="avasam-printer", daemon=True)
-        self.thread.start()
-
-    def __call__(self, events: Sequence[Event]) -> None:
-        try:
-            self.batches.put_nowait(events)
-        except queue.Full:
-            self.printer.count(events)
-            self.dropped += len(events)
-
-    def _run(self) -> None:
-        import orjson
-
-        while (events := self.batches.get()) is not None:
-            for event in events:  # the items, for printing: the body was verified already
-                if event.status == "verified" and event.store_error is None:
-                    event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
-            with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
-                self.printer(events, compact=self.batches.qsize() >= self.BEHIND)
-
-    def close(self, timeout: float) -> str:
-        """Print what is waiting (for at most `timeout` seconds); return the summary."""
-        with contextlib.suppress(queue.Full):
-            self.batches.put(None, timeout=timeout)
-        self.thread.join(timeout)
-        summary = str(self.printer.summary())
-        if self.dropped:
-            summary += f"; {self.dropped} not printed because the output was blocked"
-        return summary
-
-
-def _make_printer(mode: str, fd: int) -> _BackgroundPrinter | None:
-    from avasam_cli import output
-
-    if mode == "none" or fd < 0:
-        return None
-    if mode == "json":
-        return _BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")))
-    from rich.console import Console
-
-    text = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    return _BackgroundPrinter(
-        output.HumanEventPrinter(
-            Console(file=text, highlight=False, soft_wrap=False),
-            Console(stderr=True, highlight=False, soft_wrap=False),
-        )
-    )
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -303,7 +232,36 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def commit_loop(store: Any, on_committed: Callable[[Sequence[Event]], None]) -> None:
+    """Read frames from stdin until it closes; commit, answer on stdout, then hand on."""
+    buffer = bytearray()
+    while chunk := os.read(0, 1 << 20):
+        buffer += chunk
+        arrived: list[tuple[int, Event]] = []
+        for payload in split_frames(buffer):
+            if isinstance(payload[0], str):  # a follow-up result
+                if payload[0] in RESULT_OPERATIONS:
+                    with contextlib.suppress(Exception):  # a lost note must not stop storing
+                        getattr(store, payload[0])(*payload[1:])
+                continue
+            arrived.append((payload[0], Event.from_wire(WireRequest(*payload[1:]))))
+        # Bounded transactions: each batch is answered as soon as it is committed.
+        for start in range(0, len(arrived), store.batch_size):
+            received = arrived[start : start + store.batch_size]
+            events = [event for _, event in received]
+            try:
+                store.insert(events)
+            except Exception as error:  # an answer must go back whatever happened
+                for event in events:
+                    event.store_error = str(error) or type(error).__name__
+            _write_all(1, frame([(seq, e.id, e.status, e.store_error) for seq, e in received]))
+            on_committed(events)
+
+
 def worker_main(argv: Sequence[str]) -> int:
+    from avasam_cli.receiver.printer import make_printer
+    from avasam_cli.store.base import open_store
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Committing (mostly in SQLite, without the GIL) must get the GIL back quickly from
@@ -311,36 +269,16 @@ def worker_main(argv: Sequence[str]) -> int:
     sys.setswitchinterval(0.0005)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
     try:
-        conn = connect(path)
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job, off this path
-        checkpointer = Checkpointer(path)
+        store = open_store(path, bulk_writer=True)
     except StoreError as error:
         _write_all(1, frame(error.message))
         return 1
     _write_all(1, frame(None))  # ready
-    printer = _make_printer(mode, fd)
-    buffer = bytearray()
-    while True:
-        chunk = os.read(0, 1 << 20)
-        if not chunk:
-            break
-        buffer += chunk
-        arrived = [_wire_to_event(fields) for fields in split_frames(buffer)]
-        # One transaction per MAX_BATCH rows keeps each INSERT within SQLite's variable limit.
-        for start in range(0, len(arrived), MAX_BATCH):
-            received = arrived[start : start + MAX_BATCH]
-            events = [event for _, event in received]
-            try:
-                insert_events(conn, events)
-            except Exception as error:  # an answer must go back whatever happened
-                for event in events:
-                    event.store_error = str(error) or type(error).__name__
-            outcome = [(seq, e.id, e.status, e.store_error) for seq, e in received]
-            _write_all(1, frame(outcome))
-            if printer is not None:
-                printer(events)
-    conn.close()
-    checkpointer.close()
+    printer = make_printer(mode, fd)
+    try:
+        commit_loop(store, printer if printer is not None else lambda _: None)
+    finally:
+        store.close()
     if printer is not None:
         with contextlib.suppress(Exception):
             print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)

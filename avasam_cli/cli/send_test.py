@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from avasam_cli import output
-from avasam_cli.errors import NetworkError, OperationFailed, UsageError
+from avasam_cli.cli._context import settings, verification_token_for
+from avasam_cli.cli._options import DEFAULT_KIND, KIND_CHOICES, Kind, TokenOption
+from avasam_cli.cli._send import connection_failure, post_and_show
+from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
+from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -62,7 +68,7 @@ def _read_data_file(name: str) -> list[dict[str, Any]]:
 
 def build_items(options: ItemOptions, updated_on: str, now: datetime) -> list[dict[str, Any]]:
     """The `data` list from the item options (one stock item when none are given)."""
-    from avasam_cli import signing
+    from avasam_cli.webhooks import sign as signing
 
     sources = [bool(options.skus), options.generate is not None, options.data_file is not None]
     if sum(sources) > 1:
@@ -76,13 +82,18 @@ def build_items(options: ItemOptions, updated_on: str, now: datetime) -> list[di
     if options.generate is not None:
         return signing.generate_items(options.kind, options.generate, now)
     return [
-        signing.make_item(options.kind, sku, updated_on, options.quantity, options.price)
+        signing.make_item(
+            options.kind,
+            sku,
+            updated_on,
+            options.quantity if options.quantity is not None else options.price,
+        )
         for sku in (options.skus or [DEFAULT_SKU])
     ]
 
 
 def build_body(items: ItemOptions, signing_options: SigningOptions) -> dict[str, Any]:
-    from avasam_cli import signing
+    from avasam_cli.webhooks import sign as signing
 
     now = signing_options.now
     on = signing_options.on or signing.iso_utc(now)
@@ -98,8 +109,8 @@ def build_body(items: ItemOptions, signing_options: SigningOptions) -> dict[str,
     )
 
 
-def sign_test_payload(items: ItemOptions, signing_options: SigningOptions, pretty: bool) -> None:
-    from avasam_cli import signing
+def print_signed_body(items: ItemOptions, signing_options: SigningOptions, pretty: bool) -> None:
+    from avasam_cli.webhooks import sign as signing
 
     body = signing.encode(build_body(items, signing_options), pretty=pretty)
     sys.stdout.buffer.write(body + b"\n")
@@ -110,7 +121,7 @@ def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -
     """A copy of `body` broken the way `mode` says; each must be refused with 401."""
     import base64
 
-    from avasam_cli import signing
+    from avasam_cli.webhooks import sign as signing
 
     forged = dict(body)
     token: str = body["token"]
@@ -141,50 +152,8 @@ def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -
     return forged
 
 
-def connection_failure(
-    url: str, error: Exception, timeout: float, url_option: str = "--url"
-) -> OperationFailed:
-    """A failed request to a receiver, in words: nothing listening, or no answer in time."""
-    import httpx
-
-    if isinstance(error, httpx.TimeoutException):
-        return NetworkError(f"timed out after {timeout:g} s waiting for {url}")
-    if isinstance(error, httpx.ConnectError):
-        return NetworkError(
-            f"nothing is listening at {url}: start `avasam listen` in another terminal, "
-            f"or pass {url_option}"
-        )
-    return NetworkError(f"request to {url} failed: {error}")
-
-
-def post_and_show(
-    url: str,
-    content: bytes,
-    headers: Mapping[str, str] | Sequence[tuple[str, str]],
-    timeout: float,
-    url_option: str = "--url",
-) -> httpx.Response:
-    """POST to a receiver; print status, latency and an excerpt of the answer; return it."""
-    import httpx
-
-    start = time.perf_counter()
-    try:
-        response = httpx.post(url, content=content, headers=headers, timeout=timeout)
-    except httpx.HTTPError as error:
-        raise connection_failure(url, error, timeout, url_option) from None
-    elapsed = (time.perf_counter() - start) * 1000
-    output.out(f"{response.status_code} {response.reason_phrase}  {elapsed:.1f} ms  {url}")
-    output.out(_excerpt(response.text))
-    return response
-
-
-def _excerpt(text: str, limit: int = 300) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None) -> None:
-    from avasam_cli import signing
+    from avasam_cli.webhooks import sign as signing
 
     headers = {"content-type": "application/json"}
     response = post_and_show(url, signing.encode(body), headers, timeout)
@@ -268,8 +237,9 @@ def send_load(
     timeout: float,
 ) -> None:
     import asyncio
+    import statistics
 
-    from avasam_cli import signing
+    from avasam_cli.webhooks import sign as signing
 
     bodies = [signing.encode(build_body(items, signing_options)) for _ in range(count)]
     result = LoadResult()
@@ -289,3 +259,163 @@ def send_load(
     if ok != count:
         hint = f" ({result.first_error})" if result.first_error else ""
         raise OperationFailed(f"{count - ok} of {count} requests did not get a 2xx answer{hint}")
+
+
+# --- The commands ------------------------------------------------------------------
+class Algorithm(StrEnum):
+    HS256 = "HS256"
+    HS384 = "HS384"
+    HS512 = "HS512"
+
+
+class Tamper(StrEnum):
+    signature = "signature"
+    request_id = "request-id"
+    expired = "expired"
+    alg_none = "alg-none"
+    wrong_token = "wrong-token"  # noqa: S105 - a mode's name
+
+
+KindArgument = Annotated[Kind, typer.Argument(help=f"Which webhook to play: {KIND_CHOICES}.")]
+SkuOption = Annotated[
+    list[str] | None, typer.Option("--sku", help="An item's SKU (repeat for several items).")
+]
+QuantityOption = Annotated[
+    int | None, typer.Option(help="Quantity of each --sku item (stock; default 10).", min=0)
+]
+PriceOption = Annotated[
+    float | None, typer.Option(help="Price of each --sku item (price; default 9.99).")
+]
+ItemsOption = Annotated[
+    int | None,
+    typer.Option("--items", help="Generate N realistic items.", min=0, max=100_000),
+]
+DataFileOption = Annotated[
+    str | None,
+    typer.Option(help="A JSON list of items to send as they are (- for standard input)."),
+]
+RequestIdOption = Annotated[str | None, typer.Option(help="The requestId (default: a new UUID).")]
+OnOption = Annotated[str | None, typer.Option(help="The envelope's `on` time (default: now).")]
+AlgOption = Annotated[Algorithm, typer.Option("--alg", help="JWT algorithm.")]
+ExpiresOption = Annotated[
+    int, typer.Option(help="Token lifetime in seconds; 0 leaves out `exp`.", min=0)
+]
+IatOption = Annotated[bool, typer.Option("--iat/--no-iat", help="Include the `iat` claim.")]
+
+
+def _signing_options(
+    ctx: typer.Context,
+    token_flag: str | None,
+    request_id: str | None,
+    on: str | None,
+    alg: Algorithm,
+    expires_in: int,
+    iat: bool,
+) -> SigningOptions:
+    return SigningOptions(
+        verification_token=verification_token_for(ctx, token_flag),
+        request_id=request_id,
+        on=on,
+        algorithm=alg.value,
+        expires_in=expires_in,
+        include_iat=iat,
+    )
+
+
+def sign_test_payload(
+    ctx: typer.Context,
+    kind: KindArgument = DEFAULT_KIND,
+    sku: SkuOption = None,
+    quantity: QuantityOption = None,
+    price: PriceOption = None,
+    items: ItemsOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    on: OnOption = None,
+    alg: AlgOption = Algorithm.HS256,
+    expires_in: ExpiresOption = 300,
+    iat: IatOption = True,
+    verification_token: TokenOption = None,
+    pretty: Annotated[bool, typer.Option(help="Indent the JSON.")] = False,
+) -> None:
+    """Print a webhook body signed as Avasam signs it (JSON on stdout, nothing else)."""
+    signing_options = _signing_options(
+        ctx, verification_token, request_id, on, alg, expires_in, iat
+    )
+    item_options = ItemOptions(kind.value, tuple(sku or ()), quantity, price, items, data_file)
+    print_signed_body(item_options, signing_options, pretty)
+
+
+def send_test(
+    ctx: typer.Context,
+    kind: KindArgument = DEFAULT_KIND,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Where to send (default: the local listener's endpoint for the kind)."),
+    ] = None,
+    sku: SkuOption = None,
+    quantity: QuantityOption = None,
+    price: PriceOption = None,
+    items: ItemsOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    on: OnOption = None,
+    alg: AlgOption = Algorithm.HS256,
+    expires_in: ExpiresOption = 300,
+    iat: IatOption = True,
+    verification_token: TokenOption = None,
+    tamper: Annotated[
+        Tamper | None,
+        typer.Option(help="Send a forged request on purpose; succeed only if it is refused (401)."),
+    ] = None,
+    count: Annotated[int, typer.Option(help="Send N requests (a load run).", min=1)] = 1,
+    concurrency: Annotated[
+        int, typer.Option(help="Requests in flight at once in a load run.", min=1, max=1000)
+    ] = 10,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for each answer.", min=0.1)
+    ] = 10.0,
+) -> None:
+    """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
+    signing_options = _signing_options(
+        ctx, verification_token, request_id, on, alg, expires_in, iat
+    )
+    item_options = ItemOptions(kind.value, tuple(sku or ()), quantity, price, items, data_file)
+    if url is None:
+        url = local_listener_url(ctx) + DEFAULT_WEBHOOK_PATHS[kind.value]
+    if count > 1 and tamper is not None:
+        raise UsageError("--tamper sends one forged request: leave out --count")
+    if count > 1:
+        send_load(url, item_options, signing_options, count, concurrency, timeout)
+        return
+    body = build_body(item_options, signing_options)
+    if tamper is not None:
+        body = tampered(body, tamper.value, signing_options)
+    send_one(url, body, timeout, tamper.value if tamper else None)
+
+
+def local_listener_url(ctx: typer.Context) -> str:
+    """The base URL of `avasam listen` on this machine, from the profile's address."""
+    from avasam_cli.net import local_base_url
+
+    resolved = settings(ctx)
+    return local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "sign-test-payload",
+        epilog="Examples:\n\n"
+        "  avasam sign-test-payload --pretty\n\n"
+        "  avasam sign-test-payload price --sku A-1 --price 12.5\n\n"
+        "  avasam sign-test-payload | curl -H 'Content-Type: application/json' -d @- "
+        "http://127.0.0.1:8787/webhooks/stock",
+    )(sign_test_payload)
+    app.command(
+        "send-test",
+        epilog="Examples:\n\n"
+        "  avasam send-test\n\n"
+        "  avasam send-test price --sku A-1 --price 12.5\n\n"
+        "  avasam send-test --tamper signature\n\n"
+        "  avasam send-test --count 1000 --concurrency 20 --url https://my-shop.example/avasam/stock",
+    )(send_test)

@@ -3,54 +3,27 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
-from avasam_cli import output
-from avasam_cli.config import (
-    ENV_VARS,
-    FIELDS,
-    LABELS,
-    NORMALIZERS,
-    PROMPTED_FIELDS,
-    SECRET_FIELDS,
-    ConfigFile,
-    choose_profile,
-    generate_verification_token,
-    mask,
-    token_length_warning,
-)
+import typer
+
+from avasam_cli.cli._context import config_file, profile_flag, read_stdin_values
+from avasam_cli.cli._options import STDIN_HELP
 from avasam_cli.errors import UsageError
 
-STDIN_MARKER = "-"
+if TYPE_CHECKING:
+    from avasam_cli.config import ConfigFile
+
 HIDDEN_FIELDS = frozenset({"secret_key", "verification_token"})
 # Prompt(label, current value shown, hide input) -> the answer, "" to keep the current value.
 Prompt = Callable[[str, str, bool], str]
 
-PASTE_INSTRUCTION = (
-    "Paste it into Avasam: Settings > User management > your API user > webhook section > "
-    "Verification token, then click Save."
-)
-
-
-def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[str, str | None]:
-    """Replace each `-` with the next line of standard input, in the order of FIELDS."""
-    resolved = dict(given)
-    for name in FIELDS:
-        if resolved.get(name) != STDIN_MARKER:
-            continue
-        line = stdin.readline()
-        if not line:
-            raise UsageError(
-                f"--{name.replace('_', '-')} - expects the {LABELS[name]} on standard input, "
-                "which was empty: pipe it in, e.g. `printf '%s\\n' \"$TOKEN\" | avasam configure "
-                f"--{name.replace('_', '-')} -`"
-            )
-        resolved[name] = line.rstrip("\r\n")
-    return resolved
-
 
 def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, str]:
+    from avasam_cli.config import LABELS, PROMPTED_FIELDS, SECRET_FIELDS, mask
+
     answers: dict[str, str] = {}
     for name in PROMPTED_FIELDS:
         value = current.get(name, "")
@@ -61,7 +34,7 @@ def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, s
     return answers
 
 
-def run(
+def save(
     *,
     config: ConfigFile,
     profile_flag: str | None,
@@ -71,6 +44,20 @@ def run(
     stdin: TextIO,
     prompt: Prompt,
 ) -> None:
+    from avasam_cli import output
+    from avasam_cli.config import (
+        ENV_VARS,
+        FIELDS,
+        LABELS,
+        NORMALIZERS,
+        PASTE_INSTRUCTION,
+        SECRET_FIELDS,
+        choose_profile,
+        generate_verification_token,
+        mask,
+        token_length_warning,
+    )
+
     profile, _ = choose_profile(profile_flag, os.environ)
     current = config.profile(profile)  # a corrupt file stops us here, before anything is written
     if generate_token and given.get("verification_token"):
@@ -112,3 +99,73 @@ def run(
         output.info("New verification token (shown once):")
         output.out(updates["verification_token"])
         output.info(PASTE_INSTRUCTION)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _prompt(label: str, shown: str, hidden: bool) -> str:
+    suffix = f" [{shown}]" if shown else ""
+    answer: str = typer.prompt(
+        f"{label}{suffix}", default="", show_default=False, hide_input=hidden
+    )
+    return answer
+
+
+def configure(
+    ctx: typer.Context,
+    consumer_key: Annotated[
+        str | None, typer.Option(help=f"Consumer key from Avasam's API keys page. {STDIN_HELP}")
+    ] = None,
+    secret_key: Annotated[
+        str | None, typer.Option(help=f"Secret key from Avasam's API keys page. {STDIN_HELP}")
+    ] = None,
+    verification_token: Annotated[
+        str | None,
+        typer.Option(help=f"The token you typed into Avasam's webhook settings. {STDIN_HELP}"),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="API base URL (default https://app.avasam.com).")
+    ] = None,
+    listen_host: Annotated[
+        str | None, typer.Option(help="Default host for `avasam listen` and `send-test`.")
+    ] = None,
+    listen_port: Annotated[
+        str | None, typer.Option(help="Default port for `avasam listen` and `send-test`.")
+    ] = None,
+    generate_verification_token: Annotated[
+        bool,
+        typer.Option(
+            "--generate-verification-token",
+            help="Create a strong random verification token, save it and print it once.",
+        ),
+    ] = False,
+) -> None:
+    """Store API keys and the webhook verification token in a profile."""
+    save(
+        config=config_file(),
+        profile_flag=profile_flag(ctx),
+        given={
+            "consumer_key": consumer_key,
+            "secret_key": secret_key,
+            "verification_token": verification_token,
+            "base_url": base_url,
+            "listen_host": listen_host,
+            "listen_port": listen_port,
+        },
+        generate_token=generate_verification_token,
+        interactive=_stdin_is_terminal(),
+        stdin=sys.stdin,
+        prompt=_prompt,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        epilog="Examples:\n\n"
+        "  avasam configure\n\n"
+        "  avasam configure --consumer-key CK --secret-key - < secret.txt\n\n"
+        "  avasam -p staging configure --base-url https://sandbox.example\n\n"
+        "  avasam configure --generate-verification-token",
+    )(configure)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,27 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
-from avasam_cli.defaults import DEFAULT_LEEWAY, DEFAULT_MAX_BODY_SIZE, DEFAULT_WEBHOOK_PATHS
-from avasam_cli.followup import FollowUp, describe_pending
-from avasam_cli.store_process import StoreProcess
-from avasam_cli.verification import VerificationError, verify
-
-HEALTH_PATH = "/healthz"
+from avasam_cli.defaults import (
+    DEFAULT_LEEWAY,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_WEBHOOK_PATHS,
+    HEALTH_PATH,
+)
+from avasam_cli.delivery.followup import FollowUp, describe_pending
+from avasam_cli.receiver.writer import StoreWriter
+from avasam_cli.store.events import WireRequest
+from avasam_cli.webhooks.contract import VerificationError
+from avasam_cli.webhooks.verify import verify
 
 
 @dataclass(frozen=True)
 class ReceiverSettings:
+    """What the receiver needs to answer; every default is in `defaults`."""
+
     verification_token: str
-    stock_path: str = DEFAULT_WEBHOOK_PATHS["stock"]
-    price_path: str = DEFAULT_WEBHOOK_PATHS["price"]
+    paths: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WEBHOOK_PATHS))
     leeway: float = DEFAULT_LEEWAY
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
-
-    def paths(self) -> Mapping[str, str]:
-        return {"stock": self.stock_path, "price": self.price_path}
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -102,7 +105,7 @@ class WebhookEndpoint:
         self,
         kind: str,
         settings: ReceiverSettings,
-        store: StoreProcess,
+        store: StoreWriter,
         followup: FollowUp | None = None,
     ) -> None:
         self.kind = kind
@@ -115,7 +118,7 @@ class WebhookEndpoint:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         body = b""
         extra: dict[str, str] = {}
-        # (status, http_status, reason, detail, request_id, item_count), as the store takes it
+        # (status, http_status, reason, detail, request_id, item_count): see WireRequest
         verdict: tuple[str, int, str | None, str | None, str | None, int | None]
         try:
             body = await self._read_request(scope, headers, receive)
@@ -134,7 +137,7 @@ class WebhookEndpoint:
         client = scope.get("client")
         client_address = f"{client[0]}:{client[1]}" if client else None
         outcome = await self.store.record(
-            (received, self.kind, *verdict, client_address, headers, body)
+            WireRequest._make((received, self.kind, *verdict, client_address, headers, body))
         )
         status, http_status, reason, detail, request_id, _ = verdict
         if status == "rejected":
@@ -200,27 +203,28 @@ def create_app(
     output_fd: int | None = None,
     followup: FollowUp | None = None,
 ) -> Starlette:
-    """The receiver.  Its store writer, which also prints each request when `output` is
-    "json" or "human" (to `output_fd`), starts and stops with the app's lifespan."""
-    store = StoreProcess(store_path, output, output_fd)
+    """The receiver.  Its store writer, whose printer shows each committed request when
+    `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan."""
+    store = StoreWriter(store_path, output, output_fd)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await store.start()
         if followup is not None:
-            await followup.start()
+            await followup.start(store)
+        pending: list[str] = []
         try:
             yield
         finally:
-            await store.close()  # after the last answer: every answered request is stored
-            if followup is not None:
+            if followup is not None:  # its results are written through the store writer
                 pending = await followup.close()
-                if pending:
-                    followup.say(describe_pending(pending))
+            await store.close()  # after the last answer: every answered request is stored
+            if pending and followup is not None:
+                followup.say(describe_pending(pending))
 
     webhooks = {
         path: WebhookEndpoint(kind, settings, store, followup)
-        for kind, path in settings.paths().items()
+        for kind, path in settings.paths.items()
     }
     return ReceiverApp(
         webhooks,

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 import orjson
 
-from avasam_cli.verification import HMAC_ALGORITHMS, REQUEST_ID_CLAIM
+from avasam_cli.webhooks import _jwt
+from avasam_cli.webhooks.contract import HMAC_ALGORITHMS, REQUEST_ID_CLAIM
+from avasam_cli.webhooks.kinds import KINDS
 
 DEFAULT_ALGORITHM = "HS256"
 DEFAULT_EXPIRES_IN = 300  # seconds
@@ -43,7 +44,7 @@ def sign_token(
         claims["iat"] = int(now.timestamp())
     if expires_in:
         claims["exp"] = int((now + timedelta(seconds=expires_in)).timestamp())
-    return jwt.encode(claims, verification_token, algorithm=algorithm)
+    return _jwt.encode(claims, verification_token, algorithm)
 
 
 def build_body(
@@ -74,20 +75,14 @@ def encode(body: dict[str, Any], pretty: bool = False) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
 
 
-def make_item(
-    kind: str,
-    sku: str,
-    updated_on: str,
-    quantity: int | None = None,
-    price: float | None = None,
-) -> dict[str, Any]:
-    if kind == "stock":
-        return {
-            "sku": sku,
-            "quantity": 10 if quantity is None else quantity,
-            "updatedOn": updated_on,
-        }
-    return {"sku": sku, "price": 9.99 if price is None else price, "updatedOn": updated_on}
+def make_item(kind: str, sku: str, updated_on: str, value: float | None = None) -> dict[str, Any]:
+    """One item of `kind`; `value` is its quantity or price (the kind's default if None)."""
+    rules = KINDS[kind]
+    return {
+        "sku": sku,
+        rules.value_field: rules.default_value if value is None else value,
+        "updatedOn": updated_on,
+    }
 
 
 def generate_items(
@@ -99,8 +94,9 @@ def generate_items(
     for index in range(count):
         sku = f"AVS-{rng.randrange(100000, 999999)}-{index:05d}"
         updated_on = iso_utc(now - timedelta(seconds=rng.uniform(0, 3600)))
-        if kind == "stock":
-            items.append(make_item(kind, sku, updated_on, quantity=rng.randrange(0, 500)))
+        if int in KINDS[kind].value_types and float not in KINDS[kind].value_types:
+            value: float = rng.randrange(0, 500)
         else:
-            items.append(make_item(kind, sku, updated_on, price=round(rng.uniform(0.5, 250), 2)))
+            value = round(rng.uniform(0.5, 250), 2)
+        items.append(make_item(kind, sku, updated_on, value))
     return items

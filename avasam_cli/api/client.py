@@ -2,6 +2,7 @@
 
 Decisions where Avasam's documentation is silent are the constants below
 (how the token is sent, the acknowledgement's path and body), each in one place.
+It knows no terminal and no profiles: the CLI builds it (`cli._context`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from avasam_cli import __version__, output
-from avasam_cli.config import Settings
-from avasam_cli.errors import ApiError, NetworkError
-from avasam_cli.paths import Locations, is_too_open, write_secret_file
+from avasam_cli import __version__
+from avasam_cli.errors import ApiError, CredentialsRefused, NetworkError
+from avasam_cli.paths import is_too_open, write_secret_file
+from avasam_cli.text import excerpt
 
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -47,24 +48,20 @@ def acknowledge_body(request_id: str) -> dict[str, str]:
     return {"requestId": request_id}
 
 
-def _excerpt(response: httpx.Response, limit: int = 200) -> str:
-    text = " ".join(response.text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def failure_for(error: Exception | httpx.Response, url: str) -> ApiError | NetworkError:
     """Every HTTP or network failure becomes one of our errors, here and only here."""
     if isinstance(error, httpx.Response):
         status = error.status_code
         if status in (401, 403) and error.request.url.path.endswith(TOKEN_PATH):
-            return ApiError(REFUSED_CREDENTIALS, status)
+            return CredentialsRefused(REFUSED_CREDENTIALS, status)
         if status in (401, 403):
             return ApiError(
                 f"Avasam refused the request to {url} ({status}): the API user may lack the "
                 "right; check its access rights in Avasam",
                 status,
             )
-        return ApiError(f"unexpected answer from {url}: {status} {_excerpt(error)}", status)
+        shown = excerpt(error.text, 200)
+        return ApiError(f"unexpected answer from {url}: {status} {shown}", status)
     if isinstance(error, httpx.TimeoutException):
         return NetworkError(f"{url} did not answer in time: try again, or check the base URL")
     if isinstance(error, httpx.RemoteProtocolError):
@@ -194,8 +191,9 @@ class AvasamClient:
             answer = response.json()
             token, expires_at = answer["access_token"], parse_expiry(answer["expires_at"])
         except (ValueError, KeyError, TypeError):
+            shown = excerpt(response.text, 200)
             raise ApiError(
-                f"unexpected answer from {self.base_url + TOKEN_PATH}: {_excerpt(response)}",
+                f"unexpected answer from {self.base_url + TOKEN_PATH}: {shown}",
                 response.status_code,
             ) from None
         self.cache.put(self.cache_key, token, expires_at)
@@ -214,16 +212,4 @@ class AvasamClient:
     def acknowledge(self, request_id: str) -> str:
         """Acknowledge one stock update; returns a short description of Avasam's answer."""
         response = self.call(ACKNOWLEDGE_PATH, acknowledge_body(request_id))
-        return f"{response.status_code} {_excerpt(response, 80)}".strip()
-
-
-def client_for(settings: Settings, where: Locations) -> AvasamClient:
-    """The client for the effective profile; missing keys are a configuration error here."""
-    base_url = settings.require("base_url")
-    return AvasamClient(
-        base_url,
-        settings.require("consumer_key"),
-        settings.require("secret_key"),
-        TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
-        cache_key=f"{settings.profile}|{base_url}",
-    )
+        return f"{response.status_code} {excerpt(response.text, 80)}".strip()

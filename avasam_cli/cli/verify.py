@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from avasam_cli import output
+from avasam_cli.cli._context import verification_token_for
+from avasam_cli.cli._options import KIND_CHOICES, Kind, LeewayOption, TokenOption
+from avasam_cli.defaults import DEFAULT_LEEWAY
 from avasam_cli.errors import AlreadyReported, UsageError
 
 
@@ -21,28 +26,25 @@ def read_body(source: str) -> bytes:
 
 
 def guess_kind(raw: bytes) -> str:
-    """stock or price, from the first item's fields; stock when it cannot tell."""
+    """The kind, from the first item's fields (see `kinds.guess_kind`)."""
+    from avasam_cli.webhooks.kinds import guess_kind as kind_of
+
     try:
         data = json.loads(raw).get("data")
         first: Any = data[0] if isinstance(data, list) and data else {}
     except (ValueError, AttributeError):
-        return "stock"
-    return (
-        "price"
-        if isinstance(first, dict) and "price" in first and "quantity" not in first
-        else "stock"
-    )
+        first = None
+    return kind_of(first)
 
 
-def run(
-    source: str, kind: str | None, verification_token: str, leeway: float, as_json: bool
-) -> None:
-    from avasam_cli.verification import VerificationError, verify
+def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_json: bool) -> None:
+    from avasam_cli.webhooks.contract import VerificationError
+    from avasam_cli.webhooks.verify import verify
 
     raw = read_body(source)
     chosen = kind or guess_kind(raw)
     try:
-        update = verify(raw, chosen, verification_token, leeway)
+        update = verify(raw, chosen, token, leeway)
     except VerificationError as refused:
         if as_json:
             output.out(
@@ -78,3 +80,30 @@ def run(
     )
     if update.items:
         output.make_console().print(output.items_table(chosen, update.items))
+
+
+def verify_command(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A saved webhook body, or - for stdin.")] = "-",
+    kind: Annotated[
+        Kind | None,
+        typer.Option(help=f"{KIND_CHOICES} (default: guessed from the items)."),
+    ] = None,
+    verification_token: TokenOption = None,
+    leeway: LeewayOption = DEFAULT_LEEWAY,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Verify a saved webhook body offline with your verification token."""
+    if source == "-" and verification_token == "-":  # noqa: S105 - the stdin marker
+        raise UsageError("the body and the token cannot both come from standard input")
+    token = verification_token_for(ctx, verification_token)
+    show_verdict(source, kind.value if kind else None, token, leeway, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "verify",
+        epilog="Examples:\n\n"
+        "  avasam verify body.json\n\n"
+        "  avasam sign-test-payload price | avasam verify - --json",
+    )(verify_command)

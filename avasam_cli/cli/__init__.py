@@ -1,0 +1,63 @@
+"""The command line: the app, its root options, and one module per verb or group.
+
+Each verb module holds its options and its glue, and registers itself here.
+Heavy modules (httpx, starlette, uvicorn, jwt, sqlite3, rich) are imported
+inside the commands that need them, so `avasam --help` starts quickly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from avasam_cli import __version__
+from avasam_cli.cli import ack, config, configure, doctor, events, listen, send_test, verify
+from avasam_cli.cli._context import GuardedGroup, State
+
+app = typer.Typer(
+    cls=GuardedGroup,
+    name="avasam",
+    help="The command-line companion for Avasam sellers: verify, store and simulate Avasam's "
+    "stock and price webhooks, and acknowledge them through the API.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals would include secrets
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"avasam-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Profile to use (default: $AVASAM_PROFILE, else 'default').",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", callback=_version),
+    ] = False,
+) -> None:
+    """Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error."""
+    ctx.obj = State(profile=profile)
+
+
+# In the order `avasam --help` lists them.
+for verb in (configure, config, listen, send_test, verify, ack, events, doctor):
+    verb.register(app)
+
+
+def main() -> None:
+    app(prog_name="avasam")

@@ -1,0 +1,110 @@
+"""What every command shares: the error boundary, the chosen profile, settings, the client.
+
+Light at import time: the CLI imports this module at start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+import typer
+from typer.core import TyperGroup
+
+from avasam_cli.errors import AvasamError, UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.api.client import AvasamClient
+    from avasam_cli.config import ConfigFile, Settings
+    from avasam_cli.paths import Locations
+
+STDIN_MARKER = "-"
+
+
+class GuardedGroup(TyperGroup):
+    """The single boundary where expected errors become a message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AvasamError as failure:
+            from avasam_cli import output
+
+            if failure.message:
+                output.error(failure.message)
+            raise typer.Exit(failure.exit_code) from None
+
+
+def group(help: str) -> typer.Typer:
+    """A command group guarded by the same error boundary as the app."""
+    return typer.Typer(cls=GuardedGroup, help=help, no_args_is_help=True)
+
+
+@dataclass
+class State:
+    """What the root callback learned: the --profile flag."""
+
+    profile: str | None = None
+
+
+def config_file() -> ConfigFile:
+    from avasam_cli.config import ConfigFile
+    from avasam_cli.paths import locations
+
+    return ConfigFile(locations().config_file)
+
+
+def profile_flag(ctx: typer.Context) -> str | None:
+    state: State = ctx.find_root().obj
+    return state.profile
+
+
+def settings(
+    ctx: typer.Context, config: ConfigFile | None = None, /, **flags: str | None
+) -> Settings:
+    """The effective settings: these flags, then the environment, the profile, defaults."""
+    from avasam_cli.config import resolve
+
+    return resolve(config or config_file(), profile_flag(ctx), flags)
+
+
+def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[str, str | None]:
+    """Replace each `-` with the next line of standard input, in the order of FIELDS."""
+    from avasam_cli.config import FIELDS, LABELS
+
+    resolved = dict(given)
+    for name in FIELDS:
+        if resolved.get(name) != STDIN_MARKER:
+            continue
+        line = stdin.readline()
+        if not line:
+            raise UsageError(
+                f"--{name.replace('_', '-')} - expects the {LABELS[name]} on standard input, "
+                "which was empty: pipe it in, e.g. `printf '%s\\n' \"$TOKEN\" | avasam configure "
+                f"--{name.replace('_', '-')} -`"
+            )
+        resolved[name] = line.rstrip("\r\n")
+    return resolved
+
+
+def verification_token_for(ctx: typer.Context, flag: str | None) -> str:
+    """The verification token from --verification-token (or `-`: stdin), env or profile."""
+    flags = read_stdin_values({"verification_token": flag}, sys.stdin)
+    return settings(ctx, **flags).require("verification_token")
+
+
+def client_for(resolved: Settings, where: Locations) -> AvasamClient:
+    """The API client for the effective profile; missing keys are a configuration error here."""
+    from avasam_cli import output
+    from avasam_cli.api.client import AvasamClient, TokenCache
+
+    base_url = resolved.require("base_url")
+    return AvasamClient(
+        base_url,
+        resolved.require("consumer_key"),
+        resolved.require("secret_key"),
+        TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
+        cache_key=f"{resolved.profile}|{base_url}",
+    )

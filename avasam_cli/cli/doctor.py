@@ -1,0 +1,103 @@
+"""`avasam doctor`: check that everything an integration needs is in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from avasam_cli.cli._context import client_for, settings
+from avasam_cli.cli._options import BaseUrlOption
+from avasam_cli.errors import AlreadyReported, AvasamError, ConfigError
+
+if TYPE_CHECKING:
+    from avasam_cli.config import Settings
+    from avasam_cli.paths import Locations
+
+Check = tuple[str, Callable[[], str]]  # (what, run): run returns a note or raises AvasamError
+
+
+def _configuration(resolved: Settings) -> str:
+    for name in ("consumer_key", "secret_key", "verification_token"):
+        resolved.require(name)
+    return f"profile '{resolved.profile}' has keys and a verification token"
+
+
+def _token_strength(resolved: Settings) -> str:
+    from avasam_cli.config import token_length_warning
+
+    token = resolved.require("verification_token")
+    warning = token_length_warning(token)
+    if warning:
+        raise ConfigError(warning)
+    return f"{len(token.encode())} bytes"
+
+
+def _credentials(resolved: Settings, where: Locations) -> str:
+    with client_for(resolved, where) as client:
+        client.access_token(renew=True)
+    return f"accepted by {resolved.require('base_url')}"
+
+
+def _store(where: Locations) -> str:
+    from avasam_cli.store.base import open_store
+
+    with open_store(where.store_file) as store:
+        store.check_writable()
+        return store.location
+
+
+def _port(resolved: Settings) -> str:
+    from avasam_cli.net import bind
+
+    host, port = resolved.require("listen_host"), int(resolved.require("listen_port"))
+    bind(host, port, option_hint="with `avasam configure --listen-port`").close()
+    return f"{host}:{port} is free"
+
+
+def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
+    from avasam_cli import output
+
+    checks: list[Check] = [
+        ("configuration complete", lambda: _configuration(resolved)),
+        ("verification token at least 32 bytes", lambda: _token_strength(resolved)),
+    ]
+    if not offline:
+        checks.append(("credentials accepted", lambda: _credentials(resolved, where)))
+    checks += [
+        ("event store writable", lambda: _store(where)),
+        ("listener port free", lambda: _port(resolved)),
+    ]
+    failures = 0
+    for what, check in checks:
+        try:
+            note = check()
+        except AvasamError as problem:
+            failures += 1
+            output.check_line(False, f"{what}: {problem.message}")
+        else:
+            output.check_line(True, f"{what}: {note}")
+    if offline:
+        output.check_line(None, "credentials accepted: --offline")
+    if failures:
+        raise AlreadyReported
+
+
+def doctor(
+    ctx: typer.Context,
+    offline: Annotated[
+        bool, typer.Option(help="Skip the check that calls Avasam with your keys.")
+    ] = False,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """Check configuration, token strength, credentials, the store and the listener port."""
+    from avasam_cli.paths import locations
+
+    run_checks(settings(ctx, base_url=base_url), locations(), offline)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        epilog="Examples:\n\n  avasam doctor\n\n  avasam -p staging doctor --offline",
+    )(doctor)

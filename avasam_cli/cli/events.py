@@ -1,0 +1,156 @@
+"""`avasam events list|show|replay`: the history of everything received."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from avasam_cli.cli._context import group, settings
+from avasam_cli.cli._options import KIND_CHOICES, Kind
+from avasam_cli.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.store.events import StoredEvent
+
+STATUSES = ("verified", "duplicate", "rejected")
+
+
+def _find(key: str) -> StoredEvent:
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    with open_store(locations().store_file) as store:
+        event = store.find(key)
+    if event is None:
+        raise UsageError(f"no stored event has id or request id {key!r}: see `avasam events list`")
+    return event
+
+
+def _ack_state(event: StoredEvent) -> str:
+    from avasam_cli.webhooks.kinds import KINDS
+
+    awaited = KINDS[event.kind].acknowledged and event.status == "verified"
+    return event.ack_status or ("pending" if awaited else "")
+
+
+def list_events(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
+    kind: Annotated[Kind | None, typer.Option(help=f"Only {KIND_CHOICES}.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only verified, duplicate or rejected.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List received requests, newest first."""
+    from avasam_cli import output
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.events import event_json
+
+    if status not in (None, *STATUSES):
+        raise UsageError("--status takes verified, duplicate or rejected")
+    with open_store(locations().store_file) as store:
+        events = store.latest(limit, kind.value if kind else None, status)
+    if as_json:
+        for event in events:
+            output.out(json.dumps(event_json(event)))
+        return
+    if not events:
+        output.info("No events stored yet: run `avasam listen` and `avasam send-test`.")
+        return
+    table = [("id", "received", "kind", "status", "request id", "items", "ack")]
+    for event in events:
+        shown = event.status if event.status != "rejected" else f"rejected ({event.reason})"
+        table.append(
+            (
+                str(event.id),
+                event.received_at[:19].replace("T", " "),
+                event.kind,
+                shown,
+                event.request_id or "-",
+                "" if event.item_count is None else str(event.item_count),
+                _ack_state(event),
+            )
+        )
+    output.table(table)
+
+
+def show(
+    key: Annotated[str, typer.Argument(help="The event's id or request id.")],
+    raw: Annotated[bool, typer.Option(help="Print the stored body exactly, nothing else.")] = False,
+) -> None:
+    """Show one stored request: headers, body, verification, acknowledgement."""
+    from avasam_cli import output
+
+    event = _find(key)
+    if raw:
+        sys.stdout.buffer.write(event.body)
+        sys.stdout.flush()
+        return
+    output.out(
+        f"Event {event.id}: {event.kind} {event.status} (HTTP {event.http_status}) "
+        f"received {event.received_at} from {event.client or '?'}"
+    )
+    output.out(f"request id:   {event.request_id or '-'}")
+    if event.reason:
+        output.out(f"refused:      {event.reason}: {event.detail}")
+    output.out(
+        f"acknowledged: {event.ack_status or '-'} {event.ack_at or ''} "
+        f"{event.ack_detail or ''}".rstrip()
+    )
+    output.out(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
+    output.out("headers:")
+    for name, value in event.headers:
+        output.out(f"  {name}: {value}")
+    output.out("body:")
+    try:
+        output.out(json.dumps(json.loads(event.body), indent=2))
+    except ValueError:
+        output.out(event.body.decode("utf-8", "replace"))
+
+
+def replay(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The event's id or request id.")],
+    to: Annotated[
+        str | None, typer.Option(help="Where to send it (default: the local listener).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 10.0,
+) -> None:
+    """Send a stored request again, body and headers as received, and show the answer."""
+    from avasam_cli.cli._send import post_and_show
+    from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
+    from avasam_cli.delivery.forward import passed_on
+    from avasam_cli.net import local_base_url
+    from avasam_cli.store.events import REDACTED
+
+    resolved = settings(ctx)
+    event = _find(key)
+    base = local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+    target = to or base + DEFAULT_WEBHOOK_PATHS[event.kind]
+    headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
+    response = post_and_show(target, event.body, headers, timeout, url_option="--to")
+    if not response.is_success:
+        raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
+
+
+def register(app: typer.Typer) -> None:
+    events_app = group("Browse and replay everything the listener received.")
+    events_app.command(
+        "list",
+        epilog="Examples:\n\n  avasam events list\n\n"
+        "  avasam events list --kind stock --status rejected --json",
+    )(list_events)
+    events_app.command(
+        "show",
+        epilog="Examples:\n\n  avasam events show 42\n\n  avasam events show REQUEST_ID --raw",
+    )(show)
+    events_app.command(
+        "replay",
+        epilog="Examples:\n\n  avasam events replay 42\n\n"
+        "  avasam events replay REQUEST_ID --to https://my-shop.example/avasam/stock",
+    )(replay)
+    app.add_typer(events_app, name="events")

@@ -1,0 +1,40 @@
+"""Passing a received request on to another URL: which headers go, and what comes back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import httpx
+
+from avasam_cli.text import excerpt
+
+# Headers that describe the original connection, not the request: never passed on.
+HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
+
+
+def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers of a stored or received request that may be sent again elsewhere."""
+    return [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+
+
+class ForwardResult(NamedTuple):
+    status: str  # the HTTP status as text, or "failed" when there was no answer
+    detail: str  # latency and an excerpt of the answer, or the error's name
+    answered: bool
+
+
+async def forward(
+    client: httpx.AsyncClient, url: str, kind: str, headers: list[tuple[str, str]], body: bytes
+) -> ForwardResult:
+    """POST a verified update to `url`, marked with its kind and as verified."""
+    sent = [*passed_on(headers), ("x-avasam-event", kind), ("x-avasam-verified", "true")]
+    start = time.perf_counter()
+    try:
+        response = await client.post(url, content=body, headers=sent)
+    except httpx.HTTPError as error:
+        return ForwardResult("failed", type(error).__name__, answered=False)
+    elapsed = (time.perf_counter() - start) * 1000
+    detail = f"{elapsed:.0f} ms {excerpt(response.text, 80)}".strip()
+    return ForwardResult(str(response.status_code), detail, answered=True)

@@ -1,0 +1,81 @@
+"""The listener's one printer: fed by the store writer with committed events only.
+
+It runs in the writer process, on a thread of its own, so that a stalled stdout
+never stalls storing; what it prints is made by `output`'s event printers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Sequence
+
+from avasam_cli import output
+from avasam_cli.store.events import Event
+
+OUTPUT_MODES = ("none", "json", "human")
+
+
+class BackgroundPrinter:
+    """Prints committed events on a thread.
+
+    A terminal paused with Ctrl-S, or a pipe nobody reads, blocks writes; the
+    store writer must keep committing and answering all the same.  Past
+    MAX_UNPRINTED waiting batches, batches are dropped and counted instead.
+    """
+
+    MAX_UNPRINTED = 1000
+    BEHIND = 8  # batches waiting: from here on, leave out the item tables to catch up
+
+    def __init__(self, printer: output.EventPrinter) -> None:
+        self.printer = printer
+        self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="avasam-printer", daemon=True)
+        self.thread.start()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        try:
+            self.batches.put_nowait(events)
+        except queue.Full:
+            self.printer.count(events)
+            self.dropped += len(events)
+
+    def _run(self) -> None:
+        import orjson
+
+        while (events := self.batches.get()) is not None:
+            for event in events:  # the items, for printing: the body was verified already
+                if event.status == "verified" and event.store_error is None:
+                    event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
+            with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
+                self.printer(events, compact=self.batches.qsize() >= self.BEHIND)
+
+    def close(self, timeout: float) -> str:
+        """Print what is waiting (for at most `timeout` seconds); return the summary."""
+        with contextlib.suppress(queue.Full):
+            self.batches.put(None, timeout=timeout)
+        self.thread.join(timeout)
+        summary = self.printer.summary()
+        if self.dropped:
+            summary += f"; {self.dropped} not printed because the output was blocked"
+        return summary
+
+
+def make_printer(mode: str, fd: int) -> BackgroundPrinter | None:
+    """The printer for `listen`'s output mode, writing to `fd`; None when nothing prints."""
+    if mode == "none" or fd < 0:
+        return None
+    if mode == "json":
+        return BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")))
+    from rich.console import Console
+
+    text = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    return BackgroundPrinter(
+        output.HumanEventPrinter(
+            Console(file=text, highlight=False, soft_wrap=False),
+            Console(stderr=True, highlight=False, soft_wrap=False),
+        )
+    )

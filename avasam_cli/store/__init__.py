@@ -1,0 +1,1 @@
+"""The event store: one interface (`base`), records (`events`), a module per backend."""

@@ -1,0 +1,65 @@
+"""The store interface: what the receiver, the follow-ups and the commands may ask of a store.
+
+Consumers call `open_store` and use these methods only; no SQL, connection or
+file handling leaves the backend modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from avasam_cli.store.events import Event, StoredEvent
+
+
+class ResultLog(Protocol):
+    """Where the outcome of acknowledging and forwarding an update is written."""
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
+        """Note the outcome on the verified update (`status`: acknowledged or failed)."""
+
+    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
+        """Note a forward's outcome on the verified update."""
+
+
+class EventStore(ResultLog, Protocol):
+    location: str  # shown to the user: a path, or a URL without its password
+    batch_size: int  # the most events `insert` commits in one transaction
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> EventStore: ...
+
+    def __exit__(self, *_: object) -> None: ...
+
+    def insert(self, events: Sequence[Event]) -> None:
+        """Commit `events`, setting each one's `id`; a verified event whose (kind, request
+        id) is stored already becomes a "duplicate" row.  Raises on failure, storing none."""
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction can be started now."""
+
+    def latest(
+        self, limit: int, kind: str | None = None, status: str | None = None
+    ) -> list[StoredEvent]:
+        """Newest first, optionally of one kind and status."""
+
+    def find(self, id_or_request_id: str) -> StoredEvent | None:
+        """By row id (digits), else the latest row with that request id (verified first)."""
+
+    def pending_acknowledgements(self) -> list[str]:
+        """Request ids of verified updates that need acknowledging and are not yet."""
+
+    def count_by_status(self) -> dict[str, int]: ...
+
+
+def open_store(location: Path, bulk_writer: bool = False) -> EventStore:
+    """Open the store at `location`, creating and migrating it as needed.
+
+    `bulk_writer` is for the receiver's writer process: the one writer that commits
+    at full speed, and takes on the store's upkeep (checkpoints) off its commit path.
+    """
+    from avasam_cli.store.sqlite import SqliteStore
+
+    return SqliteStore(location, bulk_writer=bulk_writer)

@@ -1,0 +1,133 @@
+"""The records of the store: a request as the receiver hands it over, as stored, as shown.
+
+No I/O and no backend here: every store implementation and every reader
+(`listen`'s printer, `events`, later the inspector) shares these shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+# Header names that may carry credentials: stored as "[redacted]".
+_SECRET_HEADER_MARKERS = ("auth", "cookie", "token", "secret", "key", "signature")
+REDACTED = "[redacted]"
+
+
+class WireRequest(NamedTuple):
+    """One answered-or-refused request, as the receiver hands it to the store writer."""
+
+    received: float  # Unix time
+    kind: str
+    status: str  # what verification concluded: "verified" or "rejected"
+    http_status: int
+    reason: str | None
+    detail: str | None
+    request_id: str | None
+    item_count: int | None
+    client: str | None
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Event:
+    """One received request, as stored and as printed (`data_json` only for printing)."""
+
+    received_at: str
+    kind: str
+    status: str  # "verified", "duplicate" or "rejected"
+    http_status: int
+    headers_json: str
+    body: bytes
+    reason: str | None = None
+    detail: str | None = None
+    request_id: str | None = None
+    item_count: int | None = None
+    client: str | None = None
+    data_json: bytes | None = field(default=None, repr=False)  # the verified items, as JSON
+    id: int | None = None
+    store_error: str | None = None
+
+    @classmethod
+    def from_wire(cls, request: WireRequest) -> Event:
+        return cls(
+            received_at=datetime.fromtimestamp(request.received, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            kind=request.kind,
+            status=request.status,
+            http_status=request.http_status,
+            headers_json=redacted_headers(request.headers),
+            body=request.body,
+            reason=request.reason,
+            detail=request.detail,
+            request_id=request.request_id,
+            item_count=request.item_count,
+            client=request.client,
+        )
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in json.loads(self.headers_json)]
+
+
+@dataclass(slots=True)
+class StoredEvent(Event):
+    """An event read back from the store, with what happened after its answer."""
+
+    ack_status: str | None = None  # None (not tried), "acknowledged" or "failed"
+    ack_at: str | None = None
+    ack_detail: str | None = None
+    forward_status: str | None = None
+    forward_detail: str | None = None
+
+
+def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
+    pairs = []
+    for name_bytes, value_bytes in raw:
+        name = name_bytes.decode("latin-1").lower()
+        secret = any(marker in name for marker in _SECRET_HEADER_MARKERS)
+        pairs.append((name, REDACTED if secret else value_bytes.decode("latin-1")))
+    return json.dumps(pairs)
+
+
+def event_json(event: Event, data: Any = None) -> dict[str, Any]:
+    """The one machine-readable shape of an event (`listen --json`, `events list --json`).
+
+    `data` is the verified items, when the caller has them (already serialised as an
+    `orjson.Fragment` on the listener's hot path).
+    """
+    record: dict[str, Any] = {
+        "id": event.id,
+        "received_at": event.received_at,
+        "kind": event.kind,
+        "status": event.status,
+        "http_status": event.http_status,
+        "requestId": event.request_id,
+    }
+    if event.store_error is not None:
+        record["store_error"] = event.store_error
+    if event.status == "verified" and event.store_error is None:
+        if data is not None:
+            record["data"] = data
+        else:
+            record["items"] = event.item_count
+    elif event.status == "duplicate":
+        record["reason"] = "duplicate"
+        record["items"] = event.item_count
+    else:
+        record["reason"] = event.reason
+        record["detail"] = event.detail
+    if isinstance(event, StoredEvent):
+        record["client"] = event.client
+        record["headers"] = event.headers
+        record["acknowledgement"] = {
+            "status": event.ack_status,
+            "at": event.ack_at,
+            "detail": event.ack_detail,
+        }
+        record["forward"] = {"status": event.forward_status, "detail": event.forward_detail}
+    return record

@@ -1,0 +1,88 @@
+"""The SQLite store's schema, as ordered migrations (simonw/llm's `migrations.py` is the model).
+
+The schema version is SQLite's `user_version`: the number of migrations applied.
+Opening a store applies the missing ones in one transaction; a store written by
+a newer release (more migrations than we know) is refused and left untouched.
+A new column is a new function at the end of this file, never an edit above it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from avasam_cli.errors import StoreError
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append(function)
+    return function
+
+
+@migration
+def m001_events(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS events (
+            id            INTEGER PRIMARY KEY,
+            received_at   TEXT    NOT NULL,
+            kind          TEXT    NOT NULL,
+            status        TEXT    NOT NULL,  -- verified | duplicate | rejected
+            http_status   INTEGER NOT NULL,
+            reason        TEXT,
+            detail        TEXT,
+            request_id    TEXT,
+            item_count    INTEGER,
+            client        TEXT,
+            headers       TEXT    NOT NULL,  -- JSON list of [name, value], secrets redacted
+            body          BLOB    NOT NULL,
+            ack_status    TEXT,              -- NULL (not tried) | acknowledged | failed
+            ack_at        TEXT,
+            ack_detail    TEXT,
+            forward_status TEXT,
+            forward_detail TEXT
+        )
+        """
+    )
+    # Duplicates are decided by this index, so the rule holds across processes.
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS events_verified_once "
+        "ON events (kind, request_id) WHERE status = 'verified'"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id)")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(conn: sqlite3.Connection, location: str) -> None:
+    """Bring the schema up to date; StoreError if the store is newer than this program."""
+    if _check(schema_version(conn), location):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn)  # another process may have migrated meanwhile
+        if not _check(version, location):
+            for step in MIGRATIONS[version:]:
+                step(conn)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _check(version: int, location: str) -> bool:
+    """True when the schema is current; StoreError when it is newer than we know."""
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the event store {location} was written by a newer avasam-cli (schema "
+            f"{version}, this release knows {len(MIGRATIONS)}): upgrade avasam-cli, or point "
+            "AVASAM_HOME elsewhere (the file was left untouched)"
+        )
+    return version == len(MIGRATIONS)

@@ -1,0 +1,275 @@
+"""The SQLite backend of the event store: one file in WAL mode, in the data folder.
+
+Duplicates are decided by a unique index on (kind, request_id) over verified
+rows (see `migrations`), so the rule holds for concurrent deliveries and
+across processes sharing the file.  The receiver writes through its store
+writer process, which commits requests in batches and only then lets their
+answers go out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from avasam_cli.errors import StoreError
+from avasam_cli.paths import ensure_private_dir
+from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.migrations import migrate
+from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
+
+BUSY_TIMEOUT_MS = 10_000
+MAX_BATCH = 256  # rows per INSERT: some SQLite builds allow only 32,766 variables
+_ACKNOWLEDGED = ", ".join("?" * len(ACKNOWLEDGED_KINDS))  # placeholders for those kinds
+_STORED_COLUMNS = (
+    "id, received_at, kind, status, http_status, headers AS headers_json, body, reason, detail, "
+    "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
+    "forward_detail"
+)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating and migrating) the store; StoreError names the file when that fails."""
+    try:
+        ensure_private_dir(path.parent)
+        created = not path.exists()
+        conn = sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            cached_statements=MAX_BATCH + 16,
+            isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a commit survives a crash of this process; only a power cut
+        # can lose the last transactions (see the README's durability note).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if created:
+            path.chmod(0o600)
+        migrate(conn, str(path))
+    except (sqlite3.Error, OSError) as error:
+        raise StoreError(
+            f"cannot open the event store {path}: {error}; check the folder's permissions "
+            "and free space (or set AVASAM_HOME)"
+        ) from None
+    return conn
+
+
+class Checkpointer:
+    """Copies the WAL into the database from a thread of its own, once a second.
+
+    Checkpoints are the only step that waits for the disk (fsync); left to SQLite
+    they would run inside a commit, and every answer waiting on that commit would
+    wait for the disk too.  PASSIVE checkpoints never block the writer.
+    """
+
+    def __init__(self, path: Path, interval: float = 1.0) -> None:
+        self.conn = connect(path)
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="avasam-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            with contextlib.suppress(sqlite3.Error):  # busy now: the next round will do
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
+_COLUMNS = (
+    "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
+    "headers, body"
+)
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _insert_sql(rows: int) -> str:
+    values = ", ".join([_ROW_PLACEHOLDERS] * rows)
+    return f"INSERT INTO events ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608
+
+
+def _insert(
+    conn: sqlite3.Connection, events: Sequence[Event], status: str | None
+) -> tuple[int, int]:
+    """One statement for many rows; returns how many were inserted and the last id."""
+    params: list[Any] = []
+    for event in events:
+        params += (
+            event.received_at,
+            event.kind,
+            status or event.status,
+            event.http_status,
+            event.reason,
+            event.detail,
+            event.request_id,
+            event.item_count,
+            event.client,
+            event.headers_json,
+            event.body,
+        )
+    before = conn.total_changes
+    cursor = conn.execute(_insert_sql(len(events)), params)
+    return conn.total_changes - before, cursor.lastrowid or 0
+
+
+def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Store a batch; a verified event whose request id was seen becomes a duplicate.
+
+    The whole batch is one multi-row INSERT inside one transaction: every call into
+    SQLite hands the GIL to the event loop's thread and back, so the fewer calls, the
+    fewer costly thread switches.  Rows inserted by one statement get consecutive
+    ids (the statement holds the write lock).  When the unique index skipped some
+    rows (duplicates), the inserted ones are read back to tell which, and the rest
+    are inserted again as duplicates.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        inserted, last = _insert(conn, events, None)
+        if inserted == len(events):
+            for rowid, event in enumerate(events, start=last - inserted + 1):
+                event.id = rowid
+        else:
+            _mark_duplicates(conn, events, first=last - inserted + 1, last=last)
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _mark_duplicates(
+    conn: sqlite3.Connection, events: Sequence[Event], first: int, last: int
+) -> None:
+    rows = iter(
+        conn.execute(
+            "SELECT id, kind, request_id, status FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+            (first, last),
+        ).fetchall()
+    )
+    pending = next(rows, None)
+    duplicates = []
+    for event in events:
+        if pending is not None and (event.kind, event.request_id, event.status) == pending[1:]:
+            event.id = pending[0]
+            pending = next(rows, None)
+        else:
+            duplicates.append(event)
+    _, last = _insert(conn, duplicates, "duplicate")
+    for rowid, event in enumerate(duplicates, start=last - len(duplicates) + 1):
+        event.status = "duplicate"
+        event.id = rowid
+
+
+class SqliteStore:
+    """The event store in one SQLite file (see `store.base.EventStore`)."""
+
+    batch_size = MAX_BATCH
+
+    def __init__(self, path: Path, bulk_writer: bool = False) -> None:
+        self.location = str(path)
+        self.conn = connect(path)
+        self._checkpointer: Checkpointer | None = None
+        if bulk_writer:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+            self._checkpointer = Checkpointer(path)
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- writing -----------------------------------------------------------------
+    def insert(self, events: Sequence[Event]) -> None:
+        for start in range(0, len(events), MAX_BATCH):
+            insert_events(self.conn, events[start : start + MAX_BATCH])
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
+        self._update(
+            "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608 - marks only
+            f"WHERE kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?",
+            (status, detail, at, *ACKNOWLEDGED_KINDS, request_id),
+        )
+
+    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
+        self._update(
+            "UPDATE events SET forward_status = ?, forward_detail = ? "
+            "WHERE kind = ? AND status = 'verified' AND request_id = ?",
+            (status, detail, kind, request_id),
+        )
+
+    def _update(self, sql: str, params: Sequence[Any]) -> None:
+        try:
+            self.conn.execute(sql, params)  # autocommit: one statement, one transaction
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write to the event store {self.location}: {error}") from None
+
+    def check_writable(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise StoreError(f"the event store {self.location} is not writable: {error}") from None
+
+    # --- reading -----------------------------------------------------------------
+    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredEvent]:
+        sql = f"SELECT {_STORED_COLUMNS} FROM events WHERE {where} {tail}"  # noqa: S608 - literals
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor]
+
+    def latest(
+        self, limit: int, kind: str | None = None, status: str | None = None
+    ) -> list[StoredEvent]:
+        """Newest first, optionally of one kind and status."""
+        return self._select(
+            "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
+            (kind, kind, status, status, limit),
+            "ORDER BY id DESC LIMIT ?",
+        )
+
+    def find(self, id_or_request_id: str) -> StoredEvent | None:
+        """By row id (digits), else the latest row with that request id (verified first)."""
+        if id_or_request_id.isdigit():
+            rows = self._select("id = ?", (int(id_or_request_id),))
+            if rows:
+                return rows[0]
+        rows = self._select(
+            "request_id = ?",
+            (id_or_request_id,),
+            "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
+        )
+        return rows[0] if rows else None
+
+    def pending_acknowledgements(self) -> list[str]:
+        """Request ids of verified updates that need acknowledging and are not yet, oldest first."""
+        cursor = self.conn.execute(
+            f"SELECT request_id FROM events WHERE kind IN ({_ACKNOWLEDGED}) "  # noqa: S608
+            "AND status = 'verified' "
+            "AND (ack_status IS NULL OR ack_status != 'acknowledged') ORDER BY id",
+            ACKNOWLEDGED_KINDS,
+        )
+        return [request_id for (request_id,) in cursor]
+
+    def count_by_status(self) -> dict[str, int]:
+        cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
+        return {status: count for status, count in cursor}

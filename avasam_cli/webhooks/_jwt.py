@@ -1,0 +1,127 @@
+"""PyJWT, tuned for verifying many tokens with one key (see bench/), and its error mapping."""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import orjson
+from jwt.algorithms import HMACAlgorithm
+from jwt.api_jws import PyJWS
+
+from avasam_cli.webhooks.contract import HMAC_ALGORITHMS, Reason, VerificationError
+
+
+class _CachedKeyHMAC(HMACAlgorithm):
+    """PyJWT's HMAC, preparing each key once instead of on every request.
+
+    Preparing a key includes trying to parse it as PEM, SSH and DER certificates (to
+    refuse asymmetric keys): by far the dearest step of verifying a short token.
+    """
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - three instances live for the process
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return super().prepare_key(key)
+
+    def check_key_length(self, key: bytes) -> str | None:
+        # The CLI warns about a short verification token itself (configure, listen, doctor);
+        # PyJWT would repeat it on every request.
+        return None
+
+
+_BASE64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
+_BASE64URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+class _FastJWS(PyJWS):
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        # Same rules as PyJWT's own check (alphabet, padding, canonical form), with a
+        # regular expression and binascii in place of a Python loop over every character.
+        stripped = segment.rstrip(b"=")
+        if (
+            not _BASE64URL_SEGMENT.fullmatch(segment)
+            or (segment != stripped and len(segment) % 4 != 0)
+            or len(stripped) % 4 == 1
+        ):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        standard = stripped.translate(_BASE64URL_TO_STANDARD)
+        try:
+            decoded = binascii.a2b_base64(standard + b"=" * (-len(standard) % 4), strict_mode=True)
+        except binascii.Error as error:
+            raise jwt.DecodeError(f"Invalid {name} padding") from error
+        if binascii.b2a_base64(decoded, newline=False).rstrip(b"=") != standard:
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        return decoded
+
+
+class _WebhookJWT(jwt.PyJWT):
+    """PyJWT's codec with the HMAC family only, cached keys, and orjson for payloads."""
+
+    def __init__(self) -> None:
+        super().__init__(options={"verify_aud": False, "verify_iss": False, "require": []})
+        self._jws = _FastJWS(algorithms=[], options=self._get_sig_options())
+        digests = (HMACAlgorithm.SHA256, HMACAlgorithm.SHA384, HMACAlgorithm.SHA512)
+        for name, digest in zip(HMAC_ALGORITHMS, digests, strict=True):
+            self._jws.register_algorithm(name, _CachedKeyHMAC(digest))
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        # The documented override point for payload decoding: orjson instead of json.
+        try:
+            payload = orjson.loads(decoded["payload"])
+        except orjson.JSONDecodeError as error:
+            raise jwt.DecodeError(f"Invalid payload string: {error}") from None
+        if not isinstance(payload, dict):
+            raise jwt.DecodeError("Invalid payload string: must be a json object")
+        return payload
+
+
+JWT = _WebhookJWT()
+
+
+def shown(value: Any) -> str:
+    """A value from a request, cut short enough to quote in an error."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def decode_token(token: str, key: str, leeway: float) -> tuple[dict[str, Any], str]:
+    """The verified claims and algorithm; VerificationError with its reason otherwise."""
+    try:
+        decoded = JWT.decode_complete(token, key, algorithms=list(HMAC_ALGORITHMS), leeway=leeway)
+    except jwt.InvalidAlgorithmError:
+        alg = _unverified_alg(token)
+        raise VerificationError(
+            Reason.DISALLOWED_ALG,
+            f"token algorithm {alg} is not allowed; expected one of {', '.join(HMAC_ALGORITHMS)}",
+        ) from None
+    except jwt.InvalidSignatureError:
+        raise VerificationError(
+            Reason.BAD_SIGNATURE,
+            "token signature does not match the verification token: check that the token "
+            "configured here is the one typed into Avasam",
+        ) from None
+    except jwt.ExpiredSignatureError:
+        raise VerificationError(Reason.EXPIRED, "token has expired (exp)") from None
+    except jwt.ImmatureSignatureError as error:
+        claim = "iat" if "iat" in str(error) else "nbf"
+        raise VerificationError(Reason.NOT_YET_VALID, f"token is not valid yet ({claim})") from None
+    except jwt.PyJWTError as error:
+        raise VerificationError(Reason.BAD_TOKEN, f"token is not a valid JWT: {error}") from None
+    return decoded["payload"], decoded["header"]["alg"]
+
+
+def _unverified_alg(token: str) -> str:
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        return "(unreadable)"
+    return "(missing)" if alg is None else shown(alg)
+
+
+def encode(claims: Mapping[str, Any], key: str, algorithm: str) -> str:
+    return JWT.encode(dict(claims), key, algorithm=algorithm)

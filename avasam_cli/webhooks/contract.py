@@ -1,0 +1,73 @@
+"""The webhook contract: the decisions Avasam's documentation leaves open, and reason codes.
+
+A seller with a real account who finds one of these decisions wrong corrects it
+here (the README's "Decisions" table points to each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+# --- Decisions where Avasam's documentation is silent -------------------------------
+# The JWT is signed with the seller's verification token; only the HMAC family fits a
+# shared secret.  `none` and every asymmetric algorithm are refused.
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+# The claim carrying the request id, matched case-insensitively (RequestId, requestid).
+REQUEST_ID_CLAIM = "requestId"
+
+
+class Reason(StrEnum):
+    """Stable reason codes: they appear in HTTP answers, the store and `--json` output."""
+
+    MALFORMED_JSON = "malformed_json"
+    INVALID_PAYLOAD = "invalid_payload"
+    MISSING_TOKEN = "missing_token"  # noqa: S105 - a reason code, not a password
+    BAD_TOKEN = "bad_token"  # noqa: S105 - same
+    BAD_SIGNATURE = "bad_signature"
+    DISALLOWED_ALG = "disallowed_alg"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REQUEST_ID_MISMATCH = "request_id_mismatch"
+
+
+# Which answer each reason gets: a body we cannot read is the sender's mistake (400);
+# a body we can read but cannot trust is an authentication failure (401).
+HTTP_STATUS: Mapping[Reason, int] = {
+    Reason.MALFORMED_JSON: 400,
+    Reason.INVALID_PAYLOAD: 400,
+    **{
+        reason: 401
+        for reason in Reason
+        if reason not in (Reason.MALFORMED_JSON, Reason.INVALID_PAYLOAD)
+    },
+}
+
+
+class VerificationError(Exception):
+    """A payload that is refused, with its reason code and a detail safe to show.
+
+    Not one of the CLI's errors: the receiver answers it over HTTP, and `avasam
+    verify` prints it as a verdict.
+    """
+
+    def __init__(self, reason: Reason, detail: str, path: str | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.path = path
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedUpdate:
+    kind: str
+    request_id: str
+    on: str
+    items: list[dict[str, Any]]
+    algorithm: str
