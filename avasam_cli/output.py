@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 if TYPE_CHECKING:
+    import orjson
     from rich.console import Console
     from rich.table import Table
 
@@ -124,7 +125,7 @@ class JsonEventPrinter(EventPrinter):
         self.stream.flush()
 
 
-def _data_fragment(event: Event) -> Any:
+def _data_fragment(event: Event) -> orjson.Fragment | None:
     """The verified items, already JSON, spliced in as they are (no re-encoding)."""
     if event.status != "verified" or event.store_error is not None:
         return None

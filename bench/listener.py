@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from avasam_cli import signing
+from avasam_cli.webhooks import sign as signing
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "signed_bodies.lua"

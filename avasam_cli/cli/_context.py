@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
@@ -42,11 +41,11 @@ def group(help: str) -> typer.Typer:
     return typer.Typer(cls=GuardedGroup, help=help, no_args_is_help=True)
 
 
-@dataclass
 class State:
     """What the root callback learned: the --profile flag."""
 
-    profile: str | None = None
+    def __init__(self, profile: str | None = None) -> None:
+        self.profile = profile
 
 
 def config_file() -> ConfigFile:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from avasam_cli import output
 from avasam_cli.cli._context import verification_token_for
 from avasam_cli.cli._options import KIND_CHOICES, Kind, LeewayOption, TokenOption
 from avasam_cli.defaults import DEFAULT_LEEWAY
@@ -38,6 +37,7 @@ def guess_kind(raw: bytes) -> str:
 
 
 def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_json: bool) -> None:
+    from avasam_cli import output
     from avasam_cli.webhooks.contract import VerificationError
     from avasam_cli.webhooks.verify import verify
 

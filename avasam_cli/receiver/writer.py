@@ -31,10 +31,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avasam_cli.errors import StoreError
 from avasam_cli.store.events import Event, WireRequest
+
+if TYPE_CHECKING:
+    from avasam_cli.store.base import EventStore
 
 FRAME = struct.Struct(">I")
 STOP_TIMEOUT = 60.0
@@ -232,7 +235,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def commit_loop(store: Any, on_committed: Callable[[Sequence[Event]], None]) -> None:
+def commit_loop(store: EventStore, on_committed: Callable[[Sequence[Event]], None]) -> None:
     """Read frames from stdin until it closes; commit, answer on stdout, then hand on."""
     buffer = bytearray()
     while chunk := os.read(0, 1 << 20):

@@ -1,0 +1,256 @@
+"""Playing Avasam: signed bodies, forgeries, single sends and load runs (`send-test` and
+`sign-test-payload`; imported only when one of them runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avasam_cli import output
+from avasam_cli.cli._send import connection_failure, post_and_show
+from avasam_cli.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_SKU = "AVS-TEST-0001"
+
+
+@dataclass(frozen=True)
+class ItemOptions:
+    kind: str = "stock"
+    skus: Sequence[str] = ()
+    quantity: int | None = None
+    price: float | None = None
+    generate: int | None = None
+    data_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SigningOptions:
+    verification_token: str
+    request_id: str | None = None
+    on: str | None = None
+    algorithm: str = "HS256"
+    expires_in: int = 300
+    include_iat: bool = True
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _read_data_file(name: str) -> list[dict[str, Any]]:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read --data-file {name}: {error.strerror or error}") from None
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--data-file {name} is not valid JSON: {error}") from None
+    if not isinstance(items, list):
+        raise UsageError(
+            f"--data-file {name} must hold a JSON list of items, e.g. "
+            '[{"sku": "A-1", "quantity": 3, "updatedOn": "2026-01-01T00:00:00Z"}]'
+        )
+    return items
+
+
+def build_items(options: ItemOptions, updated_on: str, now: datetime) -> list[dict[str, Any]]:
+    """The `data` list from the item options (one stock item when none are given)."""
+    from avasam_cli.webhooks import sign as signing
+
+    sources = [bool(options.skus), options.generate is not None, options.data_file is not None]
+    if sum(sources) > 1:
+        raise UsageError("give items one way: --sku, --items or --data-file")
+    if options.kind == "stock" and options.price is not None:
+        raise UsageError("--price is for price updates: use `price` as the kind, or --quantity")
+    if options.kind == "price" and options.quantity is not None:
+        raise UsageError("--quantity is for stock updates: use `stock` as the kind, or --price")
+    if options.data_file is not None:
+        return _read_data_file(options.data_file)
+    if options.generate is not None:
+        return signing.generate_items(options.kind, options.generate, now)
+    return [
+        signing.make_item(
+            options.kind,
+            sku,
+            updated_on,
+            options.quantity if options.quantity is not None else options.price,
+        )
+        for sku in (options.skus or [DEFAULT_SKU])
+    ]
+
+
+def build_body(items: ItemOptions, signing_options: SigningOptions) -> dict[str, Any]:
+    from avasam_cli.webhooks import sign as signing
+
+    now = signing_options.now
+    on = signing_options.on or signing.iso_utc(now)
+    return signing.build_body(
+        build_items(items, on, now),
+        signing_options.verification_token,
+        now=now,
+        request_id=signing_options.request_id,
+        on=on,
+        algorithm=signing_options.algorithm,
+        expires_in=signing_options.expires_in,
+        include_iat=signing_options.include_iat,
+    )
+
+
+def print_signed_body(items: ItemOptions, signing_options: SigningOptions, pretty: bool) -> None:
+    from avasam_cli.webhooks import sign as signing
+
+    body = signing.encode(build_body(items, signing_options), pretty=pretty)
+    sys.stdout.buffer.write(body + b"\n")
+    sys.stdout.flush()
+
+
+def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -> dict[str, Any]:
+    """A copy of `body` broken the way `mode` says; each must be refused with 401."""
+    import base64
+
+    from avasam_cli.webhooks import sign as signing
+
+    forged = dict(body)
+    token: str = body["token"]
+    if mode == "signature":
+        head, _, signature = token.rpartition(".")
+        flipped = "A" if signature[0] != "A" else "B"
+        forged["token"] = f"{head}.{flipped}{signature[1:]}"
+    elif mode == "request-id":
+        forged["requestId"] = f"{body['requestId']}-tampered"
+    elif mode == "expired":
+        past = signing_options.now - timedelta(hours=2)
+        forged["token"] = signing.sign_token(
+            body["requestId"], signing_options.verification_token, now=past, expires_in=300
+        )
+    elif mode == "alg-none":
+
+        def part(data: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+        header = part({"alg": "none", "typ": "JWT"})
+        forged["token"] = f"{header}.{part({'requestId': body['requestId']})}."
+    elif mode == "wrong-token":
+        from avasam_cli.config import generate_verification_token
+
+        forged["token"] = signing.sign_token(
+            body["requestId"], generate_verification_token(), now=signing_options.now
+        )
+    return forged
+
+
+def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None) -> None:
+    from avasam_cli.webhooks import sign as signing
+
+    headers = {"content-type": "application/json"}
+    response = post_and_show(url, signing.encode(body), headers, timeout)
+    if tamper is None:
+        if not response.is_success:
+            raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
+        return
+    if response.status_code == 401:
+        output.info(f"Refused as it should be: the {tamper} forgery was answered 401.")
+    elif response.is_success:
+        raise OperationFailed(
+            f"the receiver ACCEPTED a forged request ({tamper}): it must answer 401"
+        )
+    else:
+        raise OperationFailed(
+            f"the receiver answered {response.status_code} to a forged request ({tamper}); "
+            "a refused signature should be 401"
+        )
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+    first_error: str | None = None
+
+
+async def _load(
+    url: str, bodies: list[bytes], concurrency: int, timeout: float, result: LoadResult
+) -> None:
+    import asyncio
+
+    import httpx
+    from rich.progress import Progress
+
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"content-type": "application/json"}
+    with Progress(console=output.make_console(stderr=True), transient=True) as progress:
+        task = progress.add_task("sending", total=len(bodies))
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while not queue.empty():
+                content = queue.get_nowait()
+                start = time.perf_counter()
+                try:
+                    response = await client.post(url, content=content, headers=headers)
+                except httpx.HTTPError as error:
+                    label = type(error).__name__
+                    result.first_error = result.first_error or str(
+                        connection_failure(url, error, timeout)
+                    )
+                else:
+                    label = str(response.status_code)
+                    result.latencies.append(time.perf_counter() - start)
+                result.statuses[label] += 1
+                progress.advance(task)
+
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            begin = time.perf_counter()
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+            result.elapsed = time.perf_counter() - begin
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def send_load(
+    url: str,
+    items: ItemOptions,
+    signing_options: SigningOptions,
+    count: int,
+    concurrency: int,
+    timeout: float,
+) -> None:
+    import asyncio
+    import statistics
+
+    from avasam_cli.webhooks import sign as signing
+
+    bodies = [signing.encode(build_body(items, signing_options)) for _ in range(count)]
+    result = LoadResult()
+    asyncio.run(_load(url, bodies, concurrency, timeout, result))
+    ok = sum(n for status, n in result.statuses.items() if status.startswith("2"))
+    rate = count / result.elapsed if result.elapsed else float("nan")
+    output.out(f"{count} requests to {url} in {result.elapsed:.2f} s: {rate:.0f} requests/s")
+    if result.latencies:
+        p50, p95, p99 = (percentile(result.latencies, f) * 1000 for f in (0.5, 0.95, 0.99))
+        output.out(
+            f"latency p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  "
+            f"(mean {statistics.fmean(result.latencies) * 1000:.1f} ms)"
+        )
+    output.out(
+        "by status: " + ", ".join(f"{status}: {n}" for status, n in sorted(result.statuses.items()))
+    )
+    if ok != count:
+        hint = f" ({result.first_error})" if result.first_error else ""
+        raise OperationFailed(f"{count - ok} of {count} requests did not get a 2xx answer{hint}")
