@@ -24,6 +24,9 @@ TOKEN_PATH = "/api/auth/request-token"
 
 @pytest.fixture
 def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
+    # Retries are exercised, not waited for: the waits themselves have unit tests below.
+    monkeypatch.setattr("avasam_cli.api.client.BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr("avasam_cli.api.client.MAX_RETRY_AFTER", 0.0)
     with running_avasam() as state:
         monkeypatch.setenv("AVASAM_BASE_URL", state.url)
         monkeypatch.setenv("AVASAM_CONSUMER_KEY", state.consumer_key)

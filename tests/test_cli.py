@@ -101,3 +101,13 @@ def test_unknown_option_is_usage_error(cli: Cli) -> None:
     """Click's usage errors keep exit code 2."""
     result = cli("configure", "--no-such-option")
     assert result.exit_code == 2
+
+
+def test_kinds_registry_drives_the_cli_and_the_receiver() -> None:
+    """The CLI's kind choices and the receiver's default paths come from the one registry."""
+    from avasam_cli.cli._options import Kind
+    from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.webhooks.kinds import KIND_NAMES, KINDS
+
+    assert [kind.value for kind in Kind] == list(KIND_NAMES)
+    assert ReceiverSettings("token").paths == {n: k.default_path for n, k in KINDS.items()}

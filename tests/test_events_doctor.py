@@ -85,7 +85,7 @@ def test_events_replay(cli: Cli, filled: ListenProcess) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/mine"
         assert cli("events", "replay", "ev-1", "--to", url).exit_code == 0

@@ -122,7 +122,7 @@ def test_forward_delivers_byte_identical_bodies(isolated_home: Path) -> None:
     """Verified, new updates reach the seller's app unchanged, with the marker headers."""
     Recorder.received = []
     app = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
+    threading.Thread(target=app.serve_forever, args=(0.05,), daemon=True).start()
     target = f"http://127.0.0.1:{app.server_address[1]}/avasam"
     try:
         listener = ListenProcess(

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -116,8 +117,11 @@ def test_every_answered_update_survives_sigterm(isolated_home: Path) -> None:
     listener = ListenProcess(isolated_home, env=ENV)
     url = f"{listener.url}/webhooks/stock"
     answered: list[str] = []
+    stopped = threading.Event()
 
     def send(index: int) -> None:
+        if stopped.is_set():  # queued behind the stop: nothing would listen
+            return
         request_id = f"load-{index}"
         try:
             response = post(url, signed_body(request_id=request_id))
@@ -131,6 +135,7 @@ def test_every_answered_update_survives_sigterm(isolated_home: Path) -> None:
         deadline = time.monotonic() + 60
         while len(answered) < 40 and time.monotonic() < deadline:
             time.sleep(0.01)
+        stopped.set()
         code, _, err = listener.stop(signal.SIGINT)
         for future in futures:
             future.result()

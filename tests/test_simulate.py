@@ -216,7 +216,7 @@ def test_tamper_reports_an_accepting_receiver(cli: Cli) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), AcceptAll)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"

@@ -1,0 +1,105 @@
+"""The store interface on its SQLite backend: writing, reading, and schema migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from avasam_cli.errors import StoreError
+from avasam_cli.store.base import open_store
+from avasam_cli.store.events import Event, StoredEvent, event_json
+from avasam_cli.store.migrations import MIGRATIONS
+
+
+def event(request_id: str | None, kind: str = "stock", status: str = "verified") -> Event:
+    return Event(
+        received_at="2026-11-27T10:00:00.000+00:00",
+        kind=kind,
+        status=status,
+        http_status=200 if status == "verified" else 401,
+        headers_json='[["content-type", "application/json"]]',
+        body=b'{"data": []}',
+        request_id=request_id,
+        item_count=0,
+        reason=None if status == "verified" else "bad_signature",
+    )
+
+
+def test_insert_decides_duplicates_and_sets_ids(tmp_path: Path) -> None:
+    """A verified (kind, request id) seen before becomes a duplicate row; ids follow order."""
+    with open_store(tmp_path / "s.sqlite3") as store:
+        first = [event("a"), event("b"), event("a", kind="price"), event(None, status="rejected")]
+        store.insert(first)
+        again = [event("a"), event("c")]
+        store.insert(again)
+        # New rows first, then the batch's duplicates (a second statement).
+        assert [e.id for e in first + again] == [1, 2, 3, 4, 6, 5]
+        assert [e.status for e in again] == ["duplicate", "verified"]
+        assert store.count_by_status() == {"verified": 4, "duplicate": 1, "rejected": 1}
+
+
+def test_reads_return_named_records(tmp_path: Path) -> None:
+    """latest, find and pending_acknowledgements answer with StoredEvent records."""
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store.insert([event("a"), event("b"), event("p", kind="price"), event("a")])
+        latest = store.latest(2)
+        assert [(e.id, e.status) for e in latest] == [(4, "duplicate"), (3, "verified")]
+        found = store.find("a")
+        assert isinstance(found, StoredEvent) and found.id == 1 and found.status == "verified"
+        assert store.find("4") is not None and store.find("nope") is None
+        assert store.latest(10, kind="price")[0].request_id == "p"
+        assert store.pending_acknowledgements() == ["a", "b"]  # stock only: price is not acked
+        store.record_acknowledgement("a", "acknowledged", "200 ok", "2026-11-27T10:00:01+00:00")
+        store.record_forward("price", "p", "200", "3 ms ok")
+        assert store.pending_acknowledgements() == ["b"]
+        p = store.find("p")
+        assert p is not None and (p.forward_status, p.forward_detail) == ("200", "3 ms ok")
+
+
+def test_one_json_shape_for_listen_and_events(tmp_path: Path) -> None:
+    """A stored event's JSON keeps listen --json's names and adds what happened after."""
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store.insert([event("a"), event("x", status="rejected")])
+        verified, rejected = store.find("a"), store.find("x")
+    assert verified is not None and rejected is not None
+    record = event_json(verified)
+    assert record["requestId"] == "a" and record["status"] == "verified"
+    assert record["acknowledgement"] == {"status": None, "at": None, "detail": None}
+    assert [list(pair) for pair in record["headers"]] == [["content-type", "application/json"]]
+    assert event_json(rejected)["reason"] == "bad_signature"
+
+
+def test_new_store_is_at_the_latest_schema(tmp_path: Path) -> None:
+    """Opening creates the file at mode 0600 with every migration applied."""
+    path = tmp_path / "s.sqlite3"
+    open_store(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_unversioned_store_is_migrated_in_place(tmp_path: Path) -> None:
+    """A file with no schema yet gets every migration; its other tables are kept."""
+    path = tmp_path / "s.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('kept')")
+    with open_store(path) as store:
+        store.insert([event("a")])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_store_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+    """A schema newer than this program: a clear StoreError, and the file is not changed."""
+    path = tmp_path / "s.sqlite3"
+    open_store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer avasam-cli"):
+        open_store(path)
+    assert path.read_bytes() == before
