@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from avasam_cli.defaults import DEFAULT_BASE_URL, DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
+from avasam_cli.defaults import (
+    AUTH_SCHEME_CHOICES,
+    DEFAULT_AUTH_SCHEME,
+    DEFAULT_BASE_URL,
+    DEFAULT_LISTEN_HOST,
+    DEFAULT_LISTEN_PORT,
+)
 from avasam_cli.errors import ConfigError, OperationFailed, UsageError
 from avasam_cli.paths import is_too_open, write_secret_file
 
@@ -30,6 +36,7 @@ FIELDS = (
     "base_url",
     "listen_host",
     "listen_port",
+    "auth_scheme",
 )
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
@@ -37,6 +44,7 @@ DEFAULTS: Mapping[str, str] = {
     "base_url": DEFAULT_BASE_URL,
     "listen_host": DEFAULT_LISTEN_HOST,
     "listen_port": DEFAULT_LISTEN_PORT,
+    "auth_scheme": DEFAULT_AUTH_SCHEME,
 }
 ENV_VARS: Mapping[str, str] = {name: f"AVASAM_{name.upper()}" for name in FIELDS}
 LABELS: Mapping[str, str] = {
@@ -46,6 +54,7 @@ LABELS: Mapping[str, str] = {
     "base_url": "base URL",
     "listen_host": "listener host",
     "listen_port": "listener port",
+    "auth_scheme": "access-token scheme",
 }
 
 PASTE_INSTRUCTION = (
@@ -117,9 +126,20 @@ def normalize_port(port: str) -> str:
     return str(int(candidate))
 
 
+def normalize_auth_scheme(scheme: str) -> str:
+    candidate = scheme.strip().lower()
+    if candidate not in AUTH_SCHEME_CHOICES:
+        raise ConfigError(
+            f"invalid access-token scheme {scheme!r}: use {', '.join(AUTH_SCHEME_CHOICES)} "
+            "(for example --auth-scheme auto)"
+        )
+    return candidate
+
+
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
     "base_url": normalize_base_url,
     "listen_port": normalize_port,
+    "auth_scheme": normalize_auth_scheme,
 }
 
 

@@ -3,6 +3,9 @@
 from avasam_cli.webhooks.kinds import KINDS
 
 DEFAULT_BASE_URL = "https://app.avasam.com"
+# How the access token is sent to the API; the decision and its evidence: api/client.py.
+AUTH_SCHEME_CHOICES = ("auto", "bearer", "raw")
+DEFAULT_AUTH_SCHEME = "auto"
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = "8787"
 DEFAULT_WEBHOOK_PATHS = {name: kind.default_path for name, kind in KINDS.items()}

@@ -30,6 +30,8 @@ CASES = [
     ["ack", "--help"],
     ["events", "list", "--help"],
     ["doctor", "--help"],
+    ["api", "--help"],
+    ["reconcile", "--help"],
 ]
 
 

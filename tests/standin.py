@@ -11,12 +11,18 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+TOKEN_PATH = "/api/auth/request-token"
+ACK_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
+STOCK_PATH = "/apiseeker/Products/SellerStockList"
+
 
 @dataclass
 class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    method: str = "POST"
+    status: int = 0
 
 
 @dataclass
@@ -33,9 +39,30 @@ class Avasam:
     received: list[Received] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
+    # How the access token must come: "bearer" (Bearer <token>), "raw" (<token>), or "any".
+    scheme: str = "any"
+    customer_id: int | None = None
+    # The seller's stock list, {SKU: Stock}, served in pages; tests change it at will.
+    stock: dict[str, int] = field(default_factory=dict)
+    # Queued answers for any other data path (`avasam api`): a status code; when empty, 200.
+    data_script: list[int] = field(default_factory=list)
 
     def paths(self) -> list[str]:
         return [request.path for request in self.received]
+
+    def authorized(self, header: str) -> bool:
+        """Whether the Authorization header carries a live token in an accepted form."""
+        if header.startswith("Bearer "):
+            form, token = "bearer", header.removeprefix("Bearer ")
+        else:
+            form, token = "raw", header
+        if self.scheme not in ("any", form):
+            return False
+        return token in self.issued and token not in self.revoked
+
+    def refused_calls(self) -> int:
+        """Data calls answered 401 (a wrong form or a dead token)."""
+        return sum(1 for r in self.received if r.status == 401 and r.path != TOKEN_PATH)
 
 
 def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
@@ -45,51 +72,74 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_: object) -> None:
             pass
 
-        def _answer(self, status: int, payload: Any) -> None:
+        def _answer(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            state.received[-1].status = status
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
+        def do_GET(self) -> None:
+            self._handle("GET")
+
         def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        def _handle(self, method: str) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length", "0")))
             body = json.loads(raw) if raw else None
-            state.received.append(Received(self.path, dict(self.headers.items()), body))
-            if self.path == "/api/auth/request-token":
-                if body != {"consumer_key": state.consumer_key, "secret_key": state.secret_key}:
-                    self._answer(401, {"message": "invalid credentials"})
-                    return
-                token = f"access-{len(state.issued) + 1:04d}"
-                state.issued.append(token)
-                expires = datetime.now(UTC) + state.token_lifetime
-                text = f"{expires:%Y-%m-%dT%H:%M:%S}.{expires.microsecond:06d}1+00:00"
-                self._answer(200, {"access_token": token, "expires_at": text})
+            path = self.path.split("?", 1)[0]
+            state.received.append(Received(self.path, dict(self.headers.items()), body, method))
+            if path == TOKEN_PATH:
+                self._token(body)
+            elif not state.authorized(self.headers.get("authorization", "")):
+                self._answer(401, {"message": "Authorization has been denied for this request."})
+            elif path == ACK_PATH:
+                self._acknowledge()
+            elif path == STOCK_PATH:
+                self._stock_list(body)
+            elif path.startswith("/apiseeker/") or path.startswith("/api-seller/"):
+                step = state.data_script.pop(0) if state.data_script else 200
+                self._answer(step, {"method": method, "path": self.path, "received": body})
+            else:
+                self._answer(404, {"message": "not found"})
+
+        def _token(self, body: Any) -> None:
+            if body != {"consumer_key": state.consumer_key, "secret_key": state.secret_key}:
+                self._answer(401, {"message": "invalid credentials"})
                 return
-            if self.path == "/api-seller/Product/AcknowledgeStockUpdate":
-                token = self.headers.get("authorization", "").removeprefix("Bearer ")
-                if token not in state.issued or token in state.revoked:
-                    self._answer(401, {"message": "token expired"})
-                    return
-                step = state.ack_script.pop(0) if state.ack_script else 200
-                if step == "drop":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                assert isinstance(step, int)
-                headers_only = {"retry-after": "1"} if step == 429 else {}
-                if headers_only:
-                    data = b"{}"
-                    self.send_response(step)
-                    self.send_header("retry-after", "1")
-                    self.send_header("content-length", "2")
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                self._answer(step, {"ok": step < 300})
+            token = f"access-{len(state.issued) + 1:04d}"
+            state.issued.append(token)
+            expires = datetime.now(UTC) + state.token_lifetime
+            text = f"{expires:%Y-%m-%dT%H:%M:%S}.{expires.microsecond:06d}1+00:00"
+            answer: dict[str, Any] = {"access_token": token, "expires_at": text}
+            if state.customer_id is not None:
+                answer["customerId"] = state.customer_id
+            self._answer(200, answer)
+
+        def _acknowledge(self) -> None:
+            step = state.ack_script.pop(0) if state.ack_script else 200
+            if step == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
                 return
-            self._answer(404, {"message": "not found"})
+            assert isinstance(step, int)
+            if step == 429:
+                self._answer(step, {}, {"retry-after": "1"})
+                return
+            self._answer(step, {"ok": step < 300})
+
+        def _stock_list(self, body: Any) -> None:
+            limit, page = int(body["limit"]), int(body["page"])
+            rows = [{"SKU": sku, "Stock": stock} for sku, stock in sorted(state.stock.items())]
+            self._answer(200, rows[page * limit : (page + 1) * limit])
 
     return Handler
 

@@ -50,6 +50,9 @@ def test_help_lists_every_command_with_summary(cli: Cli) -> None:
         ("events", "show"),
         ("events", "replay"),
         ("doctor",),
+        ("api",),
+        ("stock", "list"),
+        ("reconcile",),
     ]
     for name in ("listen", "sign-test-payload", "send-test", "verify", "ack", "doctor", "events"):
         assert name in result.stdout

@@ -113,7 +113,8 @@ def configure_all(cli: Cli, base_url: str, secret: str = "sk-test-0001") -> None
 
 
 def test_doctor_all_pass(cli: Cli) -> None:
-    """Complete configuration, reachable credentials, writable store, free port: exit 0."""
+    """Complete configuration, reachable credentials, the token's form, writable store, free
+    port: exit 0 (six checks)."""
     with running_avasam() as avasam:
         configure_all(cli, avasam.url)
         with socket.socket() as probe:
@@ -122,8 +123,9 @@ def test_doctor_all_pass(cli: Cli) -> None:
         cli("configure", "--listen-port", str(free))
         result = cli("doctor")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("PASS") == 5
+    assert result.stdout.count("PASS") == 6
     assert "credentials accepted: accepted by" in result.stdout
+    assert "API accepts the access token: Authorization: Bearer <token>" in result.stdout
 
 
 def test_doctor_reports_each_problem(cli: Cli) -> None:

@@ -1,18 +1,19 @@
 """The Avasam API client: access tokens (cached), retries, and errors a seller understands.
 
-Decisions where Avasam's documentation is silent are the constants below
-(how the token is sent, the acknowledgement's path and body), each in one place.
-It knows no terminal and no profiles: the CLI builds it (`cli._context`).
+Decisions where Avasam's documentation is silent are the constants and small
+functions below (how the token is sent, the acknowledgement's path and body,
+the stock list's paging), each in one place.  It knows no terminal and no
+profiles: the CLI builds it (`cli._context`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -23,6 +24,9 @@ from avasam_cli.text import excerpt
 
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
+STOCK_LIST_PATH = "/apiseeker/Products/SellerStockList"
+# Avasam's documented example body asks for {"limit": 10, "page": 0}: pages count from 0.
+STOCK_LIST_FIRST_PAGE = 0
 USER_AGENT = f"avasam-cli/{__version__}"
 # Connection failures worth another try: refused or reset, timed out, closed unanswered.
 RETRIED_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
@@ -38,14 +42,81 @@ REFUSED_CREDENTIALS = (
 )
 
 
-def authorization(access_token: str) -> dict[str, str]:
-    """How the access token is sent (our decision: a Bearer token)."""
+# --- How the access token is sent -------------------------------------------------------
+# Avasam's help page says only "with a valid token".  Public integrations written against
+# real accounts disagree: one, "per Avasam docs and Postman test", sends the raw token as
+# the Authorization header; another tries several forms in turn; a third removed the
+# Bearer it had guessed.  So no form is hard-coded.  `auto` (the default) sends the form
+# that last worked (cached with the token), starting with `Bearer`; when a freshly issued
+# token is refused (401 or 403) it tries the other form once and remembers the one
+# accepted.  `bearer` and `raw` force one form (profile `auth_scheme`, AVASAM_AUTH_SCHEME,
+# `configure --auth-scheme`).  The names are also in `defaults.AUTH_SCHEME_CHOICES`.
+AUTO = "auto"
+AUTH_SCHEMES = ("bearer", "raw")  # the order `auto` tries them in
+AUTH_SCHEME_LABELS = {"bearer": "Authorization: Bearer <token>", "raw": "Authorization: <token>"}
+
+
+def authorization(access_token: str, scheme: str = "bearer") -> dict[str, str]:
+    """The header carrying the access token in `scheme` ("bearer" or "raw")."""
+    if scheme == "raw":
+        return {"Authorization": access_token}
     return {"Authorization": f"Bearer {access_token}"}
+
+
+def _other_scheme(scheme: str) -> str:
+    return AUTH_SCHEMES[1 - AUTH_SCHEMES.index(scheme)]
 
 
 def acknowledge_body(request_id: str) -> dict[str, str]:
     """The acknowledgement's body (our decision: the webhook's request id)."""
     return {"requestId": request_id}
+
+
+class StockRow(NamedTuple):
+    sku: str
+    stock: int | float | None
+
+
+class StockPage(NamedTuple):
+    rows: list[StockRow]
+    total: int | None  # when Avasam says how many there are in all
+
+
+def stock_page(answer: Any) -> StockPage:
+    """Rows `{SKU, Stock}` from a stock-list answer: a list, or an object holding one.
+
+    Our decision where the documentation shows only the rows: the list may also come
+    wrapped as `data`/`items`/`rows`/`result` (any case) beside an optional `total`.
+    """
+    rows: Any = answer
+    total = None
+    if isinstance(answer, dict):
+        lowered = {str(key).lower(): value for key, value in answer.items()}
+        rows = next((lowered[k] for k in ("data", "items", "rows", "result") if k in lowered), None)
+        if isinstance(lowered.get("total"), int):
+            total = lowered["total"]
+    if not isinstance(rows, list):
+        raise ValueError("no list of rows")
+    parsed = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ValueError("a row is not an object")
+        fields = {str(key).lower(): value for key, value in row.items()}
+        sku, stock = fields.get("sku"), fields.get("stock")
+        if not isinstance(sku, str) or not (stock is None or isinstance(stock, int | float)):
+            raise ValueError("a row has no SKU or no numeric Stock")
+        parsed.append(StockRow(sku, stock))
+    return StockPage(parsed, total)
+
+
+def refused_both_ways(status: int, url: str) -> ApiError:
+    return ApiError(
+        f"Avasam refused a new access token in both forms ({AUTH_SCHEME_LABELS['bearer']}, "
+        f"and {AUTH_SCHEME_LABELS['raw']}) for {url} ({status}): check the API user's access "
+        "rights in Avasam; if you know the form your account expects, set it with "
+        "`avasam configure --auth-scheme bearer` (or raw)",
+        status,
+    )
 
 
 def failure_for(error: Exception | httpx.Response, url: str) -> ApiError | NetworkError:
@@ -78,8 +149,16 @@ def parse_expiry(text: str) -> float:
     return float(datetime.fromisoformat(text).timestamp())
 
 
+class CachedToken(NamedTuple):
+    access_token: str
+    expires_at: float  # Unix time
+    scheme: str | None = None  # the form Avasam accepted it in, once known
+    customer_id: str | None = None  # Avasam's customerId, when the token answer has one
+
+
 class TokenCache:
-    """Access tokens per profile and base URL, in a 0600 JSON file in the cache folder."""
+    """Access tokens per profile and base URL, in a 0600 JSON file in the cache folder,
+    each with the form Avasam accepted it in and the customer id, when known."""
 
     def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
         self.path = path
@@ -99,18 +178,27 @@ class TokenCache:
             return {}
         return document if isinstance(document, dict) else {}
 
-    def get(self, key: str) -> tuple[str, float] | None:
+    def get(self, key: str) -> CachedToken | None:
         entry = self._read().get(key)
         if not isinstance(entry, dict):
             return None
         token, expires = entry.get("access_token"), entry.get("expires_at")
         if not isinstance(token, str) or not isinstance(expires, int | float):
             return None
-        return token, float(expires)
+        scheme = entry.get("scheme")
+        customer_id = entry.get("customer_id")
+        return CachedToken(
+            token,
+            float(expires),
+            scheme if scheme in AUTH_SCHEMES else None,
+            customer_id if isinstance(customer_id, str) else None,
+        )
 
-    def put(self, key: str, token: str, expires_at: float) -> None:
+    def put(self, key: str, entry: CachedToken) -> None:
         document = self._read()
-        document[key] = {"access_token": token, "expires_at": expires_at}
+        document[key] = {
+            name: value for name, value in entry._asdict().items() if value is not None
+        }
         write_secret_file(self.path, json.dumps(document, indent=2))
 
     def clear(self, key: str) -> None:
@@ -132,7 +220,10 @@ class AvasamClient:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        auth_scheme: str = AUTO,
     ) -> None:
+        if auth_scheme not in (AUTO, *AUTH_SCHEMES):
+            raise ValueError(f"auth_scheme must be {AUTO} or one of {AUTH_SCHEMES}")
         self.base_url = base_url.rstrip("/")
         self.consumer_key = consumer_key
         self.secret_key = secret_key
@@ -140,6 +231,8 @@ class AvasamClient:
         self.cache_key = cache_key
         self.clock = clock
         self.sleep = sleep
+        self.auth_scheme = auth_scheme
+        self.scheme_used: str | None = None  # the form of the last accepted call
         self.http = httpx.Client(
             transport=transport, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}
         )
@@ -154,13 +247,24 @@ class AvasamClient:
         self.close()
 
     def _send(
-        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """POST with retries on connection errors, 5xx and 429 (honouring Retry-After)."""
+        """One request, with retries on connection errors, 5xx and 429 (Retry-After)."""
         url = self.base_url + path
         for attempt in range(1, TRIES + 1):
             try:
-                response = self.http.post(url, json=dict(body), headers=dict(headers))
+                response = self.http.request(
+                    method,
+                    url,
+                    json=body,
+                    headers=dict(headers),
+                    params=dict(params) if params else None,
+                )
             except httpx.TransportError as error:
                 if attempt == TRIES or not isinstance(error, RETRIED_ERRORS):
                     raise failure_for(error, url) from None
@@ -179,32 +283,79 @@ class AvasamClient:
             return min(float(retry_after), MAX_RETRY_AFTER)
         return float(BACKOFF_SECONDS * 2 ** (attempt - 1))
 
-    def access_token(self, renew: bool = False) -> str:
+    def token_entry(self, renew: bool = False) -> tuple[CachedToken, bool]:
+        """The access token (cached, else issued now) and whether it was issued now."""
         cached = None if renew else self.cache.get(self.cache_key)
-        if cached is not None and cached[1] - EXPIRY_MARGIN_SECONDS > self.clock():
-            return cached[0]
+        if cached is not None and cached.expires_at - EXPIRY_MARGIN_SECONDS > self.clock():
+            return cached, False
         body = {"consumer_key": self.consumer_key, "secret_key": self.secret_key}
-        response = self._send(TOKEN_PATH, body, {})
+        response = self._send("POST", TOKEN_PATH, body, {})
         if not response.is_success:
             raise failure_for(response, self.base_url + TOKEN_PATH)
         try:
             answer = response.json()
             token, expires_at = answer["access_token"], parse_expiry(answer["expires_at"])
+            if not isinstance(token, str):
+                raise TypeError("access_token is not a string")
         except (ValueError, KeyError, TypeError):
             shown = excerpt(response.text, 200)
             raise ApiError(
                 f"unexpected answer from {self.base_url + TOKEN_PATH}: {shown}",
                 response.status_code,
             ) from None
-        self.cache.put(self.cache_key, token, expires_at)
-        return str(token)
+        customer_id = answer.get("customerId")
+        entry = CachedToken(
+            token,
+            expires_at,
+            # A new token keeps the form the old one was accepted in.
+            cached.scheme if cached is not None else None,
+            None if customer_id is None else str(customer_id),
+        )
+        self.cache.put(self.cache_key, entry)
+        return entry, True
+
+    def access_token(self, renew: bool = False) -> str:
+        return self.token_entry(renew)[0].access_token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """An authenticated call, whatever Avasam answers (token refusals aside).
+
+        A refused token is renewed once; under `auto`, a refused new token is tried in
+        the other form once, and the form accepted is remembered with the token.
+        """
+        entry, fresh = self.token_entry()
+        scheme = self.auth_scheme if self.auth_scheme != AUTO else entry.scheme or AUTH_SCHEMES[0]
+
+        def send(token: CachedToken, form: str) -> httpx.Response:
+            return self._send(method, path, body, authorization(token.access_token, form), params)
+
+        refused = (401,) if self.auth_scheme != AUTO else (401, 403)
+        response = send(entry, scheme)
+        if response.status_code in refused and not fresh:
+            self.cache.clear(self.cache_key)
+            entry, fresh = self.token_entry(renew=True)
+            response = send(entry, scheme)
+        if response.status_code in refused and self.auth_scheme == AUTO:
+            other = _other_scheme(scheme)
+            retried = send(entry, other)
+            if retried.status_code in refused:
+                raise refused_both_ways(retried.status_code, self.base_url + path)
+            scheme, response = other, retried
+        if response.is_success:
+            self.scheme_used = scheme
+            if self.auth_scheme == AUTO and entry.scheme != scheme:
+                self.cache.put(self.cache_key, entry._replace(scheme=scheme))
+        return response
 
     def call(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        """An authenticated call; a 401 renews the token once and tries again."""
-        response = self._send(path, body, authorization(self.access_token()))
-        if response.status_code == 401:
-            self.cache.clear(self.cache_key)
-            response = self._send(path, body, authorization(self.access_token(renew=True)))
+        """An authenticated POST; any answer but 2xx is an ApiError."""
+        response = self.request("POST", path, dict(body))
         if not response.is_success:
             raise failure_for(response, self.base_url + path)
         return response
@@ -213,3 +364,25 @@ class AvasamClient:
         """Acknowledge one stock update; returns a short description of Avasam's answer."""
         response = self.call(ACKNOWLEDGE_PATH, acknowledge_body(request_id))
         return f"{response.status_code} {excerpt(response.text, 80)}".strip()
+
+    def stock_pages(self, page_size: int) -> Iterator[StockPage]:
+        """Every page of the seller's stock list, until a page comes back short."""
+        page = STOCK_LIST_FIRST_PAGE
+        previous: list[StockRow] | None = None
+        url = self.base_url + STOCK_LIST_PATH
+        while True:
+            response = self.call(STOCK_LIST_PATH, {"limit": page_size, "page": page})
+            try:
+                current = stock_page(response.json())
+            except ValueError as error:
+                raise ApiError(
+                    f"unexpected stock list from {url} ({error}): {excerpt(response.text, 200)}",
+                    response.status_code,
+                ) from None
+            if current.rows == previous:  # a page number past the end, answered with the last
+                return
+            yield current
+            if len(current.rows) < page_size:
+                return
+            previous = current.rows
+            page += 1

@@ -12,7 +12,19 @@ from typing import Annotated
 import typer
 
 from avasam_cli import __version__
-from avasam_cli.cli import ack, config, configure, doctor, events, listen, send_test, verify
+from avasam_cli.cli import (
+    ack,
+    api,
+    config,
+    configure,
+    doctor,
+    events,
+    listen,
+    reconcile,
+    send_test,
+    stock,
+    verify,
+)
 from avasam_cli.cli._context import GuardedGroup, State
 
 app = typer.Typer(
@@ -55,7 +67,19 @@ def root(
 
 
 # In the order `avasam --help` lists them.
-for verb in (configure, config, listen, send_test, verify, ack, events, doctor):
+for verb in (
+    configure,
+    config,
+    listen,
+    send_test,
+    verify,
+    ack,
+    events,
+    doctor,
+    api,
+    stock,
+    reconcile,
+):
     verb.register(app)
 
 

@@ -106,4 +106,5 @@ def client_for(resolved: Settings, where: Locations) -> AvasamClient:
         resolved.require("secret_key"),
         TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
         cache_key=f"{resolved.profile}|{base_url}",
+        auth_scheme=resolved.require("auth_scheme"),
     )

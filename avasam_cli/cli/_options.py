@@ -33,3 +33,30 @@ BaseUrlOption = Annotated[
 LeewayOption = Annotated[
     float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
 ]
+
+
+def since_time(value: str | None, option: str = "--since") -> str | None:
+    """`--since 30m|24h|7d|2026-11-01[T10:00]` as an ISO time in UTC (as the store writes)."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from avasam_cli.errors import UsageError
+
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    matched = re.fullmatch(r"(\d+)([smhdw])", value.strip())
+    if matched:
+        seconds = int(matched[1]) * units[matched[2]]
+        moment = datetime.now(UTC) - timedelta(seconds=seconds)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise UsageError(
+                f"{option} {value!r} is neither a duration nor a date: use for example "
+                f"{option} 24h, {option} 7d or {option} 2026-11-01"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")

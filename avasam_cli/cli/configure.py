@@ -134,6 +134,12 @@ def configure(
     listen_port: Annotated[
         str | None, typer.Option(help="Default port for `avasam listen` and `send-test`.")
     ] = None,
+    auth_scheme: Annotated[
+        str | None,
+        typer.Option(
+            help="How the API access token is sent: auto (learn it), bearer or raw (default auto).",
+        ),
+    ] = None,
     generate_verification_token: Annotated[
         bool,
         typer.Option(
@@ -153,6 +159,7 @@ def configure(
             "base_url": base_url,
             "listen_host": listen_host,
             "listen_port": listen_port,
+            "auth_scheme": auth_scheme,
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),

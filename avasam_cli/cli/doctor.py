@@ -36,8 +36,21 @@ def _token_strength(resolved: Settings) -> str:
 
 def _credentials(resolved: Settings, where: Locations) -> str:
     with client_for(resolved, where) as client:
-        client.access_token(renew=True)
-    return f"accepted by {resolved.require('base_url')}"
+        entry, _ = client.token_entry(renew=True)
+    customer = f" (customer id {entry.customer_id})" if entry.customer_id else ""
+    return f"accepted by {resolved.require('base_url')}{customer}"
+
+
+def _token_scheme(resolved: Settings, where: Locations) -> str:
+    """A read-only call (the stock list, one row) shows which form of the token works."""
+    from avasam_cli.api.client import AUTH_SCHEME_LABELS, STOCK_LIST_PATH
+
+    with client_for(resolved, where) as client:
+        client.call(STOCK_LIST_PATH, {"limit": 1, "page": 0})
+        used = client.scheme_used or "bearer"
+    setting = resolved.require("auth_scheme")
+    how = "learned" if setting == "auto" else "set"
+    return f"{AUTH_SCHEME_LABELS[used]} ({how}: auth_scheme {setting})"
 
 
 def _store(where: Locations) -> str:
@@ -65,6 +78,7 @@ def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
     ]
     if not offline:
         checks.append(("credentials accepted", lambda: _credentials(resolved, where)))
+        checks.append(("API accepts the access token", lambda: _token_scheme(resolved, where)))
     checks += [
         ("event store writable", lambda: _store(where)),
         ("listener port free", lambda: _port(resolved)),
@@ -80,6 +94,7 @@ def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
             output.check_line(True, f"{what}: {note}")
     if offline:
         output.check_line(None, "credentials accepted: --offline")
+        output.check_line(None, "API accepts the access token: --offline")
     if failures:
         raise AlreadyReported
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.events import Event, StockSighting, StoredEvent
 
 
 class ResultLog(Protocol):
@@ -52,6 +52,10 @@ class EventStore(ResultLog, Protocol):
         """Request ids of verified updates that need acknowledging and are not yet."""
 
     def count_by_status(self) -> dict[str, int]: ...
+
+    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
+        """Every item of every verified stock update received at or after `since` (an ISO
+        time in UTC), oldest first."""
 
 
 def open_store(location: Path, bulk_writer: bool = False) -> EventStore:

@@ -85,6 +85,16 @@ class StoredEvent(Event):
     forward_detail: str | None = None
 
 
+class StockSighting(NamedTuple):
+    """One item of a verified stock update: what a webhook said a SKU's stock was."""
+
+    sku: str
+    quantity: int
+    updated_on: str
+    received_at: str
+    request_id: str
+
+
 def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
     pairs = []
     for name_bytes, value_bytes in raw:

@@ -19,7 +19,7 @@ from typing import Any
 
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
-from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import migrate
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
@@ -273,3 +273,16 @@ class SqliteStore:
     def count_by_status(self) -> dict[str, int]:
         cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
         return {status: count for status, count in cursor}
+
+    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
+        # The bodies were verified on arrival, so every item has a string sku, an integer
+        # quantity and an updatedOn; the CAST reads the BLOB as JSON text.
+        cursor = self.conn.execute(
+            "SELECT json_extract(item.value, '$.sku'), json_extract(item.value, '$.quantity'), "
+            "json_extract(item.value, '$.updatedOn'), e.received_at, e.request_id "
+            "FROM events AS e, json_each(CAST(e.body AS TEXT), '$.data') AS item "
+            "WHERE e.kind = 'stock' AND e.status = 'verified' "
+            "AND (? IS NULL OR e.received_at >= ?) ORDER BY e.id",
+            (since, since),
+        )
+        return [StockSighting(*row) for row in cursor]

@@ -1,0 +1,96 @@
+"""`avasam stock list`: the seller's stock as Avasam reports it now, every page."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from avasam_cli.cli._context import client_for, group, settings
+from avasam_cli.cli._options import BaseUrlOption
+from avasam_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.api.client import AvasamClient, StockRow
+
+PageSizeOption = Annotated[
+    int, typer.Option(help="Rows asked for per page of the stock list.", min=1, max=10_000)
+]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")]
+
+
+def fetch_stock(client: AvasamClient, page_size: int) -> list[StockRow]:
+    """Every row of the stock list, with a progress bar on stderr."""
+    from rich.progress import Progress
+
+    from avasam_cli import output
+
+    rows: list[StockRow] = []
+    with Progress(console=output.make_console(stderr=True), transient=True) as progress:
+        task = progress.add_task("reading Avasam's stock list", total=None)
+        for page in client.stock_pages(page_size):
+            rows += page.rows
+            progress.update(task, completed=len(rows), total=page.total)
+    return rows
+
+
+def print_rows(lines: Iterator[dict[str, object]], as_json: bool, as_csv: bool) -> None:
+    """JSON lines, CSV, or an aligned table; every row a dict with the same keys."""
+    import csv
+    import json
+
+    from avasam_cli import output
+
+    rows = list(lines)
+    if as_json:
+        for row in rows:
+            output.out(json.dumps(row))
+        return
+    if as_csv:
+        if rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    if rows:
+        shown = [[("" if v is None else str(v)) for v in row.values()] for row in rows]
+        output.table([list(rows[0]), *shown])
+
+
+def list_stock(
+    ctx: typer.Context,
+    sku: Annotated[
+        list[str] | None, typer.Option("--sku", help="Only this SKU (repeat for several).")
+    ] = None,
+    page_size: PageSizeOption = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_csv: CsvOption = False,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """List the stock Avasam reports for every SKU (SellerStockList, every page)."""
+    from avasam_cli import output
+    from avasam_cli.paths import locations
+
+    if as_json and as_csv:
+        raise UsageError("give --json or --csv, not both")
+    with client_for(settings(ctx, base_url=base_url), locations()) as client:
+        rows = fetch_stock(client, page_size)
+    wanted = set(sku or ())
+    shown = [row for row in rows if not wanted or row.sku in wanted]
+    print_rows(({"sku": r.sku, "stock": r.stock} for r in shown), as_json, as_csv)
+    missing = sorted(wanted - {row.sku for row in rows})
+    if missing:
+        output.warn(f"not in Avasam's stock list: {', '.join(missing)}")
+    output.info(f"{output.plural(len(shown), 'SKU')} shown of {len(rows)} in the stock list.")
+
+
+def register(app: typer.Typer) -> None:
+    stock_app = group("Read the seller's stock as Avasam reports it.")
+    stock_app.command(
+        "list",
+        epilog="Examples:\n\n  avasam stock list\n\n  avasam stock list --sku MUG-RED --json\n\n"
+        "  avasam stock list --csv > stock.csv",
+    )(list_stock)
+    app.add_typer(stock_app, name="stock")
