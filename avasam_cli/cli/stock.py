@@ -28,7 +28,9 @@ def fetch_stock(client: AvasamClient, page_size: int) -> list[StockRow]:
     from avasam_cli import output
 
     rows: list[StockRow] = []
-    with Progress(console=output.make_console(stderr=True), transient=True) as progress:
+    console = output.make_console(stderr=True)
+    # Off a terminal a progress bar only leaves blank lines in logs.
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("reading Avasam's stock list", total=None)
         for page in client.stock_pages(page_size):
             rows += page.rows

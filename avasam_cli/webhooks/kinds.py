@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,16 +57,40 @@ def price_item_problem(item: dict[str, Any]) -> Problem:
     return _sku_and_time_problem(item)
 
 
-@dataclass(frozen=True)
 class WebhookKind:
-    name: str
-    default_path: str
-    value_field: str  # the item's number: what the update changes
-    value_types: frozenset[type]
-    default_value: int | float  # for test items made by the signer
-    item_problem: ItemRule
-    acknowledged: bool  # whether Avasam expects an acknowledgement through the API
-    finite_values: bool = False  # floats must also be finite
+    """One kind of webhook.  A plain class: a dataclass would cost start-up time (bench/)."""
+
+    __slots__ = (
+        "acknowledged",
+        "default_path",
+        "default_value",
+        "finite_values",
+        "item_problem",
+        "name",
+        "value_field",
+        "value_types",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        default_path: str,
+        value_field: str,
+        value_types: frozenset[type],
+        default_value: float,
+        item_problem: ItemRule,
+        acknowledged: bool,
+        finite_values: bool = False,
+    ) -> None:
+        self.name = name
+        self.default_path = default_path
+        self.value_field = value_field  # the item's number: what the update changes
+        self.value_types = value_types
+        self.default_value = default_value  # for test items made by the signer
+        self.item_problem = item_problem
+        self.acknowledged = acknowledged  # whether Avasam expects an acknowledgement
+        self.finite_values = finite_values  # floats must also be finite
 
 
 KINDS: Mapping[str, WebhookKind] = {
