@@ -14,3 +14,4 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_LEEWAY = 60.0
 HEALTH_PATH = "/healthz"
 DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target
+DEFAULT_TUNNEL_TIMEOUT = 30.0  # seconds to wait for a tunnel tool to print its public URL

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from avasam_cli.delivery.followup import FollowUp
     from avasam_cli.paths import Locations
     from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.tunnel import Tunnel
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
@@ -37,6 +38,9 @@ class ListenOptions:
     auto_ack: bool
     forward_to: Mapping[str, str]  # kind -> URL
     forward_timeout: float
+    tunnel: str | None = None  # "cloudflared" or "ngrok"
+    tunnel_args: tuple[str, ...] = ()
+    tunnel_timeout: float = 0.0
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -110,27 +114,87 @@ def ensure_token(resolved: Settings, config: ConfigFile) -> str:
     return token
 
 
+WEBHOOK_SETTINGS = "Settings > User management > your API user > webhook section"
+
+
+def _endpoints(paths: Mapping[str, str], base: str, indent: str = "  ") -> list[str]:
+    from rich.markup import escape
+
+    return [
+        f"{indent}{kind.capitalize() + ' update endpoint':21}  [cyan]{escape(base + path)}[/]"
+        for kind, path in paths.items()
+    ]
+
+
 def banner(
-    options: ListenOptions, sock: socket.socket, resolved: Settings, where: Locations
+    options: ListenOptions,
+    sock: socket.socket,
+    resolved: Settings,
+    where: Locations,
+    public_url: str | None = None,
 ) -> None:
     from rich.markup import escape
+    from rich.padding import Padding
+    from rich.text import Text
 
     from avasam_cli import output
     from avasam_cli.net import shown_base_url
 
     console = output.make_console(stderr=True)
-    base = shown_base_url(sock)
     console.print(f"[bold]avasam listen[/] · profile [bold]{escape(resolved.profile)}[/]")
-    for kind, path in options.paths.items():
-        label = f"{kind.capitalize()} update endpoint"
-        console.print(f"  {label:21}  [cyan]{escape(base + path)}[/]")
+    for line in _endpoints(options.paths, shown_base_url(sock)):
+        console.print(line)
     console.print(f"  {'Event store':21}  {escape(str(where.store_file))}")
-    console.print(
-        "  Paste the endpoints into Avasam (Settings > User management > your API user > "
-        "webhook section). Avasam must reach them from the internet: put an HTTPS tunnel "
-        "in front and paste its URL with the same paths."
-    )
+    if public_url is None:
+        note = (
+            f"Paste the endpoints into Avasam ({WEBHOOK_SETTINGS}). Avasam must reach them "
+            "from the internet: `--tunnel cloudflared` (or ngrok) gives them a public URL, or "
+            "put your own HTTPS proxy in front and paste its URL with the same paths."
+        )
+        console.print(Padding(Text(note), (0, 0, 0, 2), expand=False))
+    else:
+        console.print(f"  {'Public URL':21}  [cyan]{escape(public_url)}[/] ({options.tunnel})")
+        console.print(
+            Padding(
+                Text(f"Paste these into Avasam ({WEBHOOK_SETTINGS}):"), (0, 0, 0, 2), expand=False
+            )
+        )
+        for line in _endpoints(options.paths, public_url, indent="    "):
+            console.print(line)
     console.print("[green]Ready.[/] Press Ctrl-C to stop.")
+
+
+def announce_new_url(options: ListenOptions, url: str) -> None:
+    """A restarted quick tunnel comes back with a new URL: Avasam must be told."""
+    from avasam_cli import output
+
+    console = output.make_console(stderr=True)
+    console.print(
+        f"[bold yellow]The {options.tunnel} tunnel restarted with a new public URL: "
+        f"paste these into Avasam again ({WEBHOOK_SETTINGS}):[/]"
+    )
+    for line in _endpoints(options.paths, url):
+        console.print(line)
+
+
+def start_tunnel(options: ListenOptions, port: int) -> Tunnel:
+    """The tunnel to the webhook port, once it has a public URL (UsageError otherwise)."""
+    from avasam_cli import output
+    from avasam_cli.tunnel import Tunnel, find_tool
+
+    assert options.tunnel is not None
+    tool, executable = find_tool(options.tunnel)
+    output.info(f"Starting a {tool.name} tunnel to port {port}...")
+    tunnel = Tunnel(
+        tool,
+        executable,
+        port,
+        options.tunnel_args,
+        say=output.info,
+        on_new_url=lambda url: announce_new_url(options, url),
+    )
+    tunnel.start(options.tunnel_timeout)
+    return tunnel
 
 
 def serve(
@@ -150,6 +214,13 @@ def serve(
     sock = bind(options.host, options.port)
     sock.listen(2048)
     sock.set_inheritable(True)
+    tunnel = None
+    if options.tunnel is not None:
+        try:
+            tunnel = start_tunnel(options, sock.getsockname()[1])
+        except BaseException:
+            sock.close()
+            raise
     # The store writer's printer shows each request once it is committed, on our stdout.
     app = create_app(
         receiver,
@@ -168,7 +239,7 @@ def serve(
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     )
-    banner(options, sock, resolved, where)
+    banner(options, sock, resolved, where, tunnel.url if tunnel else None)
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
@@ -179,5 +250,7 @@ def serve(
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
+        if tunnel is not None:
+            tunnel.stop()
     if not server.started:
         raise UsageError("the receiver could not start (see the messages above)")

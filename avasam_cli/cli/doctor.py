@@ -69,6 +69,23 @@ def _port(resolved: Settings) -> str:
     return f"{host}:{port} is free"
 
 
+def _report_tunnel_tools() -> None:
+    """Which tunnel tools `listen --tunnel` can drive: informative, never a failure."""
+    from avasam_cli import output
+    from avasam_cli.tunnel import TOOLS, tool_version
+
+    versions = {name: tool_version(name) for name in TOOLS}
+    if not any(versions.values()):
+        output.check_line(
+            None,
+            "tunnel tools: neither cloudflared nor ngrok is on PATH "
+            "(needed only for `avasam listen --tunnel`)",
+        )
+        return
+    found = "; ".join(version or f"{name} not found" for name, version in versions.items())
+    output.check_line(True, f"tunnel tools: {found}")
+
+
 def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
     from avasam_cli import output
 
@@ -95,6 +112,7 @@ def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
     if offline:
         output.check_line(None, "credentials accepted: --offline")
         output.check_line(None, "API accepts the access token: --offline")
+    _report_tunnel_tools()
     if failures:
         raise AlreadyReported
 

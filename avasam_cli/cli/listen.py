@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,8 +14,14 @@ from avasam_cli.defaults import (
     DEFAULT_FORWARD_TIMEOUT,
     DEFAULT_LEEWAY,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_TUNNEL_TIMEOUT,
     DEFAULT_WEBHOOK_PATHS,
 )
+
+
+class TunnelTool(StrEnum):
+    cloudflared = "cloudflared"
+    ngrok = "ngrok"
 
 
 def listen(
@@ -61,6 +68,24 @@ def listen(
     forward_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the forward target.", min=0.1)
     ] = DEFAULT_FORWARD_TIMEOUT,
+    tunnel: Annotated[
+        TunnelTool | None,
+        typer.Option(
+            help="Give the webhook port a public HTTPS URL with this tool (it must be "
+            "installed), and show the endpoints to paste into Avasam.",
+        ),
+    ] = None,
+    tunnel_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tunnel-arg",
+            help="An extra argument for the tunnel tool, e.g. --tunnel-arg=--region=eu "
+            "(repeatable).",
+        ),
+    ] = None,
+    tunnel_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the tunnel's public URL.", min=1)
+    ] = DEFAULT_TUNNEL_TIMEOUT,
 ) -> None:
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.cli._serve import (
@@ -89,9 +114,16 @@ def listen(
         auto_ack=auto_ack,
         forward_to={kind: url for kind, url in targets.items() if url},
         forward_timeout=forward_timeout,
+        tunnel=tunnel.value if tunnel else None,
+        tunnel_args=tuple(tunnel_arg or ()),
+        tunnel_timeout=tunnel_timeout,
     )
     check_paths(options.paths)
     check_forward_targets(options.forward_to)
+    if options.tunnel is not None:
+        from avasam_cli.tunnel import find_tool
+
+        find_tool(options.tunnel)  # a missing tool stops us before anything is written
     where = locations()
     followup = make_followup(options, resolved, where)
     token = ensure_token(resolved, config)
@@ -105,5 +137,6 @@ def register(app: typer.Typer) -> None:
         "  avasam listen\n\n"
         "  avasam listen --port 9000 --json | jq .\n\n"
         "  avasam -p staging listen --host 0.0.0.0 --stock-path /avasam/stock\n\n"
-        "  avasam listen --auto-ack --forward-to http://127.0.0.1:3000/avasam",
+        "  avasam listen --auto-ack --forward-to http://127.0.0.1:3000/avasam\n\n"
+        "  avasam listen --tunnel cloudflared",
     )(listen)
