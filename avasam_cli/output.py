@@ -180,8 +180,13 @@ class HumanEventPrinter(EventPrinter):
         if not compact and status == "verified" and event.item_count and event.store_error is None:
             import orjson
 
-            table = items_table(event.kind, orjson.loads(event.data_json or b"[]"))
-            self.console.print(Padding(table, (0, 0, 0, TABLE_INDENT), expand=False))
+            items = orjson.loads(event.data_json or b"[]")
+            shown: Any = (
+                items_table(event.kind, items)
+                if isinstance(items, list)
+                else Text(str(items), style="dim")  # a note instead of items
+            )
+            self.console.print(Padding(shown, (0, 0, 0, TABLE_INDENT), expand=False))
 
 
 def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Table:

@@ -147,3 +147,23 @@ def test_doctor_reports_each_problem(cli: Cli) -> None:
     assert "FAIL  listener port free" in online.stdout
     assert "PASS  event store writable" in online.stdout
     assert "sk-wrong" not in online.output
+
+
+@pytest.mark.parametrize("depth", [300, 1000, 5000])
+def test_deep_bodies_in_verify_and_events_show(cli: Cli, tmp_path: Path, depth: int) -> None:
+    """verify refuses a deeply nested body as malformed_json; events show prints it raw."""
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.events import Event
+
+    raw = ('{"a":' * depth + '"\\n"' + "}" * depth).encode()
+    body = tmp_path / "deep.json"
+    body.write_bytes(raw)
+    verdict = cli("verify", str(body), "--verification-token", TOKEN)
+    assert verdict.exit_code == 1
+    assert "malformed_json" in verdict.stdout or "invalid_payload" in verdict.stdout
+    with open_store(locations().store_file) as store:
+        store.insert([Event("2026-11-28T10:00:00.000+00:00", "stock", "rejected", 400, "[]", raw)])
+    shown = cli("events", "show", "1")
+    assert shown.exit_code == 0, shown.output
+    assert '"a"' in shown.stdout and shown.stdout.rstrip().endswith("}")

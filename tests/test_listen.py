@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from tests.helpers import (
     JSON_HEADERS,
     TOKEN,
     ListenProcess,
+    free_port,
     serve_in_thread,
     signed_body,
 )
@@ -147,9 +149,10 @@ def test_every_answered_update_survives_sigterm(isolated_home: Path) -> None:
     assert set(answered) <= verified
 
 
-def test_blocked_output_never_stalls_storing(isolated_home: Path) -> None:
+@pytest.mark.parametrize("mode", [(), ("--json",)])
+def test_blocked_output_never_stalls_storing(isolated_home: Path, mode: tuple[str, ...]) -> None:
     """Nobody reads the listener's stdout: updates are still stored and answered."""
-    listener = ListenProcess(isolated_home, env=ENV, drain=False)
+    listener = ListenProcess(isolated_home, *mode, env=ENV, drain=False)
     bodies = [signed_body(count=40, request_id=f"blocked-{i}") for i in range(150)]
     with httpx.Client() as client:
         answers = [post(f"{listener.url}/webhooks/stock", body, client) for body in bodies]
@@ -157,6 +160,58 @@ def test_blocked_output_never_stalls_storing(isolated_home: Path) -> None:
     assert all(answer.status_code == 200 for answer in answers)
     verified = [row for row in store_rows(isolated_home) if row["status"] == "verified"]
     assert len(verified) == 150
+
+
+@pytest.mark.parametrize("mode", [(), ("--json",)])
+def test_closed_output_never_stops_answering(isolated_home: Path, mode: tuple[str, ...]) -> None:
+    """The reader of stdout goes away (`listen | head`): every update is still answered 200
+    and stored, /healthz stays ok, and the summary counts what was not printed."""
+    listener = ListenProcess(isolated_home, *mode, env=ENV, drain=False)
+    assert listener.process.stdout is not None
+    with httpx.Client() as client:
+        first = post(f"{listener.url}/webhooks/stock", signed_body(request_id="c-0"), client)
+        listener.process.stdout.close()  # the reader is gone: the next write breaks the pipe
+        answers = [
+            post(f"{listener.url}/webhooks/stock", signed_body(request_id=f"c-{i}"), client)
+            for i in range(1, 40)
+        ]
+        health = client.get(f"{listener.url}/healthz")
+    code, _, err = listener.stop()
+    assert code == 0, err
+    assert [a.status_code for a in [first, *answers]] == [200] * 40
+    assert health.status_code == 200
+    verified = [row for row in store_rows(isolated_home) if row["status"] == "verified"]
+    assert len(verified) == 40
+    assert "Stopped: 40 received" in err and "not printed because the output was closed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_no_stdout_at_all(isolated_home: Path) -> None:
+    """`avasam listen >&-`: it runs without printing, says so, and still stores."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "listen", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "AVASAM_HOME": str(isolated_home), "NO_COLOR": "1", **ENV},
+        pass_fds=(),
+        preexec_fn=lambda: os.close(1),  # noqa: PLW1509 - a test: close stdout in the child
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        assert post(f"{url}/webhooks/stock", signed_body(request_id="quiet")).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "no standard output" in err.decode() and "Traceback" not in err.decode()
+    assert [r["request_id"] for r in store_rows(isolated_home)] == ["quiet"]
 
 
 def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:

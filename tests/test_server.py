@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from avasam_cli.receiver.app import ReceiverSettings, create_app
 from avasam_cli.store.base import open_store
+from avasam_cli.webhooks import sign as signing
 from tests.helpers import JSON_HEADERS, TOKEN, signed_body, store_rows
 
 
@@ -210,45 +212,68 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     Some SQLite builds allow 32,766 variables per statement (this one 250,000): a
     batch of 3,200 eleven-column rows would not fit there.
     """
+    import os
     import subprocess
     import sys
+    import threading
 
     from avasam_cli.receiver.writer import frame, split_frames, widen_pipe
+    from avasam_cli.store.events import WireRequest
     from avasam_cli.store.sqlite import MAX_BATCH
 
     path = tmp_path / "burst.sqlite3"
+    requests_read, requests_write = os.pipe()
+    outcomes_read, outcomes_write = os.pipe()
+    widen_pipe(requests_write)  # as the listener does: one read may then hold it all
     writer = subprocess.Popen(
-        [sys.executable, "-m", "avasam_cli.receiver.writer", str(path), "none", "-1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "avasam_cli.receiver.writer",
+            str(path),
+            "none",
+            "-1",
+            str(requests_read),
+            str(outcomes_write),
+        ],
+        pass_fds=(requests_read, outcomes_write),
     )
-    assert writer.stdin is not None
-    widen_pipe(writer.stdin.fileno())  # as the listener does: one read may then hold it all
+    os.close(requests_read)
+    os.close(outcomes_write)
     requests = b"".join(
         frame(
             (
                 seq,
-                1.0e9,
-                "stock",
-                "verified",
-                200,
-                None,
-                None,
-                f"burst-{seq}",
-                1,
-                None,
-                [(b"content-type", b"application/json")],
-                b"{}",
+                *WireRequest(
+                    1.0e9,
+                    "stock",
+                    "verified",
+                    200,
+                    None,
+                    None,
+                    f"burst-{seq}",
+                    1,
+                    None,
+                    [(b"content-type", b"application/json")],
+                    b"{}",
+                ),
             )
         )
         for seq in range(3200)
     )
-    writer.stdin.write(requests)  # at once, before the writer has started reading
-    writer.stdin.close()
-    assert writer.stdout is not None
-    out = writer.stdout.read()
-    writer.stdout.close()
+    answers: list[bytes] = []
+
+    def read_answers() -> None:
+        with os.fdopen(outcomes_read, "rb") as pipe:
+            answers.append(pipe.read())
+
+    reader = threading.Thread(target=read_answers, daemon=True)
+    reader.start()
+    with os.fdopen(requests_write, "wb") as pipe:
+        pipe.write(requests)  # at once, before the writer has started reading
+    reader.join(timeout=120)
     writer.wait(timeout=120)
+    out = answers[0]
     buffer = bytearray(out)
     ready, *batches = split_frames(buffer)
     outcomes = [outcome for batch in batches for outcome in batch]
@@ -260,3 +285,63 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     )
     with open_store(path) as store:
         assert store.count_by_status() == {"verified": 3200}
+
+
+def nested(depth: int, inner: str, brackets: str = "{}") -> bytes:
+    opening = '{"a":' if brackets == "{}" else "["
+    closing = "}" if brackets == "{}" else "]"
+    return (opening * depth + inner + closing * depth).encode()
+
+
+DEPTHS = [1, 2, 10, 100, 253, 254, 255, 256, 500, 999, 1000, 1001, 1023, 1024, 1025, 2000, 5000]
+
+
+def test_deep_nesting_is_refused_and_stored(tmp_path: Path) -> None:
+    """Any depth from 1 to 5,000, with or without escapes, objects or lists: a 400, stored."""
+    store_path = tmp_path / "deep.sqlite3"
+    settings = ReceiverSettings(verification_token=TOKEN, max_body_size=64 * 1024)
+    sent = 0
+    with TestClient(create_app(settings, store_path)) as client:
+        for depth in DEPTHS:
+            for inner in ("1", '"\\n"', '{"k\\u0041": 1}'):
+                for brackets in ("{}", "[]"):
+                    answer = client.post(
+                        "/webhooks/stock",
+                        content=nested(depth, inner, brackets),
+                        headers=JSON_HEADERS,
+                    )
+                    sent += 1
+                    assert answer.status_code == 400, (depth, inner, brackets, answer.text)
+                    assert answer.json()["error"] in ("malformed_json", "invalid_payload")
+    rows = store_rows(store_path)
+    assert len(rows) == sent and all(row["status"] == "rejected" for row in rows)
+
+
+def test_signed_update_with_a_deep_extra_field(tmp_path: Path) -> None:
+    """A verified update whose item carries a field nested 600 deep is stored and printed
+    (with a note for the items) without stopping the printer."""
+    import io
+
+    from avasam_cli.output import JsonEventPrinter
+    from avasam_cli.receiver.printer import BackgroundPrinter
+    from avasam_cli.store.events import Event
+
+    deep = json.loads(nested(600, "1"))
+    items = [{"sku": "A", "quantity": 1, "updatedOn": "2026-11-28T10:00:00+00:00", "x": deep}]
+    # orjson writes at most 254 levels: the json module builds this body.
+    token = signing.sign_token("deep-1", TOKEN, now=datetime.now(UTC))
+    raw = json.dumps(
+        {"requestId": "deep-1", "on": "2026-11-28T10:00:00+00:00", "token": token, "data": items}
+    ).encode()
+    settings = ReceiverSettings(verification_token=TOKEN, max_body_size=64 * 1024)
+    with TestClient(create_app(settings, tmp_path / "s.sqlite3")) as client:
+        assert client.post("/webhooks/stock", content=raw, headers=JSON_HEADERS).status_code == 200
+    stream = io.BytesIO()
+    stream.close = lambda: None  # type: ignore[method-assign]
+    printer = BackgroundPrinter(JsonEventPrinter(stream))
+    event = Event("2026-11-28T10:00:00.000+00:00", "stock", "verified", 200, "[]", raw, id=1)
+    printer([event])
+    printer([Event("2026-11-28T10:00:00.000+00:00", "stock", "rejected", 401, "[]", b"x", id=2)])
+    assert printer.close(timeout=10) == "2 received (1 rejected, 1 verified)"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "nested too deeply" in lines[0]["data"] and lines[1]["id"] == 2

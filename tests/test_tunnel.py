@@ -53,7 +53,7 @@ def test_cloudflared_quick_tunnel_urls_shown(isolated_home: Path, tmp_path: Path
     assert code == 0, err
     public = "https://stub-1-words.trycloudflare.com"
     assert f"{public}/webhooks/stock" in err and f"{public}/webhooks/price" in err
-    assert "to paste into Avasam" in err
+    assert "Paste these into Avasam" in err
     args = (Path(env["STUB_STATE"]) / "args").read_text().splitlines()
     assert args == [
         "tunnel",

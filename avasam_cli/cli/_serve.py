@@ -5,6 +5,7 @@ Imported only when `listen` runs.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -38,9 +39,9 @@ class ListenOptions:
     auto_ack: bool
     forward_to: Mapping[str, str]  # kind -> URL
     forward_timeout: float
-    tunnel: str | None = None  # "cloudflared" or "ngrok"
-    tunnel_args: tuple[str, ...] = ()
-    tunnel_timeout: float = 0.0
+    tunnel: str | None  # "cloudflared" or "ngrok"
+    tunnel_args: tuple[str, ...]
+    tunnel_timeout: float
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -197,6 +198,24 @@ def start_tunnel(options: ListenOptions, port: int) -> Tunnel:
     return tunnel
 
 
+def _stdout_fd() -> int | None:
+    """Our stdout's descriptor; None (and a note) when the listener was started without one."""
+    from avasam_cli import output
+
+    try:
+        fd = sys.stdout.fileno()
+        os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        output.info(
+            "Note: there is no standard output (it is closed), so requests are not printed; "
+            "they are still stored: see `avasam events list`."
+        )
+        # Libraries (uvicorn's logging among them) expect a stdout to exist.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        return None
+    return fd
+
+
 def serve(
     options: ListenOptions,
     receiver: ReceiverSettings,
@@ -222,11 +241,12 @@ def serve(
             sock.close()
             raise
     # The store writer's printer shows each request once it is committed, on our stdout.
+    output_fd = _stdout_fd()
     app = create_app(
         receiver,
         where.store_file,
-        output="json" if options.as_json else "human",
-        output_fd=sys.stdout.fileno(),
+        output=("json" if options.as_json else "human") if output_fd is not None else "none",
+        output_fd=output_fd,
         followup=followup,
     )
     server = uvicorn.Server(

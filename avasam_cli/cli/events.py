@@ -108,7 +108,7 @@ def show(
     output.out("body:")
     try:
         output.out(json.dumps(json.loads(event.body), indent=2))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to indent
         output.out(event.body.decode("utf-8", "replace"))
 
 

@@ -31,7 +31,7 @@ def guess_kind(raw: bytes) -> str:
     try:
         data = json.loads(raw).get("data")
         first: Any = data[0] if isinstance(data, list) and data else {}
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         first = None
     return kind_of(first)
 

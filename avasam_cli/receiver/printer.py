@@ -16,6 +16,8 @@ from avasam_cli import output
 from avasam_cli.store.events import Event
 
 OUTPUT_MODES = ("none", "json", "human")
+# Stands for items that cannot be printed (nested deeper than orjson writes); stored whole.
+UNPRINTABLE_ITEMS = b'"(items nested too deeply to print: see avasam events show)"'
 
 
 class BackgroundPrinter:
@@ -23,7 +25,9 @@ class BackgroundPrinter:
 
     A terminal paused with Ctrl-S, or a pipe nobody reads, blocks writes; the
     store writer must keep committing and answering all the same.  Past
-    MAX_UNPRINTED waiting batches, batches are dropped and counted instead.
+    MAX_UNPRINTED waiting batches, batches are dropped and counted instead.  Once
+    the output is closed (the reader went away), nothing more is printed: events
+    are only counted.
     """
 
     MAX_UNPRINTED = 1000
@@ -33,25 +37,46 @@ class BackgroundPrinter:
         self.printer = printer
         self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
         self.dropped = 0
+        self.closed = False  # the output can no longer be written
         self.thread = threading.Thread(target=self._run, name="avasam-printer", daemon=True)
         self.thread.start()
 
     def __call__(self, events: Sequence[Event]) -> None:
+        if self.closed:
+            self._drop(events)
+            return
         try:
             self.batches.put_nowait(events)
         except queue.Full:
-            self.printer.count(events)
-            self.dropped += len(events)
+            self._drop(events)
+
+    def _drop(self, events: Sequence[Event]) -> None:
+        self.printer.count(events)
+        self.dropped += len(events)
 
     def _run(self) -> None:
         import orjson
 
         while (events := self.batches.get()) is not None:
+            if self.closed:
+                self._drop(events)
+                continue
             for event in events:  # the items, for printing: the body was verified already
                 if event.status == "verified" and event.store_error is None:
-                    event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
-            with contextlib.suppress(Exception):  # a closed pipe must not stop the storing
+                    try:
+                        event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
+                    except orjson.JSONEncodeError:  # an item nested too deeply to write again
+                        event.data_json = UNPRINTABLE_ITEMS
+            try:
                 self.printer(events, compact=self.batches.qsize() >= self.BEHIND)
+            except (OSError, ValueError, SystemExit):
+                # The reader went away (rich turns a broken pipe into SystemExit): storing
+                # and answering go on, and what is not printed is counted.
+                self.closed = True
+                self.dropped += len(events)
+            except Exception:  # noqa: S112 - one unprintable batch must not stop the rest
+                self.dropped += len(events)
+                continue
 
     def close(self, timeout: float) -> str:
         """Print what is waiting (for at most `timeout` seconds); return the summary."""
@@ -60,7 +85,8 @@ class BackgroundPrinter:
         self.thread.join(timeout)
         summary = self.printer.summary()
         if self.dropped:
-            summary += f"; {self.dropped} not printed because the output was blocked"
+            why = "closed" if self.closed else "blocked"
+            summary += f"; {self.dropped} not printed because the output was {why}"
         return summary
 
 

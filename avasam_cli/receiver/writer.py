@@ -5,7 +5,8 @@ thread spend much of their time handing the GIL back and forth (SQLite releases
 it on every call), which halved the receiver's throughput in `bench/`.  A child
 process commits on the other core with no GIL in common.
 
-Protocol, over the child's stdin and stdout: frames of a 4-byte big-endian
+Protocol, over two pipes of its own (never stdin or stdout, which printing
+libraries may close or redirect when the terminal goes away): frames of a 4-byte big-endian
 length and a `marshal`-encoded payload.  The parent sends `(seq, *WireRequest)`
 for each request, and `(operation, *arguments)` for each follow-up result; the
 child reads whatever frames have arrived (a natural batch), commits them,
@@ -13,7 +14,7 @@ answers one frame listing `(seq, id, status, store_error)` for the batch, and
 only then hands the committed events to the printer.  The parent answers each
 HTTP request when its outcome arrives, so an answer always follows its commit.
 While `listen` runs, this child is the store's only writer.  It ignores SIGINT
-and SIGTERM: the parent ends it by closing its stdin once the last in-flight
+and SIGTERM: the parent ends it by closing the request pipe once the last in-flight
 request has been answered.
 """
 
@@ -116,6 +117,11 @@ class StoreWriter:
     async def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
         out_fd = os.dup(self.output_fd) if self.output_fd is not None else None
+        requests_read, requests_write = os.pipe()
+        outcomes_read, outcomes_write = os.pipe()
+        for fd in (requests_write, outcomes_read):
+            widen_pipe(fd)
+        child_fds = [requests_read, outcomes_write] + ([out_fd] if out_fd is not None else [])
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own module, no shell
                 [
@@ -125,20 +131,27 @@ class StoreWriter:
                     str(self.path),
                     self.output,
                     str(out_fd if out_fd is not None else -1),
+                    str(requests_read),
+                    str(outcomes_write),
                 ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                pass_fds=(out_fd,) if out_fd is not None else (),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=child_fds,
             )
+        except BaseException:
+            for fd in (requests_write, outcomes_read):
+                os.close(fd)
+            raise
         finally:
-            if out_fd is not None:
-                os.close(out_fd)
-        assert self._process.stdin is not None and self._process.stdout is not None
-        for pipe in (self._process.stdin, self._process.stdout):
-            widen_pipe(pipe.fileno())
+            for fd in child_fds:
+                os.close(fd)
         self._ready = loop.create_future()
-        self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._process.stdin)
-        await loop.connect_read_pipe(lambda: _OutcomeReader(self), self._process.stdout)
+        self._writer, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(requests_write, "wb", buffering=0)
+        )
+        await loop.connect_read_pipe(
+            lambda: _OutcomeReader(self), os.fdopen(outcomes_read, "rb", buffering=0)
+        )
         problem = await self._ready  # the child's first frame: None, or why it cannot store
         if problem is not None:
             await self.close()
@@ -235,10 +248,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def commit_loop(store: EventStore, on_committed: Callable[[Sequence[Event]], None]) -> None:
-    """Read frames from stdin until it closes; commit, answer on stdout, then hand on."""
+def commit_loop(
+    store: EventStore,
+    on_committed: Callable[[Sequence[Event]], None],
+    requests: int,
+    outcomes: int,
+) -> None:
+    """Read request frames until that pipe closes; commit, answer, then hand the events on."""
     buffer = bytearray()
-    while chunk := os.read(0, 1 << 20):
+    while chunk := os.read(requests, 1 << 20):
         buffer += chunk
         arrived: list[tuple[int, Event]] = []
         for payload in split_frames(buffer):
@@ -257,7 +275,8 @@ def commit_loop(store: EventStore, on_committed: Callable[[Sequence[Event]], Non
             except Exception as error:  # an answer must go back whatever happened
                 for event in events:
                     event.store_error = str(error) or type(error).__name__
-            _write_all(1, frame([(seq, e.id, e.status, e.store_error) for seq, e in received]))
+            answer = frame([(seq, e.id, e.status, e.store_error) for seq, e in received])
+            _write_all(outcomes, answer)
             on_committed(events)
 
 
@@ -271,15 +290,16 @@ def worker_main(argv: Sequence[str]) -> int:
     # the printing thread: answers wait for commits, nobody waits for the printing.
     sys.setswitchinterval(0.0005)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
+    requests, outcomes = int(argv[3]), int(argv[4])
     try:
         store = open_store(path, bulk_writer=True)
     except StoreError as error:
-        _write_all(1, frame(error.message))
+        _write_all(outcomes, frame(error.message))
         return 1
-    _write_all(1, frame(None))  # ready
+    _write_all(outcomes, frame(None))  # ready
     printer = make_printer(mode, fd)
     try:
-        commit_loop(store, printer if printer is not None else lambda _: None)
+        commit_loop(store, printer if printer is not None else lambda _: None, requests, outcomes)
     finally:
         store.close()
     if printer is not None:

@@ -96,16 +96,29 @@ def parse_json(raw: bytes) -> Any:
     a colon, so bodies with any escape take the exact, slower path.
     """
     try:
-        document = orjson.loads(raw)
+        document = orjson.loads(raw)  # refuses nesting deeper than 1,024 levels itself
     except orjson.JSONDecodeError as error:
         raise VerificationError(Reason.MALFORMED_JSON, f"not valid JSON: {error}") from None
     colons = raw.count(b":")
-    if colons and (b"\\" in raw or colons != orjson.dumps(document).count(b":")):
+    if colons and (b"\\" in raw or colons != _compact_colons(document)):
         try:
             json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         except ValueError as error:  # JSONDecodeError is a ValueError
             raise VerificationError(Reason.MALFORMED_JSON, f"not valid JSON: {error}") from None
+        except RecursionError:
+            raise VerificationError(
+                Reason.MALFORMED_JSON, "not valid JSON: nested too deeply"
+            ) from None
     return document
+
+
+def _compact_colons(document: Any) -> int:
+    """Colons in the compact form; -1 (take the exact path) when it cannot be written
+    (orjson writes at most 254 levels of nesting)."""
+    try:
+        return orjson.dumps(document).count(b":")
+    except orjson.JSONEncodeError:
+        return -1
 
 
 def _claimed_request_ids(claims: Mapping[str, Any]) -> list[Any]:
