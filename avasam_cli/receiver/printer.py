@@ -74,7 +74,7 @@ class BackgroundPrinter:
                 # and answering go on, and what is not printed is counted.
                 self.closed = True
                 self.dropped += len(events)
-            except Exception:  # noqa: S112 - one unprintable batch must not stop the rest
+            except Exception:
                 self.dropped += len(events)
                 continue
 
