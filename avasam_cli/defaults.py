@@ -10,6 +10,12 @@ DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = "8787"
 DEFAULT_WEBHOOK_PATHS = {name: kind.default_path for name, kind in KINDS.items()}
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+# Connection limits of the receiver (see receiver/protocol.py and the README's Security).
+DEFAULT_MAX_HEAD_SIZE = 64 * 1024  # request line and headers, in bytes
+DEFAULT_HEAD_TIMEOUT = 10.0  # seconds for a request head to arrive
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds a body may stall
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
+DEFAULT_MAX_CONNECTIONS = 1000  # beyond: 503
 # exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
 DEFAULT_LEEWAY = 60.0
 HEALTH_PATH = "/healthz"

@@ -42,6 +42,10 @@ class ListenOptions:
     tunnel: str | None  # "cloudflared" or "ngrok"
     tunnel_args: tuple[str, ...]
     tunnel_timeout: float
+    head_timeout: float
+    body_timeout: float
+    keep_alive_timeout: float
+    max_connections: int
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -198,6 +202,36 @@ def start_tunnel(options: ListenOptions, port: int) -> Tunnel:
     return tunnel
 
 
+def allow_connections(wanted: int) -> int:
+    """Raise the open-files limit so `wanted` connections fit; fewer if the system caps it.
+
+    Beyond the cap uvicorn answers 503; with too few descriptors, accepting would fail
+    for everyone instead (the attack run saw 1,100 idle connections shut all clients out).
+    """
+    import resource
+
+    from avasam_cli import output
+
+    spare = 64  # the store, pipes, logs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + spare
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        allowed = max(1, soft - spare)
+        output.warn(
+            f"this system allows {soft} open files: serving at most {allowed} connections "
+            "at once (--max-connections)"
+        )
+        return allowed
+    return wanted
+
+
 def _stdout_fd() -> int | None:
     """Our stdout's descriptor; None (and a note) when the listener was started without one."""
     from avasam_cli import output
@@ -227,6 +261,7 @@ def serve(
 
     from avasam_cli.net import bind
     from avasam_cli.receiver.app import create_app
+    from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
     from avasam_cli.store.base import open_store
 
     open_store(where.store_file).close()  # an unusable store stops us before we listen
@@ -249,14 +284,18 @@ def serve(
         output_fd=output_fd,
         followup=followup,
     )
+    limits = ConnectionLimits(receiver.max_head_size, options.head_timeout, options.body_timeout)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
+            http=protocol_with(limits),
             log_level="warning",
             access_log=False,  # our own lines replace uvicorn's access log
             lifespan="on",
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
+            limit_concurrency=allow_connections(options.max_connections),
         )
     )
     banner(options, sock, resolved, where, tunnel.url if tunnel else None)

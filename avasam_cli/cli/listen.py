@@ -11,9 +11,14 @@ import typer
 from avasam_cli.cli._context import config_file, read_stdin_values, settings
 from avasam_cli.cli._options import STDIN_HELP, LeewayOption
 from avasam_cli.defaults import (
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_FORWARD_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_LEEWAY,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEAD_SIZE,
     DEFAULT_TUNNEL_TIMEOUT,
     DEFAULT_WEBHOOK_PATHS,
 )
@@ -43,6 +48,24 @@ def listen(
     max_body_size: Annotated[
         int, typer.Option(help="Largest body accepted, in bytes (larger: 413).", min=1)
     ] = DEFAULT_MAX_BODY_SIZE,
+    max_header_size: Annotated[
+        int,
+        typer.Option(
+            help="Largest request line and headers together, in bytes (larger: 431).", min=1024
+        ),
+    ] = DEFAULT_MAX_HEAD_SIZE,
+    head_timeout: Annotated[
+        float, typer.Option(help="Seconds for a request's headers to arrive.", min=0.1)
+    ] = DEFAULT_HEAD_TIMEOUT,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may stall.", min=0.1)
+    ] = DEFAULT_BODY_TIMEOUT,
+    keep_alive_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle keep-alive connection stays open.", min=0.1)
+    ] = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections served at once (beyond: 503).", min=1)
+    ] = DEFAULT_MAX_CONNECTIONS,
     verification_token: Annotated[
         str | None,
         typer.Option(
@@ -117,6 +140,10 @@ def listen(
         tunnel=tunnel.value if tunnel else None,
         tunnel_args=tuple(tunnel_arg or ()),
         tunnel_timeout=tunnel_timeout,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_connections=max_connections,
     )
     check_paths(options.paths)
     check_forward_targets(options.forward_to)
@@ -127,7 +154,7 @@ def listen(
     where = locations()
     followup = make_followup(options, resolved, where)
     token = ensure_token(resolved, config)
-    receiver = ReceiverSettings(token, paths, leeway, max_body_size)
+    receiver = ReceiverSettings(token, paths, leeway, max_body_size, max_header_size)
     serve(options, receiver, resolved, where, followup)
 
 

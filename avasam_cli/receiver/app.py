@@ -27,10 +27,12 @@ from avasam_cli import __version__
 from avasam_cli.defaults import (
     DEFAULT_LEEWAY,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_HEAD_SIZE,
     DEFAULT_WEBHOOK_PATHS,
     HEALTH_PATH,
 )
 from avasam_cli.delivery.followup import FollowUp, describe_pending
+from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
 from avasam_cli.webhooks.contract import VerificationError
@@ -45,6 +47,7 @@ class ReceiverSettings:
     paths: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WEBHOOK_PATHS))
     leeway: float = DEFAULT_LEEWAY
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE  # enforced by the protocol (receiver.protocol)
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -63,6 +66,15 @@ class _Refused(Exception):
         self.reason = reason
         self.detail = detail
         self.headers = headers or {}
+
+
+# Stored for a request whose client went away before its body was complete: nginx's 499,
+# since no answer is sent.
+CLIENT_GONE = 499
+_GONE_DETAIL = (
+    "the connection closed, or the body stalled past the body timeout, before the whole "
+    "body arrived; no answer was sent"
+)
 
 
 class _Disconnected(Exception):
@@ -130,7 +142,7 @@ class WebhookEndpoint:
             code = refused.reason.value
             verdict = ("rejected", refused.http_status, code, refused.detail, None, None)
         except _Disconnected:
-            return
+            verdict = ("rejected", CLIENT_GONE, "client_disconnected", _GONE_DETAIL, None, None)
         else:
             verdict = ("verified", 200, None, None, update.request_id, len(update.items))
 
@@ -140,6 +152,8 @@ class WebhookEndpoint:
             WireRequest._make((received, self.kind, *verdict, client_address, headers, body))
         )
         status, http_status, reason, detail, request_id, _ = verdict
+        if http_status == CLIENT_GONE:
+            return  # nobody is left to answer
         if status == "rejected":
             await _answer(send, http_status, {"error": reason, "detail": detail}, extra)
         elif outcome.store_error is not None:
@@ -155,6 +169,12 @@ class WebhookEndpoint:
     ) -> bytes:
         """The body, once method, media type and size are acceptable; else _Refused."""
         limit = self.settings.max_body_size
+        if HEAD_TOO_LARGE in scope:
+            raise _Refused(
+                431,
+                "headers_too_large",
+                f"the request line and headers exceed {self.settings.max_head_size} bytes",
+            )
         if scope["method"] != "POST":
             raise _Refused(405, "method_not_allowed", "use POST", {"allow": "POST"})
         content_type = b""

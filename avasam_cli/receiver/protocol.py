@@ -1,0 +1,121 @@
+"""uvicorn's httptools protocol with the limits it lacks for a public endpoint.
+
+uvicorn already closes idle keep-alive connections (`timeout_keep_alive`) and
+answers 503 past `limit_concurrency`; these are set by `listen`.  What it does
+not do, this subclass adds:
+
+- a cap on the request head (request line and headers): past it, the rest of the
+  head is read and dropped, and the app answers 431 (`HEAD_TOO_LARGE` in the
+  scope), so memory stays bounded whatever a client sends;
+- a deadline for a request head that is not complete (slow or idle clients);
+- a deadline for a request body that stops arriving (the clock restarts with
+  every chunk).
+
+A connection that misses a deadline is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Scope key set when the head outgrew the cap: its size in bytes so far.
+HEAD_TOO_LARGE = "avasam.head_too_large"
+HEADERS_KEPT = 32  # headers kept (and stored) from a head that is too large
+HEADER_VALUE_KEPT = 256  # bytes kept of each of those values
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_head_size: int
+    head_timeout: float
+    body_timeout: float
+
+
+def protocol_with(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's `http` setting, with these limits."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ConnectionLimits
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_size = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_activity = 0.0
+
+    # --- the head ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()  # a connection that never sends a byte is closed too
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._close)
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        if self._head_size <= self.limits.max_head_size:
+            super().on_url(url)
+        else:
+            self.scope[HEAD_TOO_LARGE] = self._head_size  # type: ignore[literal-required]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size <= self.limits.max_head_size:
+            super().on_header(name, value)
+            return
+        self.scope[HEAD_TOO_LARGE] = self._head_size  # type: ignore[literal-required]
+        if len(self.headers) < HEADERS_KEPT:  # a bounded excerpt, for the stored refusal
+            self.headers.append((name[:HEADER_VALUE_KEPT].lower(), value[:HEADER_VALUE_KEPT]))
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._body_activity = self.loop.time()
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
+        super().on_headers_complete()
+
+    # --- the body ----------------------------------------------------------------
+    def on_body(self, body: bytes) -> None:
+        self._body_activity = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def _check_body(self) -> None:
+        idle = self.loop.time() - self._body_activity
+        if idle >= self.limits.body_timeout:
+            self._close()
+        else:
+            remaining = self.limits.body_timeout - idle
+            self._body_timer = self.loop.call_later(remaining, self._check_body)
+
+    # --- either ------------------------------------------------------------------
+    def _close(self) -> None:
+        self._head_timer = self._body_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+        super().connection_lost(exc)

@@ -1,0 +1,133 @@
+"""The receiver against hostile and careless clients, over real sockets to a real listener:
+oversized heads, slow heads, stalled bodies, idle connections, too many connections."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import TOKEN, ListenProcess, signed_body, store_rows
+
+ENV = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+FAST = ("--head-timeout", "0.5", "--body-timeout", "0.5", "--keep-alive-timeout", "0.5")
+
+
+def connect(listener: ListenProcess) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    return sock
+
+
+def closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
+    """True when the server closes the connection (EOF or reset) within `within` seconds.
+    The socket is closed either way."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.close()
+    return True
+
+
+def test_oversized_headers_get_431_and_a_bounded_stored_excerpt(isolated_home: Path) -> None:
+    """128 headers of 64 KiB each: 431, stored with at most a few KiB of headers."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    headers = {f"x-filler-{i}": "a" * 65536 for i in range(128)}
+    headers["content-type"] = "application/json"
+    answer = httpx.post(
+        f"{listener.url}/webhooks/stock", content=signed_body(), headers=headers, timeout=30
+    )
+    code, _, err = listener.stop()
+    assert code == 0, err
+    assert answer.status_code == 431
+    assert answer.json()["error"] == "headers_too_large"
+    (row,) = store_rows(isolated_home / "data" / "events.sqlite3")
+    assert (row["status"], row["http_status"], row["reason"]) == (
+        "rejected",
+        431,
+        "headers_too_large",
+    )
+    assert len(row["headers"]) < 16 * 1024
+
+
+def test_header_limit_is_an_option(isolated_home: Path) -> None:
+    """--max-header-size lowers the cap; a normal request still passes under it."""
+    listener = ListenProcess(isolated_home, "--max-header-size", "2048", env=ENV)
+    ok = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(),
+        headers={"content-type": "application/json"},
+    )
+    big = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(),
+        headers={"content-type": "application/json", "x-big": "b" * 4096},
+    )
+    listener.stop()
+    assert (ok.status_code, big.status_code) == (200, 431)
+
+
+def test_slow_and_idle_heads_are_closed(isolated_home: Path) -> None:
+    """A connection that sends nothing, or a head that never completes, is closed in time,
+    while /healthz keeps answering."""
+    listener = ListenProcess(isolated_home, *FAST, env=ENV)
+    idle = connect(listener)
+    slow = connect(listener)
+    slow.sendall(b"POST /webhooks/stock HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    assert closed_by_server(idle) and closed_by_server(slow)
+    assert time.monotonic() - start < 4
+    assert httpx.get(f"{listener.url}/healthz").status_code == 200
+    listener.stop()
+
+
+def test_stalled_body_is_closed_and_stored(isolated_home: Path) -> None:
+    """A body that stops arriving: the connection is closed and a client_disconnected row kept."""
+    listener = ListenProcess(isolated_home, *FAST, env=ENV)
+    sock = connect(listener)
+    sock.sendall(
+        b"POST /webhooks/stock HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"requestId": '
+    )
+    assert closed_by_server(sock)
+    code, _, err = listener.stop()
+    assert code == 0, err
+    (row,) = store_rows(isolated_home / "data" / "events.sqlite3")
+    assert (row["status"], row["reason"], row["http_status"]) == (
+        "rejected",
+        "client_disconnected",
+        499,
+    )
+
+
+def test_idle_keep_alive_is_closed(isolated_home: Path) -> None:
+    """After an answer, an idle keep-alive connection is closed after the keep-alive timeout."""
+    listener = ListenProcess(isolated_home, *FAST, env=ENV)
+    sock = connect(listener)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200"), first
+    assert closed_by_server(sock, within=5)
+    listener.stop()
+
+
+def test_connections_beyond_the_cap_get_503(isolated_home: Path) -> None:
+    """With --max-connections 4 and four connections held open, the next request is 503."""
+    listener = ListenProcess(isolated_home, "--max-connections", "4", env=ENV)
+    held = [connect(listener) for _ in range(4)]
+    time.sleep(0.2)
+    answer = httpx.get(f"{listener.url}/healthz")
+    for sock in held:
+        sock.close()
+    time.sleep(0.2)
+    after = httpx.get(f"{listener.url}/healthz")
+    listener.stop()
+    assert answer.status_code == 503
+    assert after.status_code == 200
