@@ -11,7 +11,9 @@ not do, this subclass adds:
 - a deadline for a request body that stops arriving (the clock restarts with
   every chunk).
 
-A connection that misses a deadline is closed.
+A connection that misses a deadline is closed.  The timers are only set when a
+head or a body is still incomplete once the bytes at hand are parsed, so the
+usual request (head and body in one read) costs no timer at all.
 """
 
 from __future__ import annotations
@@ -49,17 +51,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_activity = 0.0
+        self._in_head = False
+        self._in_body = False
 
     # --- the head ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()  # a connection that never sends a byte is closed too
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and self._head_timer is None:
+            self._arm_head_timer()
+        elif self._in_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_size = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        self._in_head = True
 
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self.limits.head_timeout, self._close)
@@ -84,8 +94,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._in_head = False
+        self._in_body = True
         self._body_activity = self.loop.time()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
         super().on_headers_complete()
 
     # --- the body ----------------------------------------------------------------
@@ -94,6 +105,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -110,6 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- either ------------------------------------------------------------------
     def _close(self) -> None:
         self._head_timer = self._body_timer = None
+        self._in_head = self._in_body = False
         if not self.transport.is_closing():
             self.transport.close()
 
