@@ -222,6 +222,22 @@ def test_retry_after_is_honoured(tmp_path: Path) -> None:
     assert waits == [7.0]
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "1.5", "-3", "soon", ""])
+def test_odd_retry_after_falls_back_to_backoff(tmp_path: Path, value: str) -> None:
+    """A Retry-After that is not plain ASCII seconds ("²" passes isdigit) means back-off."""
+    waits: list[float] = []
+    header = [(b"retry-after", value.encode("latin-1"))]
+    answers = iter([httpx.Response(429, headers=header), httpx.Response(200)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return token_answer() if request.url.path == TOKEN_PATH else next(answers)
+
+    api = client(tmp_path, handler)
+    api.sleep = waits.append
+    api.acknowledge("r")
+    assert waits == [0.5]
+
+
 def test_unexpected_token_answer(tmp_path: Path) -> None:
     """A token endpoint answering something else than a token is a clear ApiError."""
 

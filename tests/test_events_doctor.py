@@ -167,3 +167,15 @@ def test_deep_bodies_in_verify_and_events_show(cli: Cli, tmp_path: Path, depth: 
     shown = cli("events", "show", "1")
     assert shown.exit_code == 0, shown.output
     assert '"a"' in shown.stdout and shown.stdout.rstrip().endswith("}")
+
+
+def test_events_list_filter_that_matches_nothing(cli: Cli) -> None:
+    """A filter matching nothing says so, with the number of events stored."""
+    from avasam_cli.paths import locations
+    from tests.helpers import store_event
+
+    for index in range(3):
+        store_event(locations().store_file, f"v-{index}")
+    result = cli("events", "list", "--status", "rejected", "--kind", "price")
+    assert result.exit_code == 0
+    assert "No rejected price events among 3 stored." in result.stderr

@@ -52,7 +52,14 @@ def post(listener: ListenProcess, kind: str, body: bytes) -> httpx.Response:
     return httpx.post(
         f"{listener.url}/webhooks/{kind}",
         content=body,
-        headers={**JSON_HEADERS, "X-Trace": "t-9"},
+        # The caller's credentials travel with the request; they must not reach the shop.
+        headers={
+            **JSON_HEADERS,
+            "X-Trace": "t-9",
+            "Authorization": "Bearer caller-token",
+            "Cookie": "session=caller",
+            "X-Api-Key": "caller-key",
+        },
         timeout=30,
     )
 
@@ -148,6 +155,7 @@ def test_forward_delivers_byte_identical_bodies(isolated_home: Path) -> None:
     assert bodies[price]["x-avasam-event"] == "price"
     assert bodies[stock]["x-avasam-verified"] == "true"
     assert bodies[stock]["x-trace"] == "t-9"
+    assert not {"authorization", "cookie", "x-api-key"} & set(bodies[stock])
     assert "answered 200" in err and "Forwarded stock fw-1" in err
 
 

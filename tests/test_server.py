@@ -157,11 +157,15 @@ def test_headers_are_stored_without_secrets(client: TestClient, store_path: Path
         **JSON_HEADERS,
         "authorization": "Bearer s3cr3t-value",
         "x-api-key": "k3y-value",
+        "x-password": "pa55",
+        "x-avasam-sig": "s1g",
+        "cookie": "session=c00kie",
         "user-agent": "Avasam",
     }
     client.post("/webhooks/stock", content=signed_body(), headers=headers)
     saved = dict(json.loads(stored(store_path)[0]["headers"]))
-    assert saved["authorization"] == "[redacted]" and saved["x-api-key"] == "[redacted]"
+    for name in ("authorization", "x-api-key", "x-password", "x-avasam-sig", "cookie"):
+        assert saved[name] == "[redacted]", name
     assert saved["user-agent"] == "Avasam"
 
 
@@ -345,3 +349,15 @@ def test_signed_update_with_a_deep_extra_field(tmp_path: Path) -> None:
     assert printer.close(timeout=10) == "2 received (1 rejected, 1 verified)"
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert "nested too deeply" in lines[0]["data"] and lines[1]["id"] == 2
+
+
+def test_trailing_slash_is_the_same_endpoint(client: TestClient, store_path: Path) -> None:
+    """POST /webhooks/stock/ is accepted and stored like /webhooks/stock, never redirected."""
+    answer = client.post(
+        "/webhooks/stock/",
+        content=signed_body(request_id="slash-1"),
+        headers={**JSON_HEADERS, "host": "evil.example"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    assert [row["request_id"] for row in stored(store_path)] == ["slash-1"]

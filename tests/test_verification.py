@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from avasam_cli.webhooks import sign as signing
 from avasam_cli.webhooks.contract import HTTP_STATUS, Reason, VerificationError
+from avasam_cli.webhooks.kinds import is_identifier
 from avasam_cli.webhooks.verify import verify
 from tests.helpers import TOKEN, b64, signed_body, with_token
 
@@ -257,7 +258,7 @@ def test_details_never_contain_the_key() -> None:
 
 
 # --- Properties: the signer and the verifier are mirror images ------------------------
-request_ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != "")
+request_ids = st.text(min_size=1, max_size=40).filter(is_identifier)
 keys = st.text(min_size=1, max_size=64).filter(lambda s: s.strip() != "")
 algorithms = st.sampled_from(["HS256", "HS384", "HS512"])
 
@@ -403,3 +404,16 @@ def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
         return "ok"
 
     assert outcome(JWT) == outcome(jwt.PyJWT())
+
+
+@pytest.mark.parametrize("bad", ["   ", "\t", "req\x1b[31m", "req\n", "req\x7f", "\x85req"])
+@pytest.mark.parametrize("field", ["requestId", "sku"])
+def test_identifiers_refuse_spaces_and_control_characters(bad: str, field: str) -> None:
+    """Request ids and SKUs follow one rule: not only spaces, no control characters."""
+    item = {**STOCK, "sku": bad} if field == "sku" else STOCK
+    raw = envelope([item] * (1 if field == "requestId" else 40), request_id="req-1")
+    if field == "requestId":
+        raw = envelope([STOCK], request_id=bad)
+    error = refused(raw)
+    assert error.reason is Reason.INVALID_PAYLOAD
+    assert "control characters" in error.detail

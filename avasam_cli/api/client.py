@@ -9,6 +9,7 @@ profiles: the CLI builds it (`cli._context`).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -61,6 +62,9 @@ def authorization(access_token: str, scheme: str = "bearer") -> dict[str, str]:
     if scheme == "raw":
         return {"Authorization": access_token}
     return {"Authorization": f"Bearer {access_token}"}
+
+
+_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def _other_scheme(scheme: str) -> str:
@@ -278,8 +282,8 @@ class AvasamClient:
 
     @staticmethod
     def _retry_delay(response: httpx.Response, attempt: int) -> float:
-        retry_after = response.headers.get("retry-after", "")
-        if retry_after.strip().isdigit():
+        retry_after = response.headers.get("retry-after", "").strip()
+        if _SECONDS.fullmatch(retry_after):  # ASCII digits only: `isdigit` accepts "²"
             return min(float(retry_after), MAX_RETRY_AFTER)
         return float(BACKOFF_SECONDS * 2 ** (attempt - 1))
 

@@ -54,9 +54,14 @@ def list_events(
         raise UsageError("--status takes verified, duplicate or rejected")
     with open_store(locations().store_file) as store:
         events = store.latest(limit, kind.value if kind else None, status)
+        total = sum(store.count_by_status().values()) if not events else 0
     if as_json:
         for event in events:
             output.out(json.dumps(event_json(event)))
+        return
+    if not events and total:
+        wanted = " ".join(part for part in (status, kind.value if kind else None) if part)
+        output.info(f"No {wanted} events among {total:,} stored.")
         return
     if not events:
         output.info("No events stored yet: run `avasam listen` and `avasam send-test`.")

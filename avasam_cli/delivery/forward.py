@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import httpx
 
+from avasam_cli.store.events import is_credential_header
 from avasam_cli.text import excerpt
 
 # Headers that describe the original connection, not the request: never passed on.
@@ -15,8 +16,14 @@ HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encodi
 
 
 def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The headers of a stored or received request that may be sent again elsewhere."""
-    return [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+    """The headers of a stored or received request that may be sent again elsewhere: not
+    the connection's own, and not whatever credentials the sender attached (the public
+    URL's callers must not reach the shop with their Authorization or cookies)."""
+    return [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP and not is_credential_header(name.lower())
+    ]
 
 
 class ForwardResult(NamedTuple):

@@ -266,7 +266,8 @@ class ReceiverApp(Starlette):
     def __init__(self, webhooks: Mapping[str, WebhookEndpoint], **options: Any) -> None:
         routes = [Route(path, endpoint) for path, endpoint in webhooks.items()]
         super().__init__(routes=[*routes, *options.pop("routes", [])], **options)
-        self.webhooks = dict(webhooks)
+        # A trailing slash is the same endpoint: Avasam keeps the URL as the seller typed it.
+        self.webhooks = {**{path + "/": e for path, e in webhooks.items()}, **webhooks}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.webhooks.get(scope["path"]) if scope["type"] == "http" else None

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-# Header names that may carry credentials: stored as "[redacted]".
-_SECRET_HEADER_MARKERS = ("auth", "cookie", "token", "secret", "key", "signature")
+# Header names that may carry credentials: stored as "[redacted]", and never forwarded.
+_SECRET_HEADER_MARKERS = ("pass", "sig", "auth", "token", "secret", "key", "cookie")
 REDACTED = "[redacted]"
 
 
@@ -95,12 +95,18 @@ class StockSighting(NamedTuple):
     request_id: str
 
 
+def is_credential_header(name: str) -> bool:
+    """Whether a header's (lower-case) name suggests it carries a credential."""
+    return any(marker in name for marker in _SECRET_HEADER_MARKERS)
+
+
 def redacted_headers(raw: list[tuple[bytes, bytes]]) -> str:
     pairs = []
     for name_bytes, value_bytes in raw:
         name = name_bytes.decode("latin-1").lower()
-        secret = any(marker in name for marker in _SECRET_HEADER_MARKERS)
-        pairs.append((name, REDACTED if secret else value_bytes.decode("latin-1")))
+        pairs.append(
+            (name, REDACTED if is_credential_header(name) else value_bytes.decode("latin-1"))
+        )
     return json.dumps(pairs)
 
 

@@ -9,9 +9,10 @@ CLI reads this module at start-up.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 # Each item rule returns None for a valid item, else (field, what it must be).  The field
 # path is only built for the error: the rules run for every item of every update.
@@ -30,13 +31,27 @@ def is_iso_datetime(value: Any) -> bool:
     return True
 
 
-_SKU_RULE = ("sku", "a non-empty string")
+# Identifiers (SKUs, request ids) are shown on terminals and pages: no control characters.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+IDENTIFIER_RULE = "a non-empty string without control characters"
+
+
+def is_identifier(value: Any) -> TypeGuard[str]:
+    """A non-empty string, not only spaces, without control characters."""
+    return (
+        type(value) is str
+        and bool(value)
+        and not value.isspace()
+        and CONTROL_CHARACTERS.search(value) is None
+    )
+
+
+_SKU_RULE = ("sku", IDENTIFIER_RULE)
 _UPDATED_ON_RULE = ("updatedOn", "an ISO 8601 date and time")
 
 
 def _sku_and_time_problem(item: dict[str, Any]) -> Problem:
-    sku = item.get("sku")
-    if type(sku) is not str or not sku or sku.isspace():
+    if not is_identifier(item.get("sku")):
         return _SKU_RULE
     return None if is_iso_datetime(item.get("updatedOn")) else _UPDATED_ON_RULE
 

@@ -24,7 +24,13 @@ from avasam_cli.webhooks.contract import (
     VerificationError,
     VerifiedUpdate,
 )
-from avasam_cli.webhooks.kinds import KINDS, is_iso_datetime
+from avasam_cli.webhooks.kinds import (
+    CONTROL_CHARACTERS,
+    IDENTIFIER_RULE,
+    KINDS,
+    is_identifier,
+    is_iso_datetime,
+)
 
 
 def _invalid(path: str, expected: str, value: Any = ...) -> VerificationError:
@@ -64,6 +70,8 @@ def _all_items_valid(kind: str, data: list[Any]) -> bool:
     if rules.finite_values and not all(map(math.isfinite, numbers)):
         return False
     if set(map(type, skus)) != {str} or not all(skus) or any(map(str.isspace, skus)):
+        return False
+    if CONTROL_CHARACTERS.search("".join(skus)):
         return False
     if set(map(type, times)) != {str} or min(map(len, times)) <= 10:
         return False
@@ -135,8 +143,8 @@ def verify(
     if type(document) is not dict:
         raise _invalid("$", "a JSON object {requestId, on, token, data}")
     request_id = document.get("requestId")
-    if type(request_id) is not str or not request_id:
-        raise _invalid("requestId", "a non-empty string", document.get("requestId", ...))
+    if not is_identifier(request_id):
+        raise _invalid("requestId", IDENTIFIER_RULE, document.get("requestId", ...))
     on: Any = document.get("on")
     if not is_iso_datetime(on):
         raise _invalid("on", "an ISO 8601 date and time", document.get("on", ...))
