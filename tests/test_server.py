@@ -58,17 +58,14 @@ def test_price_endpoint(client: TestClient, store_path: Path) -> None:
 
 
 def test_duplicate_is_answered_and_recorded(client: TestClient, store_path: Path) -> None:
-    """The same request id again: 200 duplicate, recorded as such; other kind is separate."""
+    """The same request id again: 200 duplicate, recorded as such.  (The same id for the
+    other kind is refused: see test_a_stock_token_is_refused_on_the_price_endpoint.)"""
     body = signed_body(request_id="dup-1")
     client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
     again = client.post("/webhooks/stock", content=body, headers=JSON_HEADERS)
     assert again.status_code == 200
     assert again.json() == {"status": "duplicate", "requestId": "dup-1"}
-    price = client.post(
-        "/webhooks/price", content=signed_body("price", request_id="dup-1"), headers=JSON_HEADERS
-    )
-    assert price.json()["status"] == "ok"
-    assert [row["status"] for row in stored(store_path)] == ["verified", "duplicate", "verified"]
+    assert [row["status"] for row in stored(store_path)] == ["verified", "duplicate"]
 
 
 @pytest.mark.parametrize(
@@ -361,3 +358,25 @@ def test_trailing_slash_is_the_same_endpoint(client: TestClient, store_path: Pat
     )
     assert answer.status_code == 200 and answer.json()["status"] == "ok"
     assert [row["request_id"] for row in stored(store_path)] == ["slash-1"]
+
+
+def test_a_stock_token_is_refused_on_the_price_endpoint(
+    client: TestClient, store_path: Path
+) -> None:
+    """A request id verified as a stock update, replayed with its token as a price update,
+    is refused (request_id_reused) and stored; the same kind again is still a duplicate."""
+    stock = signed_body("stock", request_id="cross-1")
+    token = json.loads(stock)["token"]
+    forged = json.loads(signed_body("price", request_id="cross-1"))
+    forged["token"] = token
+    assert client.post("/webhooks/stock", content=stock, headers=JSON_HEADERS).status_code == 200
+    refused = client.post("/webhooks/price", content=json.dumps(forged), headers=JSON_HEADERS)
+    again = client.post("/webhooks/stock", content=stock, headers=JSON_HEADERS)
+    assert refused.status_code == 401 and refused.json()["error"] == "request_id_reused"
+    assert again.json()["status"] == "duplicate"
+    rows = [(r["kind"], r["status"], r["reason"]) for r in stored(store_path)]
+    assert rows == [
+        ("stock", "verified", None),
+        ("price", "rejected", "request_id_reused"),
+        ("stock", "duplicate", None),
+    ]

@@ -30,7 +30,7 @@ def event(request_id: str | None, kind: str = "stock", status: str = "verified")
 def test_insert_decides_duplicates_and_sets_ids(tmp_path: Path) -> None:
     """A verified (kind, request id) seen before becomes a duplicate row; ids follow order."""
     with open_store(tmp_path / "s.sqlite3") as store:
-        first = [event("a"), event("b"), event("a", kind="price"), event(None, status="rejected")]
+        first = [event("a"), event("b"), event("p", kind="price"), event(None, status="rejected")]
         store.insert(first)
         again = [event("a"), event("c")]
         store.insert(again)
@@ -103,3 +103,14 @@ def test_store_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="newer avasam-cli"):
         open_store(path)
     assert path.read_bytes() == before
+
+
+def test_one_request_id_is_verified_for_one_kind_only(tmp_path: Path) -> None:
+    """Within one batch or across batches, the second kind for a request id is refused."""
+    with open_store(tmp_path / "s.sqlite3") as store:
+        batch = [event("r"), event("r", kind="price")]
+        store.insert(batch)
+        later = [event("r", kind="price")]
+        store.insert(later)
+    assert [e.status for e in batch + later] == ["verified", "rejected", "rejected"]
+    assert {e.reason for e in batch[1:] + later} == {"request_id_reused"}

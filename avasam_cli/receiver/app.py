@@ -35,7 +35,7 @@ from avasam_cli.delivery.followup import FollowUp, describe_pending
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
-from avasam_cli.webhooks.contract import VerificationError
+from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason, VerificationError
 from avasam_cli.webhooks.verify import verify
 
 
@@ -158,6 +158,8 @@ class WebhookEndpoint:
             await _answer(send, http_status, {"error": reason, "detail": detail}, extra)
         elif outcome.store_error is not None:
             await _answer(send, 503, _STORE_UNAVAILABLE)
+        elif outcome.status == "rejected":  # the store found the request id used elsewhere
+            await _answer(send, HTTP_STATUS[Reason.REQUEST_ID_REUSED], _REUSED)
         else:
             answer = "ok" if outcome.status == "verified" else "duplicate"
             await _answer(send, 200, {"status": answer, "requestId": request_id})
@@ -196,6 +198,7 @@ class WebhookEndpoint:
         return await _read_body(receive, limit)
 
 
+_REUSED = {"error": Reason.REQUEST_ID_REUSED.value, "detail": REUSED_DETAIL}
 _STORE_UNAVAILABLE = {
     "error": "store_unavailable",
     "detail": "the update could not be stored; please retry",

@@ -21,6 +21,7 @@ from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import migrate
+from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -138,6 +139,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        _refuse_other_kinds(conn, events)
         inserted, last = _insert(conn, events, None)
         if inserted == len(events):
             for rowid, event in enumerate(events, start=last - inserted + 1):
@@ -149,6 +151,31 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+
+
+def _refuse_other_kinds(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """A verified event whose request id is verified for another kind becomes a refusal.
+
+    Inside the write transaction, so the rule holds across processes sharing the file.
+    """
+    verified = [event for event in events if event.status == "verified"]
+    if not verified:
+        return
+    ids = list({event.request_id for event in verified})
+    marks = ", ".join("?" * len(ids))
+    first_kind: dict[str | None, str] = {}
+    for request_id, kind in conn.execute(
+        f"SELECT request_id, kind FROM events WHERE status = 'verified' "  # noqa: S608 - marks
+        f"AND request_id IN ({marks}) ORDER BY id",
+        ids,
+    ):
+        first_kind.setdefault(request_id, kind)
+    for event in verified:
+        if first_kind.setdefault(event.request_id, event.kind) != event.kind:
+            event.status = "rejected"
+            event.http_status = HTTP_STATUS[Reason.REQUEST_ID_REUSED]
+            event.reason = Reason.REQUEST_ID_REUSED.value
+            event.detail = REUSED_DETAIL
 
 
 def _mark_duplicates(

@@ -31,6 +31,15 @@ class Reason(StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REQUEST_ID_MISMATCH = "request_id_mismatch"
+    # The JWT binds only the request id, not the kind: a request id verified for one kind
+    # and sent again for the other is a replay (decided by the store, across processes).
+    REQUEST_ID_REUSED = "request_id_reused"
+
+
+REUSED_DETAIL = (
+    "this request id was already verified for the other kind of update; a token is only "
+    "valid for the kind it was first sent for"
+)
 
 
 # Which answer each reason gets: a body we cannot read is the sender's mistake (400);
