@@ -61,6 +61,9 @@ def check_line(passed: bool | None, text: str) -> None:
 def table(rows: Sequence[Sequence[str]], stream: TextIO | None = None) -> None:
     """Columns aligned with spaces; the first row is the header."""
     target = stream or sys.stdout
+    from avasam_cli.text import inert
+
+    rows = [[inert(cell) for cell in row] for row in rows]  # cells may come from requests
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -163,19 +166,21 @@ class HumanEventPrinter(EventPrinter):
         from rich.padding import Padding
         from rich.text import Text
 
+        from avasam_cli.text import inert
+
         time = event.received_at[11:19]
         status = event.status
         if event.store_error is not None and status != "rejected":
             label = "[red]not stored (503)[/]"
         elif status == "rejected":
-            label = f"[red]rejected {event.http_status} {escape(event.reason or '')}[/]"
+            label = f"[red]rejected {event.http_status} {escape(inert(event.reason or ''))}[/]"
         else:
             label = f"[{_STATUS_STYLE[status]}]{status}[/]"
-        request_id = escape(event.request_id or "-")
+        request_id = escape(inert(event.request_id or "-"))
         items = "" if event.item_count is None else f"  {plural(event.item_count, 'item')}"
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:
-            detail = Text(event.detail, style="dim")
+            detail = Text(inert(event.detail), style="dim")
             self.console.print(Padding(detail, (0, 0, 0, TABLE_INDENT), expand=False))
         if not compact and status == "verified" and event.item_count and event.store_error is None:
             import orjson
@@ -193,6 +198,7 @@ def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
+    from avasam_cli.text import inert
     from avasam_cli.webhooks.kinds import KINDS
 
     value_column = KINDS[kind].value_field
@@ -205,11 +211,11 @@ def items_table(kind: str, items: Sequence[dict[str, Any]]) -> Table:
     table.add_column(value_column, justify="right")
     table.add_column("updatedOn")
     for key in extra:
-        table.add_column(escape(key))
+        table.add_column(escape(inert(key)))
     for item in items[:MAX_TABLE_ROWS]:
         cells = [item.get("sku"), item.get(value_column), item.get("updatedOn")]
         cells += [item.get(key, "") for key in extra]
-        table.add_row(*(escape(str(cell)) for cell in cells))
+        table.add_row(*(escape(inert(str(cell))) for cell in cells))
     if len(items) > MAX_TABLE_ROWS:
         table.add_row(f"... and {len(items) - MAX_TABLE_ROWS} more", "", "")
     return table

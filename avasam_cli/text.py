@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 
 def excerpt(text: str, limit: int) -> str:
     """A one-line excerpt of an answer: whitespace folded, cut at `limit` characters."""
-    folded = " ".join(text.split())
+    folded = inert(" ".join(text.split()))
     return folded if len(folded) <= limit else folded[:limit] + "..."
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def inert(text: str) -> str:
+    """Text from outside, safe for a terminal: control characters (ESC above all) shown as
+    `\\x1b` instead of acting.  Newlines and tabs are kept."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)

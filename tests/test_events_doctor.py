@@ -179,3 +179,64 @@ def test_events_list_filter_that_matches_nothing(cli: Cli) -> None:
     result = cli("events", "list", "--status", "rejected", "--kind", "price")
     assert result.exit_code == 0
     assert "No rejected price events among 3 stored." in result.stderr
+
+
+def test_text_from_requests_cannot_drive_the_terminal(cli: Cli) -> None:
+    """Control characters in stored headers and bodies are shown inert (\\x1b), except with
+    events show --raw, which stays byte-exact."""
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.events import Event
+
+    body = b'{"note": "\x1b]0;pwned\x07", "x": "\x1b[2J"}'
+    headers = json.dumps([["user-agent", "evil\x1b[31m"]])
+    with open_store(locations().store_file) as store:
+        store.insert(
+            [Event("2026-11-28T10:00:00.000+00:00", "stock", "rejected", 400, headers, body)]
+        )
+    shown = cli("events", "show", "1")
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "evil\\x1b[31m" in shown.stdout
+    raw = cli("events", "show", "1", "--raw")
+    assert raw.stdout_bytes == body
+
+
+def test_human_printer_makes_request_text_inert() -> None:
+    """The listener's human output shows escapes from a request as text."""
+    import io
+
+    from rich.console import Console
+
+    from avasam_cli.output import HumanEventPrinter
+    from avasam_cli.store.events import Event
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, no_color=True, highlight=False)
+    printer = HumanEventPrinter(console, console)
+    refused = Event(
+        "2026-11-28T10:00:00.000+00:00",
+        "stock",
+        "rejected",
+        415,
+        "[]",
+        b"",
+        reason="unsupported_media_type",
+        detail="Content-Type must be json (got \x1b[2J)",
+    )
+    verified = Event(
+        "2026-11-28T10:00:01.000+00:00",
+        "stock",
+        "verified",
+        200,
+        "[]",
+        b"",
+        id=2,
+        request_id="r-1",
+        item_count=1,
+        data_json=json.dumps(
+            [{"sku": "A", "quantity": 1, "updatedOn": "2026-11-28T10:00:00Z", "\x1b[5m": "v"}]
+        ).encode(),
+    )
+    printer([refused, verified])
+    assert "\x1b" not in out.getvalue()
+    assert "\\x1b[2J" in out.getvalue() and "\\x1b[5m" in out.getvalue()

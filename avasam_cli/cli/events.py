@@ -89,32 +89,37 @@ def show(
 ) -> None:
     """Show one stored request: headers, body, verification, acknowledgement."""
     from avasam_cli import output
+    from avasam_cli.text import inert
 
     event = _find(key)
-    if raw:
+    if raw:  # byte for byte, for files and pipes: the caller asked for the stored bytes
         sys.stdout.buffer.write(event.body)
         sys.stdout.flush()
         return
-    output.out(
+
+    def say(text: str) -> None:  # everything below may hold text from the request
+        output.out(inert(text))
+
+    say(
         f"Event {event.id}: {event.kind} {event.status} (HTTP {event.http_status}) "
         f"received {event.received_at} from {event.client or '?'}"
     )
-    output.out(f"request id:   {event.request_id or '-'}")
+    say(f"request id:   {event.request_id or '-'}")
     if event.reason:
-        output.out(f"refused:      {event.reason}: {event.detail}")
-    output.out(
+        say(f"refused:      {event.reason}: {event.detail}")
+    say(
         f"acknowledged: {event.ack_status or '-'} {event.ack_at or ''} "
         f"{event.ack_detail or ''}".rstrip()
     )
-    output.out(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
-    output.out("headers:")
+    say(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
+    say("headers:")
     for name, value in event.headers:
-        output.out(f"  {name}: {value}")
-    output.out("body:")
+        say(f"  {name}: {value}")
+    say("body:")
     try:
-        output.out(json.dumps(json.loads(event.body), indent=2))
+        say(json.dumps(json.loads(event.body), indent=2))
     except (ValueError, RecursionError):  # not JSON, or nested too deeply to indent
-        output.out(event.body.decode("utf-8", "replace"))
+        say(event.body.decode("utf-8", "replace"))
 
 
 def replay(
