@@ -42,6 +42,10 @@ class Avasam:
     # How the access token must come: "bearer" (Bearer <token>), "raw" (<token>), or "any".
     scheme: str = "any"
     customer_id: int | None = None
+    # Overrides for the token answer (hostile or broken servers): the token, the expiry text.
+    token_override: str | None = None
+    echo_token_request: bool = False  # answer the token request 400, echoing what was sent
+    expires_override: str | None = None
     # The seller's stock list, {SKU: Stock}, served in pages; tests change it at will.
     stock: dict[str, int] = field(default_factory=dict)
     # Queued answers for any other data path (`avasam api`): a status code; when empty, 200.
@@ -112,13 +116,19 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"message": "not found"})
 
         def _token(self, body: Any) -> None:
+            if state.echo_token_request:
+                self._answer(400, {"error": "bad request", "request": body})
+                return
             if body != {"consumer_key": state.consumer_key, "secret_key": state.secret_key}:
                 self._answer(401, {"message": "invalid credentials"})
                 return
-            token = f"access-{len(state.issued) + 1:04d}"
+            token = state.token_override
+            if token is None:
+                token = f"access-{len(state.issued) + 1:04d}"
             state.issued.append(token)
             expires = datetime.now(UTC) + state.token_lifetime
             text = f"{expires:%Y-%m-%dT%H:%M:%S}.{expires.microsecond:06d}1+00:00"
+            text = state.expires_override or text
             answer: dict[str, Any] = {"access_token": token, "expires_at": text}
             if state.customer_id is not None:
                 answer["customerId"] = state.customer_id
@@ -126,6 +136,9 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
 
         def _acknowledge(self) -> None:
             step = state.ack_script.pop(0) if state.ack_script else 200
+            if step == "echo":  # a 400 that repeats the request, credentials included
+                self._answer(400, {"error": "bad", "authorization": self.headers["authorization"]})
+                return
             if step == "drop":
                 self.close_connection = True
                 self.connection.shutdown(2)

@@ -263,3 +263,102 @@ def test_newest_by_sku_breaks_ties_by_arrival() -> None:
     first = StockSighting("A", 1, "2026-11-28T09:00:00+00:00", "2026-11-28T09:00:01", "r1")
     second = StockSighting("A", 2, "2026-11-28T09:00:00.0000000+00:00", "2026-11-28T09:00:02", "r2")
     assert newest_by_sku([second, first])["A"].request_id == "r2"
+
+
+# --- The token cache, against careless files and hostile servers ----------------------
+def test_changed_keys_never_use_the_old_token(
+    cli: Cli, avasam: Avasam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the keys change, the cached token of the old keys is not used."""
+    assert cli("ack", "a").exit_code == 0
+    monkeypatch.setenv("AVASAM_CONSUMER_KEY", "other")
+    monkeypatch.setenv("AVASAM_SECRET_KEY", "wrong")
+    result = cli("ack", "b")
+    assert result.exit_code == 1
+    assert "consumer key or secret key was refused" in result.stderr
+    assert [r.body for r in avasam.received if r.path == ACK_PATH] == [{"requestId": "a"}]
+
+
+def test_a_new_keys_token_replaces_the_old_entry(
+    cli: Cli, avasam: Avasam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries of the same profile and base URL under other keys are dropped on write."""
+    assert cli("ack", "a").exit_code == 0
+    avasam.consumer_key = "ck-rotated"
+    monkeypatch.setenv("AVASAM_CONSUMER_KEY", "ck-rotated")
+    assert cli("ack", "b").exit_code == 0
+    assert len(cached_tokens()) == 1
+
+
+@pytest.mark.parametrize("token", ["", "t\u00e9l\u00e9", "abc\r\nX-Injected: 1", "two words"])
+def test_unsendable_token_from_the_server(cli: Cli, avasam: Avasam, token: str) -> None:
+    """An empty, non-ASCII, CRLF or spaced token: a clear error, nothing cached, no traceback."""
+    avasam.token_override = token
+    result = cli("ack", "a")
+    assert result.exit_code == 1
+    assert "cannot be sent in a header" in result.output
+    assert "Traceback" not in result.output
+    assert not (locations().cache_dir / "tokens.json").exists()
+
+
+def test_unparsable_expiry_never_shows_the_token(cli: Cli, avasam: Avasam) -> None:
+    """A token answer with an expiry we cannot read: the error does not print the token."""
+    avasam.expires_override = "next tuesday"
+    result = cli("ack", "a")
+    assert result.exit_code == 1
+    assert "unexpected answer" in result.output and "access-0001" not in result.output
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"access_token": "bad\r\ntoken", "expires_at": 9e12},
+        {"access_token": "ok-token", "expires_at": float("inf")},
+        {"access_token": "ok-token", "expires_at": float("nan")},
+        "not an object",
+    ],
+)
+def test_bad_cached_entries_are_dropped(cli: Cli, avasam: Avasam, entry: object) -> None:
+    """A cached token that cannot be used (CRLF, a non-finite expiry, junk) is replaced."""
+    assert cli("ack", "a").exit_code == 0
+    path = locations().cache_dir / "tokens.json"
+    (key,) = cached_tokens()
+    path.write_text(json.dumps({key: entry}))
+    assert cli("ack", "b").exit_code == 0
+    assert avasam.received[-1].headers["Authorization"] == "Bearer access-0002"
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dev-zero"])
+def test_token_cache_that_is_not_a_file(cli: Cli, avasam: Avasam, kind: str) -> None:
+    """A folder, a FIFO or a link to /dev/zero: exit 2 with the fix, never a hang."""
+    import os
+
+    path = locations().cache_dir / "tokens.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    result = cli("ack", "a")
+    assert result.exit_code == 2
+    assert "token cache" in result.stderr and "remove it" in result.stderr
+
+
+def test_answers_echoing_secrets_are_scrubbed(cli: Cli, avasam: Avasam) -> None:
+    """An API echoing the keys or the token in an error: they are never printed or stored."""
+    store_stock_update({"A": 1}, NOW, "2026-11-28T09:00:01.000+00:00")
+    avasam.ack_script = ["echo"]
+    with open_store(locations().store_file) as store:
+        (pending,) = store.pending_acknowledgements()
+    acked = cli("ack", "--pending")
+    assert acked.exit_code == 1
+    assert "access-0001" not in acked.output and "****" in acked.output
+    with open_store(locations().store_file) as store:
+        found = store.find(pending)
+    assert found is not None and "access-0001" not in (found.ack_detail or "")
+    avasam.echo_token_request = True
+    (locations().cache_dir / "tokens.json").unlink()
+    doctor = cli("doctor")
+    assert avasam.secret_key not in doctor.output and avasam.consumer_key not in doctor.output

@@ -9,17 +9,20 @@ profiles: the CLI builds it (`cli._context`).
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import httpx
 
 from avasam_cli import __version__
-from avasam_cli.errors import ApiError, CredentialsRefused, NetworkError
+from avasam_cli.errors import ApiError, ConfigError, CredentialsRefused, NetworkError
 from avasam_cli.paths import is_too_open, write_secret_file
 from avasam_cli.text import excerpt
 
@@ -65,6 +68,26 @@ def authorization(access_token: str, scheme: str = "bearer") -> dict[str, str]:
 
 
 _SECONDS = re.compile(r"[0-9]{1,9}")
+
+
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
+
+
+def is_sendable_token(token: object) -> TypeGuard[str]:
+    """A token that can go in a header as it is: printable ASCII, no spaces, no CR or LF."""
+    return isinstance(token, str) and _SENDABLE_TOKEN.fullmatch(token) is not None
+
+
+def cache_key_for(profile: str, base_url: str, consumer_key: str) -> tuple[str, str]:
+    """The token cache key, and the prefix shared by the same profile and base URL.
+
+    A hash of the consumer key (never the key) is part of it: after the keys change, the
+    old token is not used, and it is dropped at the next write.
+    """
+    import hashlib
+
+    prefix = f"{profile}|{base_url}|"
+    return prefix + hashlib.sha256(consumer_key.encode()).hexdigest()[:16], prefix
 
 
 def _other_scheme(scheme: str) -> str:
@@ -123,7 +146,18 @@ def refused_both_ways(status: int, url: str) -> ApiError:
     )
 
 
-def failure_for(error: Exception | httpx.Response, url: str) -> ApiError | NetworkError:
+def scrubbed(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret in it (keys, access tokens) replaced by ****: answers from
+    elsewhere may echo what we sent, and excerpts are printed and stored."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "****")
+    return text
+
+
+def failure_for(
+    error: Exception | httpx.Response, url: str, secrets: Iterable[str | None] = ()
+) -> ApiError | NetworkError:
     """Every HTTP or network failure becomes one of our errors, here and only here."""
     if isinstance(error, httpx.Response):
         status = error.status_code
@@ -135,7 +169,7 @@ def failure_for(error: Exception | httpx.Response, url: str) -> ApiError | Netwo
                 "right; check its access rights in Avasam",
                 status,
             )
-        shown = excerpt(error.text, 200)
+        shown = excerpt(scrubbed(error.text, secrets), 200)
         return ApiError(f"unexpected answer from {url}: {status} {shown}", status)
     if isinstance(error, httpx.TimeoutException):
         return NetworkError(f"{url} did not answer in time: try again, or check the base URL")
@@ -169,7 +203,26 @@ class TokenCache:
         self.warn = warn
         self._warned = False
 
+    MAX_SIZE = 1 << 20  # a cache holds a few tokens: anything larger is not ours
+
     def _read(self) -> dict[str, Any]:
+        """The cache's entries; {} when it is missing or unreadable as JSON.  Only a regular
+        file is read (a FIFO would hang, /dev/zero never ends), and only up to MAX_SIZE."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read the token cache {self.path}: {error.strerror}; check its "
+                "permissions, or remove it (it is rebuilt on the next call)"
+            ) from None
+        if not stat.S_ISREG(info.st_mode):
+            what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError(
+                f"the token cache {self.path} is {what}: remove it (it is rebuilt on the "
+                "next call), or set AVASAM_HOME elsewhere"
+            )
         if self.warn is not None and not self._warned and is_too_open(self.path):
             self._warned = True
             self.warn(
@@ -177,17 +230,26 @@ class TokenCache:
                 "tightened to 0600 on the next write"
             )
         try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            with open(self.path, "rb") as handle:
+                document = json.loads(handle.read(self.MAX_SIZE + 1)[: self.MAX_SIZE])
+        except (OSError, ValueError, RecursionError):
             return {}
         return document if isinstance(document, dict) else {}
 
     def get(self, key: str) -> CachedToken | None:
+        """The entry for `key`; None (and the entry dropped) when it is not a usable token."""
         entry = self._read().get(key)
-        if not isinstance(entry, dict):
+        if entry is None:
             return None
-        token, expires = entry.get("access_token"), entry.get("expires_at")
-        if not isinstance(token, str) or not isinstance(expires, int | float):
+        token = entry.get("access_token") if isinstance(entry, dict) else None
+        expires = entry.get("expires_at") if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry, dict)
+            or not is_sendable_token(token)
+            or not isinstance(expires, int | float)
+            or not math.isfinite(expires)
+        ):
+            self.clear(key)
             return None
         scheme = entry.get("scheme")
         customer_id = entry.get("customer_id")
@@ -198,8 +260,12 @@ class TokenCache:
             customer_id if isinstance(customer_id, str) else None,
         )
 
-    def put(self, key: str, entry: CachedToken) -> None:
+    def put(self, key: str, entry: CachedToken, replaces: str | None = None) -> None:
+        """Store `entry` under `key`, dropping every entry whose key starts with `replaces`
+        (the same profile and base URL under other keys)."""
         document = self._read()
+        if replaces is not None:
+            document = {k: v for k, v in document.items() if not k.startswith(replaces)}
         document[key] = {
             name: value for name, value in entry._asdict().items() if value is not None
         }
@@ -225,6 +291,7 @@ class AvasamClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         auth_scheme: str = AUTO,
+        cache_prefix: str | None = None,
     ) -> None:
         if auth_scheme not in (AUTO, *AUTH_SCHEMES):
             raise ValueError(f"auth_scheme must be {AUTO} or one of {AUTH_SCHEMES}")
@@ -233,10 +300,12 @@ class AvasamClient:
         self.secret_key = secret_key
         self.cache = cache
         self.cache_key = cache_key
+        self.cache_prefix = cache_prefix  # entries under it are replaced by a new token
         self.clock = clock
         self.sleep = sleep
         self.auth_scheme = auth_scheme
         self.scheme_used: str | None = None  # the form of the last accepted call
+        self._issued: list[str] = []  # tokens issued to this client: never printed
         self.http = httpx.Client(
             transport=transport, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}
         )
@@ -295,18 +364,25 @@ class AvasamClient:
         body = {"consumer_key": self.consumer_key, "secret_key": self.secret_key}
         response = self._send("POST", TOKEN_PATH, body, {})
         if not response.is_success:
-            raise failure_for(response, self.base_url + TOKEN_PATH)
+            raise failure_for(response, self.base_url + TOKEN_PATH, self.secrets())
         try:
             answer = response.json()
             token, expires_at = answer["access_token"], parse_expiry(answer["expires_at"])
-            if not isinstance(token, str):
-                raise TypeError("access_token is not a string")
-        except (ValueError, KeyError, TypeError):
-            shown = excerpt(response.text, 200)
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # Never the answer itself in the message: it may hold the access token.
             raise ApiError(
-                f"unexpected answer from {self.base_url + TOKEN_PATH}: {shown}",
+                f"unexpected answer from {self.base_url + TOKEN_PATH}: no access_token and "
+                "expires_at in the expected form (see the README's decisions)",
                 response.status_code,
             ) from None
+        if isinstance(token, str):
+            self._issued.append(token)
+        if not is_sendable_token(token):
+            raise ApiError(
+                f"{self.base_url + TOKEN_PATH} answered with an access token that cannot be "
+                "sent in a header (empty, spaces, line breaks or non-ASCII characters)",
+                response.status_code,
+            )
         customer_id = answer.get("customerId")
         entry = CachedToken(
             token,
@@ -315,8 +391,21 @@ class AvasamClient:
             cached.scheme if cached is not None else None,
             None if customer_id is None else str(customer_id),
         )
-        self.cache.put(self.cache_key, entry)
+        self.cache.put(self.cache_key, entry, replaces=self.cache_prefix)
         return entry, True
+
+    def secrets(self) -> list[str | None]:
+        """What must never be printed or stored: the keys and the tokens issued or cached."""
+        cached = self.cache.get(self.cache_key) if self.cache_key else None
+        return [
+            self.consumer_key,
+            self.secret_key,
+            *self._issued,
+            cached.access_token if cached else None,
+        ]
+
+    def scrub(self, text: str) -> str:
+        return scrubbed(text, self.secrets())
 
     def access_token(self, renew: bool = False) -> str:
         return self.token_entry(renew)[0].access_token
@@ -361,13 +450,13 @@ class AvasamClient:
         """An authenticated POST; any answer but 2xx is an ApiError."""
         response = self.request("POST", path, dict(body))
         if not response.is_success:
-            raise failure_for(response, self.base_url + path)
+            raise failure_for(response, self.base_url + path, self.secrets())
         return response
 
     def acknowledge(self, request_id: str) -> str:
         """Acknowledge one stock update; returns a short description of Avasam's answer."""
         response = self.call(ACKNOWLEDGE_PATH, acknowledge_body(request_id))
-        return f"{response.status_code} {excerpt(response.text, 80)}".strip()
+        return f"{response.status_code} {excerpt(self.scrub(response.text), 80)}".strip()
 
     def stock_pages(self, page_size: int) -> Iterator[StockPage]:
         """Every page of the seller's stock list, until a page comes back short."""

@@ -97,14 +97,17 @@ def verification_token_for(ctx: typer.Context, flag: str | None) -> str:
 def client_for(resolved: Settings, where: Locations) -> AvasamClient:
     """The API client for the effective profile; missing keys are a configuration error here."""
     from avasam_cli import output
-    from avasam_cli.api.client import AvasamClient, TokenCache
+    from avasam_cli.api.client import AvasamClient, TokenCache, cache_key_for
 
     base_url = resolved.require("base_url")
+    consumer_key = resolved.require("consumer_key")
+    key, prefix = cache_key_for(resolved.profile, base_url, consumer_key)
     return AvasamClient(
         base_url,
-        resolved.require("consumer_key"),
+        consumer_key,
         resolved.require("secret_key"),
         TokenCache(where.cache_dir / "tokens.json", warn=output.warn),
-        cache_key=f"{resolved.profile}|{base_url}",
+        cache_key=key,
         auth_scheme=resolved.require("auth_scheme"),
+        cache_prefix=prefix,
     )

@@ -158,11 +158,10 @@ def api(
         body = fields
     with client_for(settings(ctx, base_url=base_url), locations()) as client:
         response = client.request(chosen, target, body, params)
+        shown = excerpt(client.scrub(response.text), 200)
     _show_answer(response, include)
     if not response.is_success:
-        raise OperationFailed(
-            f"{chosen} {target} answered {response.status_code}: {excerpt(response.text, 200)}"
-        )
+        raise OperationFailed(f"{chosen} {target} answered {response.status_code}: {shown}")
 
 
 def register(app: typer.Typer) -> None:
