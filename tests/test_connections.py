@@ -131,3 +131,76 @@ def test_connections_beyond_the_cap_get_503(isolated_home: Path) -> None:
     listener.stop()
     assert answer.status_code == 503
     assert after.status_code == 200
+
+
+def writer_pid(listener: ListenProcess) -> int:
+    """The store writer: the listener's one child process."""
+    pid = listener.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (child,) = children
+    return int(child)
+
+
+def test_a_stopped_writer_means_503_within_the_commit_deadline(isolated_home: Path) -> None:
+    """A writer that stops committing (kill -STOP): answers come back 503 in about 5 s,
+    and once it runs again, so do 200s."""
+    import os
+    import signal
+
+    listener = ListenProcess(isolated_home, env=ENV)
+    child = writer_pid(listener)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        stuck = httpx.post(
+            f"{listener.url}/webhooks/stock",
+            content=signed_body(request_id="stuck-1"),
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        waited = time.monotonic() - start
+    finally:
+        os.kill(child, signal.SIGCONT)
+    after = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(request_id="after-1"),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    listener.stop()
+    assert stuck.status_code == 503 and 4 < waited < 10
+    assert after.status_code == 200
+
+
+def test_a_dead_writer_is_reported_and_restarted(isolated_home: Path) -> None:
+    """kill -9 of the writer: 503 and /healthz 503 with the reason, said on stderr; it is
+    restarted, and then updates are stored and answered 200 again."""
+    import os
+    import signal
+
+    listener = ListenProcess(isolated_home, env=ENV)
+    os.kill(writer_pid(listener), signal.SIGKILL)
+    time.sleep(0.2)
+    down = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(request_id="down-1"),
+        headers={"content-type": "application/json"},
+    )
+    health = httpx.get(f"{listener.url}/healthz")
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{listener.url}/healthz").status_code != 200:
+        assert time.monotonic() < deadline, "the store writer was not restarted"
+        time.sleep(0.1)
+    back = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(request_id="back-1"),
+        headers={"content-type": "application/json"},
+    )
+    code, _, err = listener.stop()
+    assert code == 0, err
+    assert down.status_code == 503
+    assert health.status_code == 503 and "store writer" in health.json()["reason"]
+    assert back.status_code == 200
+    assert "the store writer stopped" in err and "is back" in err
+    stored = store_rows(isolated_home / "data" / "events.sqlite3")
+    assert [row["request_id"] for row in stored] == ["back-1"]

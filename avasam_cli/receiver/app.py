@@ -205,10 +205,6 @@ _STORE_UNAVAILABLE = {
 }
 
 
-async def _health(_: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
-
-
 async def _http_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
@@ -229,6 +225,15 @@ def create_app(
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan."""
     store = StoreWriter(store_path, output, output_fd)
+
+    async def health(_: Request) -> Response:
+        """200 while requests can be stored; 503 with the reason while they cannot."""
+        if store.failure is not None:
+            return JSONResponse(
+                {"status": "unavailable", "reason": store.failure, "version": __version__},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "version": __version__})
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -251,7 +256,7 @@ def create_app(
     }
     return ReceiverApp(
         webhooks,
-        routes=[Route(HEALTH_PATH, _health, methods=["GET"])],
+        routes=[Route(HEALTH_PATH, health, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

@@ -21,6 +21,7 @@ request has been answered.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import marshal
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 FRAME = struct.Struct(">I")
 STOP_TIMEOUT = 60.0
+# An answer waits at most this long for its commit; then 503, and Avasam retries.
+COMMIT_TIMEOUT = 5.0
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after the writer dies; then every 30 s
 PIPE_SIZE = 1 << 20
 # Follow-up results, applied by the child with the store method of the same name.
 RESULT_OPERATIONS = ("record_acknowledgement", "record_forward")
@@ -96,7 +100,13 @@ class StoreWriter:
     every write goes through the one writer; those calls may come from any thread.
     """
 
-    def __init__(self, path: Path, output: str = "none", output_fd: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        output: str = "none",
+        output_fd: int | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
         if output not in OUTPUT_MODES:
@@ -104,6 +114,11 @@ class StoreWriter:
         self.path = path
         self.output = output
         self.output_fd = output_fd
+        self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+        self._sent: collections.deque[tuple[int, float]] = collections.deque()
+        self._closing = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,8 +129,14 @@ class StoreWriter:
         self._failure: str | None = None
         self._ready: asyncio.Future[str | None] | None = None
 
+    @property
+    def failure(self) -> str | None:
+        """Why requests cannot be stored now (None while the writer is up)."""
+        return self._failure
+
     async def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
+        self._exited = asyncio.Event()
         out_fd = os.dup(self.output_fd) if self.output_fd is not None else None
         requests_read, requests_write = os.pipe()
         outcomes_read, outcomes_write = os.pipe()
@@ -154,8 +175,11 @@ class StoreWriter:
         )
         problem = await self._ready  # the child's first frame: None, or why it cannot store
         if problem is not None:
-            await self.close()
+            await self._stop_child()
             raise StoreError(problem)
+        self._failure = None
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch_commits())
 
     async def record(self, request: WireRequest) -> Outcome:
         """Send one request and wait until the child has committed it."""
@@ -165,8 +189,25 @@ class StoreWriter:
         self._seq += 1
         future: asyncio.Future[Outcome] = loop.create_future()
         self._pending[self._seq] = future
+        self._sent.append((self._seq, loop.time()))
         self._send(frame((self._seq, *request)))
         return await future
+
+    async def _watch_commits(self) -> None:
+        """Answer 503 for requests whose commit takes longer than COMMIT_TIMEOUT (a writer
+        that is stopped, or stuck on the disk): nobody waits for an answer forever."""
+        assert self._loop is not None
+        while not self._closing:
+            await asyncio.sleep(0.5)
+            now = self._loop.time()
+            while self._sent and self._sent[0][0] not in self._pending:
+                self._sent.popleft()
+            while self._sent and now - self._sent[0][1] > COMMIT_TIMEOUT:
+                seq, _ = self._sent.popleft()
+                future = self._pending.pop(seq, None)
+                if future is not None and not future.done():
+                    problem = f"the store writer did not commit within {COMMIT_TIMEOUT:g} s"
+                    future.set_result(Outcome(None, "rejected", problem))
 
     def _send(self, data: bytes) -> None:
         assert self._loop is not None
@@ -201,16 +242,49 @@ class StoreWriter:
     def _lost(self) -> None:
         if self._failure is None:
             self._failure = "the store writer stopped"
-        if self._ready is not None and not self._ready.done():
+        starting = self._ready is not None and not self._ready.done()
+        if starting:
+            assert self._ready is not None
             self._ready.set_result("the store writer exited before it was ready")
         for future in self._pending.values():
             if not future.done():
                 future.set_result(Outcome(None, "rejected", self._failure))
         self._pending.clear()
         self._exited.set()
+        if not self._closing and not starting and self._loop is not None:
+            self._writer = None
+            self._loop.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        """A writer that died is reported, and started again with back-off."""
+        process = self._process
+        code = process.poll() if process is not None else None
+        while not self._closing:
+            delay = RESTART_DELAYS[min(self._restarts, len(RESTART_DELAYS) - 1)]
+            self._restarts += 1
+            self.say(
+                f"Error: the store writer stopped (exit code {code}); requests are answered "
+                f"503 until it is back (Avasam retries them). Restarting it in {delay:g} s."
+            )
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self.start()
+            except StoreError as error:
+                self._failure = f"the store writer cannot start: {error.message}"
+                continue
+            self.say("The store writer is back: requests are stored and answered again.")
+            return
 
     async def close(self) -> None:
         """Let the child commit what it has, print its summary and exit."""
+        self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self._stop_child()
+
+    async def _stop_child(self) -> None:
         if self._process is None:
             return
         self._flush()
