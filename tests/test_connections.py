@@ -204,3 +204,24 @@ def test_a_dead_writer_is_reported_and_restarted(isolated_home: Path) -> None:
     assert "the store writer stopped" in err and "is back" in err
     stored = store_rows(isolated_home / "data" / "events.sqlite3")
     assert [row["request_id"] for row in stored] == ["back-1"]
+
+
+def test_413_reaches_a_client_that_sends_everything_first(isolated_home: Path) -> None:
+    """A declared Content-Length over the limit, sent whole before reading: the client
+    reads the 413 (not a reset), every time."""
+    listener = ListenProcess(isolated_home, "--max-body-size", "1000", env=ENV)
+    body = b"x" * 200_000
+    head = (
+        b"POST /webhooks/stock HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    answers = []
+    for _ in range(10):
+        sock = connect(listener)
+        try:
+            sock.sendall(head + body)
+            answers.append(sock.recv(65536)[:12])
+        finally:
+            sock.close()
+    listener.stop()
+    assert answers == [b"HTTP/1.1 413"] * 10
