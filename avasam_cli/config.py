@@ -231,7 +231,13 @@ class Setting:
 
     @property
     def shown(self) -> str:
-        return mask(self.value) if self.name in SECRET_FIELDS else (self.value or "(not set)")
+        if self.name in SECRET_FIELDS:
+            return mask(self.value)
+        if self.name == "base_url" and self.value:
+            from avasam_cli.text import without_password
+
+            return without_password(self.value)
+        return self.value or "(not set)"
 
 
 @dataclass(frozen=True)

@@ -18,3 +18,16 @@ def inert(text: str) -> str:
     """Text from outside, safe for a terminal: control characters (ESC above all) shown as
     `\\x1b` instead of acting.  Newlines and tabs are kept."""
     return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of any `user:password@` part shown as ****."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}{slash}{path}"

@@ -362,3 +362,20 @@ def test_answers_echoing_secrets_are_scrubbed(cli: Cli, avasam: Avasam) -> None:
     (locations().cache_dir / "tokens.json").unlink()
     doctor = cli("doctor")
     assert avasam.secret_key not in doctor.output and avasam.consumer_key not in doctor.output
+
+
+def test_base_url_password_is_never_shown(
+    cli: Cli, avasam: Avasam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`user:secret@` in a base URL is masked in config show, doctor and error messages."""
+    with_password = avasam.url.replace("http://", "http://user:s3cr3t-pw@")
+    monkeypatch.setenv("AVASAM_BASE_URL", with_password)
+    shown = cli("config", "show")
+    assert "user:****@" in shown.stdout and "s3cr3t-pw" not in shown.output
+    doctor = cli("doctor", "--offline")
+    assert "s3cr3t-pw" not in doctor.output
+    online = cli("doctor")
+    assert "s3cr3t-pw" not in online.output and "user:****@" in online.stdout
+    avasam.data_script = [404]
+    failed = cli("api", "/apiseeker/x")
+    assert failed.exit_code == 1 and "s3cr3t-pw" not in failed.output

@@ -24,7 +24,7 @@ import httpx
 from avasam_cli import __version__
 from avasam_cli.errors import ApiError, ConfigError, CredentialsRefused, NetworkError
 from avasam_cli.paths import is_too_open, write_secret_file
-from avasam_cli.text import excerpt
+from avasam_cli.text import excerpt, without_password
 
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -329,6 +329,7 @@ class AvasamClient:
     ) -> httpx.Response:
         """One request, with retries on connection errors, 5xx and 429 (Retry-After)."""
         url = self.base_url + path
+        shown = self.shown_url(path)
         for attempt in range(1, TRIES + 1):
             try:
                 response = self.http.request(
@@ -340,7 +341,7 @@ class AvasamClient:
                 )
             except httpx.TransportError as error:
                 if attempt == TRIES or not isinstance(error, RETRIED_ERRORS):
-                    raise failure_for(error, url) from None
+                    raise failure_for(error, shown) from None
                 self.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
                 continue
             if (response.status_code >= 500 or response.status_code == 429) and attempt < TRIES:
@@ -364,14 +365,14 @@ class AvasamClient:
         body = {"consumer_key": self.consumer_key, "secret_key": self.secret_key}
         response = self._send("POST", TOKEN_PATH, body, {})
         if not response.is_success:
-            raise failure_for(response, self.base_url + TOKEN_PATH, self.secrets())
+            raise failure_for(response, self.shown_url(TOKEN_PATH), self.secrets())
         try:
             answer = response.json()
             token, expires_at = answer["access_token"], parse_expiry(answer["expires_at"])
         except (ValueError, KeyError, TypeError, OverflowError):
             # Never the answer itself in the message: it may hold the access token.
             raise ApiError(
-                f"unexpected answer from {self.base_url + TOKEN_PATH}: no access_token and "
+                f"unexpected answer from {self.shown_url(TOKEN_PATH)}: no access_token and "
                 "expires_at in the expected form (see the README's decisions)",
                 response.status_code,
             ) from None
@@ -379,7 +380,7 @@ class AvasamClient:
             self._issued.append(token)
         if not is_sendable_token(token):
             raise ApiError(
-                f"{self.base_url + TOKEN_PATH} answered with an access token that cannot be "
+                f"{self.shown_url(TOKEN_PATH)} answered with an access token that cannot be "
                 "sent in a header (empty, spaces, line breaks or non-ASCII characters)",
                 response.status_code,
             )
@@ -393,6 +394,10 @@ class AvasamClient:
         )
         self.cache.put(self.cache_key, entry, replaces=self.cache_prefix)
         return entry, True
+
+    def shown_url(self, path: str) -> str:
+        """The URL of `path` as messages show it (no password from the base URL)."""
+        return without_password(self.base_url + path)
 
     def secrets(self) -> list[str | None]:
         """What must never be printed or stored: the keys and the tokens issued or cached."""
@@ -438,7 +443,7 @@ class AvasamClient:
             other = _other_scheme(scheme)
             retried = send(entry, other)
             if retried.status_code in refused:
-                raise refused_both_ways(retried.status_code, self.base_url + path)
+                raise refused_both_ways(retried.status_code, self.shown_url(path))
             scheme, response = other, retried
         if response.is_success:
             self.scheme_used = scheme
@@ -450,7 +455,7 @@ class AvasamClient:
         """An authenticated POST; any answer but 2xx is an ApiError."""
         response = self.request("POST", path, dict(body))
         if not response.is_success:
-            raise failure_for(response, self.base_url + path, self.secrets())
+            raise failure_for(response, self.shown_url(path), self.secrets())
         return response
 
     def acknowledge(self, request_id: str) -> str:
@@ -462,7 +467,7 @@ class AvasamClient:
         """Every page of the seller's stock list, until a page comes back short."""
         page = STOCK_LIST_FIRST_PAGE
         previous: list[StockRow] | None = None
-        url = self.base_url + STOCK_LIST_PATH
+        url = self.shown_url(STOCK_LIST_PATH)
         while True:
             response = self.call(STOCK_LIST_PATH, {"limit": page_size, "page": page})
             try:

@@ -38,7 +38,7 @@ def _credentials(resolved: Settings, where: Locations) -> str:
     with client_for(resolved, where) as client:
         entry, _ = client.token_entry(renew=True)
     customer = f" (customer id {entry.customer_id})" if entry.customer_id else ""
-    return f"accepted by {resolved.require('base_url')}{customer}"
+    return f"accepted by {resolved.values['base_url'].shown}{customer}"
 
 
 def _token_scheme(resolved: Settings, where: Locations) -> str:
