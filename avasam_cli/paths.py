@@ -7,11 +7,14 @@ relocates all three into one folder (tests, CI, sandboxes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from avasam_cli.errors import ConfigError
 
 APP_NAME = "avasam"
 HOME_ENV = "AVASAM_HOME"
@@ -49,8 +52,23 @@ def locations() -> Locations:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable by the owner only."""
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    """Create `path` readable by the owner only, and every missing folder above it too
+    (AVASAM_HOME among them).  A `path` that is a symbolic link is refused: its mode
+    would be changed on the link's target, which may be shared."""
+    if path.is_symlink():
+        raise ConfigError(
+            f"{path} is a symbolic link; avasam keeps secrets there and will not change the "
+            "permissions of a folder it does not own: point AVASAM_HOME at a real folder, "
+            "or replace the link with a folder"
+        )
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         path.chmod(PRIVATE_DIR_MODE)
     return path

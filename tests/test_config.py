@@ -316,3 +316,24 @@ def test_write_is_atomic_on_failure(monkeypatch: pytest.MonkeyPatch, cli: Cli) -
     assert "disk full" in result.stderr and "previous file was kept" in result.stderr
     assert config_file().read_bytes() == before
     assert not list(config_file().parent.glob("*.tmp"))
+
+
+def test_avasam_home_and_its_folders_are_private(cli: Cli, isolated_home: Path) -> None:
+    """The AVASAM_HOME folder itself is created 0700, like the folders inside it."""
+    assert cli("configure", "--consumer-key", "ck-1234567").exit_code == 0
+    assert isolated_home.stat().st_mode & 0o777 == 0o700
+    assert (isolated_home / "config").stat().st_mode & 0o777 == 0o700
+
+
+def test_symlinked_config_folder_is_refused(cli: Cli, isolated_home: Path, tmp_path: Path) -> None:
+    """A config folder that is a link is refused with an explanation, its target untouched."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    isolated_home.mkdir(mode=0o700)
+    (isolated_home / "config").symlink_to(shared)
+    result = cli("configure", "--consumer-key", "ck-1234567")
+    assert result.exit_code == 2
+    assert "symbolic link" in result.stderr and "Traceback" not in result.output
+    assert shared.stat().st_mode & 0o777 == 0o755
+    assert not (shared / "config.toml").exists()

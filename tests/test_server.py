@@ -380,3 +380,33 @@ def test_a_stock_token_is_refused_on_the_price_endpoint(
         ("price", "rejected", "request_id_reused"),
         ("stock", "duplicate", None),
     ]
+
+
+def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
+    """When a batch's transaction fails, no event keeps an id that another row may get."""
+    import os
+
+    from avasam_cli.receiver.writer import commit_loop, frame, split_frames
+    from avasam_cli.store.events import Event, WireRequest
+
+    class FailingStore:
+        batch_size = 256
+
+        def insert(self, events: list[Event]) -> None:
+            for number, event in enumerate(events, start=1):
+                event.id = number  # as a real insert does before its COMMIT fails
+            raise OSError("disk full")
+
+    requests_read, requests_write = os.pipe()
+    outcomes_read, outcomes_write = os.pipe()
+    request = WireRequest(1.0e9, "stock", "verified", 200, None, None, "f-1", 1, None, [], b"{}")
+    os.write(requests_write, frame((1, *request)))
+    os.close(requests_write)
+    printed: list[Event] = []
+    commit_loop(FailingStore(), printed.extend, requests_read, outcomes_write)  # type: ignore[arg-type]
+    os.close(outcomes_write)
+    with os.fdopen(outcomes_read, "rb") as pipe:
+        (outcomes,) = split_frames(bytearray(pipe.read()))
+    os.close(requests_read)
+    assert outcomes == [(1, None, "verified", "disk full")]
+    assert printed[0].id is None and printed[0].store_error == "disk full"

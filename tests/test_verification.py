@@ -417,3 +417,19 @@ def test_identifiers_refuse_spaces_and_control_characters(bad: str, field: str) 
     error = refused(raw)
     assert error.reason is Reason.INVALID_PAYLOAD
     assert "control characters" in error.detail
+
+
+def test_the_fast_base64_override_is_really_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT calls our base64 hook when verifying (it does from 2.14, the declared floor)."""
+    from avasam_cli.webhooks import _jwt
+
+    calls: list[str] = []
+    original = _jwt._FastJWS._decode_base64url_segment
+
+    def counting(segment: bytes, name: str) -> bytes:
+        calls.append(name)
+        return original(segment, name)
+
+    monkeypatch.setattr(_jwt._FastJWS, "_decode_base64url_segment", staticmethod(counting))
+    assert verify(signed_body(request_id="hook-1"), "stock", TOKEN).request_id == "hook-1"
+    assert calls, "PyJWT never called the tuned base64 decoder"

@@ -349,6 +349,7 @@ def commit_loop(
             except Exception as error:  # an answer must go back whatever happened
                 for event in events:
                     event.store_error = str(error) or type(error).__name__
+                    event.id = None  # rolled back: the id may be given to another row
             answer = frame([(seq, e.id, e.status, e.store_error) for seq, e in received])
             _write_all(outcomes, answer)
             on_committed(events)
