@@ -285,3 +285,25 @@ def test_bad_listen_options(cli: Cli, args: list[str], message: str) -> None:
     result = cli("listen", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_a_deleted_store_file_is_recreated_and_nothing_answered_is_lost(
+    isolated_home: Path,
+) -> None:
+    """The store file is deleted while the listener runs: it says so loudly, opens a new
+    file, and every update answered 200 afterwards is in it."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    store = isolated_home / "data" / "events.sqlite3"
+    assert (
+        post(f"{listener.url}/webhooks/stock", signed_body(request_id="old-1")).status_code == 200
+    )
+    for path in store.parent.glob("events.sqlite3*"):
+        path.unlink()
+    answers = [
+        post(f"{listener.url}/webhooks/stock", signed_body(request_id=f"new-{i}")) for i in range(5)
+    ]
+    code, _, err = listener.stop()
+    assert code == 0, err
+    assert [a.status_code for a in answers] == [200] * 5
+    assert "was deleted while the listener ran" in err
+    assert [row["request_id"] for row in read_store(store)] == [f"new-{i}" for i in range(5)]

@@ -392,6 +392,9 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
     class FailingStore:
         batch_size = 256
 
+        def ensure_present(self) -> None:
+            return None
+
         def insert(self, events: list[Event]) -> None:
             for number, event in enumerate(events, start=1):
                 event.id = number  # as a real insert does before its COMMIT fails

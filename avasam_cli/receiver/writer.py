@@ -345,6 +345,9 @@ def commit_loop(
             received = arrived[start : start + store.batch_size]
             events = [event for _, event in received]
             try:
+                notice = store.ensure_present()
+                if notice is not None:
+                    print(f"Error: {notice}", file=sys.stderr, flush=True)
                 store.insert(events)
             except Exception as error:  # an answer must go back whatever happened
                 for event in events:

@@ -37,6 +37,10 @@ class EventStore(ResultLog, Protocol):
         """Commit `events`, setting each one's `id`; a verified event whose (kind, request
         id) is stored already becomes a "duplicate" row.  Raises on failure, storing none."""
 
+    def ensure_present(self) -> str | None:
+        """Re-open the store if it vanished or was replaced under us; a message saying so,
+        or None when nothing changed."""
+
     def check_writable(self) -> None:
         """Raise StoreError unless a write transaction can be started now."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -208,16 +209,44 @@ class SqliteStore:
 
     def __init__(self, path: Path, bulk_writer: bool = False) -> None:
         self.location = str(path)
-        self.conn = connect(path)
+        self.path = path
+        self.bulk_writer = bulk_writer
+        self._open()
+
+    def _open(self) -> None:
+        self.conn = connect(self.path)
+        info = os.stat(self.path)
+        self._identity = (info.st_dev, info.st_ino)
         self._checkpointer: Checkpointer | None = None
-        if bulk_writer:
+        if self.bulk_writer:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
-            self._checkpointer = Checkpointer(path)
+            self._checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
         self.conn.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
+
+    def ensure_present(self) -> str | None:
+        """Re-open the store if its file was deleted or replaced, and say so; else None.
+
+        SQLite would go on committing into a deleted file, and every later update would
+        be lost with it.  Checked before each batch the writer commits.
+        """
+        try:
+            info = os.stat(self.path)
+            identity: tuple[int, int] | None = (info.st_dev, info.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if identity == self._identity:
+            return None
+        self.close()
+        self._open()
+        what = "deleted" if identity is None else "replaced by another file"
+        return (
+            f"the event store {self.location} was {what} while the listener ran: it is "
+            "open again (a new file if it was deleted), and updates are stored there"
+        )
 
     def __enter__(self) -> SqliteStore:
         return self
