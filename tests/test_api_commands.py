@@ -379,3 +379,52 @@ def test_base_url_password_is_never_shown(
     avasam.data_script = [404]
     failed = cli("api", "/apiseeker/x")
     assert failed.exit_code == 1 and "s3cr3t-pw" not in failed.output
+
+
+def test_a_trickling_server_cannot_hold_a_command(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that sends one byte at a time: each try ends at the request deadline, and
+    the command fails with a clear error instead of waiting for minutes."""
+    import socket
+    import threading
+    import time
+
+    monkeypatch.setattr("avasam_cli.api.client.REQUEST_DEADLINE", 1.0)
+    monkeypatch.setattr("avasam_cli.api.client.BACKOFF_SECONDS", 0.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 100:
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AVASAM_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("AVASAM_CONSUMER_KEY", "ck-1")
+    monkeypatch.setenv("AVASAM_SECRET_KEY", "sk-1")
+    start = time.monotonic()
+    try:
+        result = cli("ack", "a")
+    finally:
+        stop.set()
+        server.close()
+    assert result.exit_code == 1
+    assert "did not answer in time" in result.output
+    assert time.monotonic() - start < 10

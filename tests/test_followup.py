@@ -177,3 +177,46 @@ def test_forward_target_down_is_one_warning(isolated_home: Path) -> None:
     assert all(answer.status_code == 200 for answer in answers)
     assert err.count("is not reachable") + err.count("is down") == 1, "one warning per outage"
     assert "Traceback" not in err
+
+
+def test_a_target_that_never_answers_is_given_up_in_time(isolated_home: Path) -> None:
+    """A forward target that accepts and then says nothing: the forward is recorded failed
+    after --forward-timeout, and stopping the listener does not wait for it."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    target = f"http://127.0.0.1:{silent.getsockname()[1]}/avasam"
+    try:
+        listener = ListenProcess(
+            isolated_home,
+            "--forward-to",
+            target,
+            "--forward-timeout",
+            "1",
+            env={"AVASAM_VERIFICATION_TOKEN": TOKEN},
+        )
+        assert post(listener, "stock", signed_body(request_id="silent-1")).status_code == 200
+        wait_for(lambda: rows(isolated_home)["silent-1"]["forward_status"] == "failed", 15)
+        start = time.monotonic()
+        listener.stop()
+        stopped_in = time.monotonic() - start
+    finally:
+        stop.set()
+        silent.close()
+        for conn in held:
+            conn.close()
+    assert rows(isolated_home)["silent-1"]["forward_detail"] == "no answer within 1 s"
+    assert stopped_in < 8

@@ -34,7 +34,11 @@ STOCK_LIST_FIRST_PAGE = 0
 USER_AGENT = f"avasam-cli/{__version__}"
 # Connection failures worth another try: refused or reset, timed out, closed unanswered.
 RETRIED_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
-TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+TIMEOUT = httpx.Timeout(15.0, connect=5.0)  # for each connect and each read
+# The whole of one request, answer included: a server that trickles bytes cannot hold a
+# command longer.  With TRIES and the back-off, a call takes at most about 3 x 30 s + 2 s.
+REQUEST_DEADLINE = 30.0
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # more is cut off: no answer we read is larger
 TRIES = 3
 BACKOFF_SECONDS = 0.5
 MAX_RETRY_AFTER = 30.0
@@ -306,9 +310,8 @@ class AvasamClient:
         self.auth_scheme = auth_scheme
         self.scheme_used: str | None = None  # the form of the last accepted call
         self._issued: list[str] = []  # tokens issued to this client: never printed
-        self.http = httpx.Client(
-            transport=transport, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}
-        )
+        self._transport = transport
+        self.http = self._new_http()
 
     def close(self) -> None:
         self.http.close()
@@ -332,13 +335,7 @@ class AvasamClient:
         shown = self.shown_url(path)
         for attempt in range(1, TRIES + 1):
             try:
-                response = self.http.request(
-                    method,
-                    url,
-                    json=body,
-                    headers=dict(headers),
-                    params=dict(params) if params else None,
-                )
+                response = self._exchange(method, url, body, headers, params)
             except httpx.TransportError as error:
                 if attempt == TRIES or not isinstance(error, RETRIED_ERRORS):
                     raise failure_for(error, shown) from None
@@ -349,6 +346,68 @@ class AvasamClient:
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """One request within REQUEST_DEADLINE, its answer read up to MAX_ANSWER_BYTES.
+
+        A timer closes the connection when the deadline passes, wherever the exchange is
+        (even in the middle of a head that arrives one byte at a time).
+        """
+        import threading
+
+        if self.http.is_closed:  # closed by an earlier deadline
+            self.http = self._new_http()
+        aborted = threading.Event()
+
+        def abort() -> None:
+            aborted.set()
+            self.http.close()
+
+        timer = threading.Timer(REQUEST_DEADLINE, abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            with self.http.stream(
+                method, url, json=body, headers=dict(headers), params=dict(params or {}) or None
+            ) as streamed:
+                content = bytearray()
+                for chunk in streamed.iter_bytes():
+                    content += chunk
+                    if len(content) > MAX_ANSWER_BYTES:
+                        del content[MAX_ANSWER_BYTES:]
+                        break
+                kept = [  # the content is decoded and complete already
+                    (name, value)
+                    for name, value in streamed.headers.multi_items()
+                    if name.lower()
+                    not in ("content-encoding", "content-length", "transfer-encoding")
+                ]
+                return httpx.Response(
+                    streamed.status_code,
+                    headers=kept,
+                    content=bytes(content),
+                    request=streamed.request,
+                )
+        except (httpx.HTTPError, RuntimeError) as error:
+            if aborted.is_set():
+                raise httpx.ReadTimeout(
+                    f"no complete answer within {REQUEST_DEADLINE:g} s"
+                ) from error
+            raise
+        finally:
+            timer.cancel()
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            transport=self._transport, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}
+        )
 
     @staticmethod
     def _retry_delay(response: httpx.Response, attempt: int) -> float:

@@ -23,6 +23,7 @@ from avasam_cli.store.base import ResultLog
 from avasam_cli.webhooks.kinds import KINDS
 
 Say = Callable[[str], None]
+SHUTDOWN_WAIT = 10.0  # seconds a stop waits for forwards in flight
 # What the forwarding warnings recommend for resending what a target missed.
 RESEND_HINT = "`avasam events replay` can resend them"
 
@@ -99,7 +100,7 @@ class FollowUp:
     ) -> None:
         assert self._client is not None and self._log is not None
         text_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
-        result = await forward(self._client, url, kind, text_headers, body)
+        result = await forward(self._client, url, kind, text_headers, body, self.forward_timeout)
         if not result.answered:
             if url not in self._down:
                 self._down.add(url)
@@ -115,9 +116,17 @@ class FollowUp:
         self._log.record_forward(kind, request_id, result.status, result.detail)
 
     async def close(self) -> list[str]:
-        """Finish forwards in flight; return the acknowledgements left pending."""
+        """Finish forwards in flight (for at most SHUTDOWN_WAIT); return the
+        acknowledgements left pending."""
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                self.say(
+                    f"Warning: {len(late)} forwards still in flight after {SHUTDOWN_WAIT:g} s "
+                    f"were stopped; {RESEND_HINT}"
+                )
         if self._client is not None:
             await self._client.aclose()
         pending = [rid for rid, future in self._pending_acks.items() if not future.running()]

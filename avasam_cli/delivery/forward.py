@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -32,16 +33,36 @@ class ForwardResult(NamedTuple):
     answered: bool
 
 
+ANSWER_READ = 64 * 1024  # of a target's answer, only an excerpt is kept: read no more
+
+
 async def forward(
-    client: httpx.AsyncClient, url: str, kind: str, headers: list[tuple[str, str]], body: bytes
+    client: httpx.AsyncClient,
+    url: str,
+    kind: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    deadline: float,
 ) -> ForwardResult:
-    """POST a verified update to `url`, marked with its kind and as verified."""
+    """POST a verified update to `url`, marked with its kind and as verified; the whole
+    exchange within `deadline` seconds, and at most ANSWER_READ bytes of the answer read."""
     sent = [*passed_on(headers), ("x-avasam-event", kind), ("x-avasam-verified", "true")]
     start = time.perf_counter()
     try:
-        response = await client.post(url, content=body, headers=sent)
+        async with (
+            asyncio.timeout(deadline),
+            client.stream("POST", url, content=body, headers=sent) as response,
+        ):
+            answer = bytearray()
+            async for chunk in response.aiter_bytes():
+                answer += chunk
+                if len(answer) >= ANSWER_READ:
+                    break
+    except TimeoutError:
+        return ForwardResult("failed", f"no answer within {deadline:g} s", answered=False)
     except httpx.HTTPError as error:
         return ForwardResult("failed", type(error).__name__, answered=False)
     elapsed = (time.perf_counter() - start) * 1000
-    detail = f"{elapsed:.0f} ms {excerpt(response.text, 80)}".strip()
+    text = answer[:ANSWER_READ].decode("utf-8", "replace")
+    detail = f"{elapsed:.0f} ms {excerpt(text, 80)}".strip()
     return ForwardResult(str(response.status_code), detail, answered=True)
