@@ -72,6 +72,7 @@ def authorization(access_token: str, scheme: str = "bearer") -> dict[str, str]:
 
 
 _SECONDS = re.compile(r"[0-9]{1,9}")
+_FRAMING_HEADERS = (b"content-encoding", b"content-length", b"transfer-encoding")
 
 
 _SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
@@ -385,9 +386,8 @@ class AvasamClient:
                         break
                 kept = [  # the content is decoded and complete already
                     (name, value)
-                    for name, value in streamed.headers.multi_items()
-                    if name.lower()
-                    not in ("content-encoding", "content-length", "transfer-encoding")
+                    for name, value in streamed.headers.raw
+                    if name.lower() not in _FRAMING_HEADERS
                 ]
                 return httpx.Response(
                     streamed.status_code,
