@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from avasam_cli.cli import app
+from tests.standin import Avasam, running_avasam
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +38,16 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture
+def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
+    """A real local stand-in for the Avasam API, with the environment pointing at it."""
+    # Retries are exercised, not waited for: the waits themselves have unit tests.
+    monkeypatch.setattr("avasam_cli.api.client.BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr("avasam_cli.api.client.MAX_RETRY_AFTER", 0.0)
+    with running_avasam() as state:
+        monkeypatch.setenv("AVASAM_BASE_URL", state.url)
+        monkeypatch.setenv("AVASAM_CONSUMER_KEY", state.consumer_key)
+        monkeypatch.setenv("AVASAM_SECRET_KEY", state.secret_key)
+        yield state

@@ -4,7 +4,6 @@ against a real local stand-in for Avasam that can be made strict."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,18 +16,7 @@ from avasam_cli.store.events import Event, StockSighting
 from avasam_cli.webhooks import sign
 from tests.conftest import Cli
 from tests.helpers import TOKEN
-from tests.standin import ACK_PATH, STOCK_PATH, TOKEN_PATH, Avasam, running_avasam
-
-
-@pytest.fixture
-def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
-    monkeypatch.setattr("avasam_cli.api.client.BACKOFF_SECONDS", 0.0)
-    monkeypatch.setattr("avasam_cli.api.client.MAX_RETRY_AFTER", 0.0)
-    with running_avasam() as state:
-        monkeypatch.setenv("AVASAM_BASE_URL", state.url)
-        monkeypatch.setenv("AVASAM_CONSUMER_KEY", state.consumer_key)
-        monkeypatch.setenv("AVASAM_SECRET_KEY", state.secret_key)
-        yield state
+from tests.standin import ACK_PATH, STOCK_PATH, TOKEN_PATH, Avasam
 
 
 def cached_tokens() -> dict[str, dict[str, object]]:
