@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from avasam_cli.errors import OperationFailed, UsageError
 
 def _read_data(data: str) -> Any:
     """--data as JSON: literal, @FILE, or - for standard input."""
+    import json
     from pathlib import Path
 
     if data == "-":
@@ -71,6 +71,8 @@ def _path(path: str) -> str:
 
 
 def _show_answer(response: Any, include: bool) -> None:
+    import json
+
     from avasam_cli import output
 
     if include:
@@ -137,6 +139,8 @@ def api(
     base_url: BaseUrlOption = None,
 ) -> None:
     """Call any seller API endpoint with your keys; the JSON answer goes to stdout."""
+    import json
+
     from avasam_cli.paths import locations
     from avasam_cli.text import excerpt
 

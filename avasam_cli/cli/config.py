@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import typer
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None:
+    import json
+
     from avasam_cli import output
     from avasam_cli.config import FIELDS
 
@@ -39,6 +40,8 @@ def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None
 
 
 def show_paths(where: Locations, as_json: bool) -> None:
+    import json
+
     from avasam_cli import output
 
     entries = {

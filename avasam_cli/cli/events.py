@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,6 +44,8 @@ def list_events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List received requests, newest first."""
+    import json
+
     from avasam_cli import output
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
@@ -88,6 +89,8 @@ def show(
     raw: Annotated[bool, typer.Option(help="Print the stored body exactly, nothing else.")] = False,
 ) -> None:
     """Show one stored request: headers, body, verification, acknowledgement."""
+    import json
+
     from avasam_cli import output
     from avasam_cli.text import inert
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +25,8 @@ def read_body(source: str) -> bytes:
 
 def guess_kind(raw: bytes) -> str:
     """The kind, from the first item's fields (see `kinds.guess_kind`)."""
+    import json
+
     from avasam_cli.webhooks.kinds import guess_kind as kind_of
 
     try:
@@ -37,6 +38,8 @@ def guess_kind(raw: bytes) -> str:
 
 
 def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_json: bool) -> None:
+    import json
+
     from avasam_cli import output
     from avasam_cli.webhooks.contract import VerificationError
     from avasam_cli.webhooks.verify import verify
