@@ -37,6 +37,7 @@ FIELDS = (
     "listen_host",
     "listen_port",
     "auth_scheme",
+    "allow_insecure_base_url",
 )
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
@@ -45,6 +46,7 @@ DEFAULTS: Mapping[str, str] = {
     "listen_host": DEFAULT_LISTEN_HOST,
     "listen_port": DEFAULT_LISTEN_PORT,
     "auth_scheme": DEFAULT_AUTH_SCHEME,
+    "allow_insecure_base_url": "false",
 }
 ENV_VARS: Mapping[str, str] = {name: f"AVASAM_{name.upper()}" for name in FIELDS}
 LABELS: Mapping[str, str] = {
@@ -55,6 +57,7 @@ LABELS: Mapping[str, str] = {
     "listen_host": "listener host",
     "listen_port": "listener port",
     "auth_scheme": "access-token scheme",
+    "allow_insecure_base_url": "plain-HTTP base URL allowance",
 }
 
 PASTE_INSTRUCTION = (
@@ -136,7 +139,42 @@ def normalize_auth_scheme(scheme: str) -> str:
     return candidate
 
 
+def normalize_flag(value: str) -> str:
+    candidate = value.strip().lower()
+    if candidate in ("1", "true", "yes", "on"):
+        return "true"
+    if candidate in ("0", "false", "no", "off"):
+        return "false"
+    raise ConfigError(f"invalid yes/no value {value!r}: use true or false")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    import ipaddress
+
+    if host is None:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url_transport(base_url: str, allow_insecure: bool) -> None:
+    """Keys travel to the base URL: plain http:// is for this machine only, unless allowed."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure:
+        raise ConfigError(
+            f"the base URL {parts.scheme}://{parts.hostname} is plain HTTP to another "
+            "machine: your API keys would cross the network in clear. Use https://, or, for "
+            "a server you trust on your own network, `avasam configure "
+            "--allow-insecure-base-url` (or AVASAM_ALLOW_INSECURE_BASE_URL=true)"
+        )
+
+
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,
     "listen_port": normalize_port,
     "auth_scheme": normalize_auth_scheme,

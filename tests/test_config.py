@@ -337,3 +337,23 @@ def test_symlinked_config_folder_is_refused(cli: Cli, isolated_home: Path, tmp_p
     assert "symbolic link" in result.stderr and "Traceback" not in result.output
     assert shared.stat().st_mode & 0o777 == 0o755
     assert not (shared / "config.toml").exists()
+
+
+def test_plain_http_base_url_to_another_machine_is_refused(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys would cross the network in clear: http:// is for loopback unless allowed."""
+    refused = cli("configure", "--base-url", "http://api.example.com")
+    assert refused.exit_code == 2
+    assert "in clear" in refused.stderr and "--allow-insecure-base-url" in refused.stderr
+    assert not (locations().config_file).exists()
+    assert cli("configure", "--base-url", "http://127.0.0.1:9000").exit_code == 0
+    assert cli("configure", "--base-url", "http://localhost:9000").exit_code == 0
+    allowed = cli("configure", "--base-url", "http://api.example.com", "--allow-insecure-base-url")
+    assert allowed.exit_code == 0, allowed.output
+    monkeypatch.setenv("AVASAM_BASE_URL", "http://other.example.com")
+    monkeypatch.setenv("AVASAM_ALLOW_INSECURE_BASE_URL", "false")
+    monkeypatch.setenv("AVASAM_CONSUMER_KEY", "ck-1")
+    monkeypatch.setenv("AVASAM_SECRET_KEY", "sk-1")
+    used = cli("ack", "a")
+    assert used.exit_code == 2 and "in clear" in used.stderr

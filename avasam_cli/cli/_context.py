@@ -98,8 +98,10 @@ def client_for(resolved: Settings, where: Locations) -> AvasamClient:
     """The API client for the effective profile; missing keys are a configuration error here."""
     from avasam_cli import output
     from avasam_cli.api.client import AvasamClient, TokenCache, cache_key_for
+    from avasam_cli.config import check_base_url_transport
 
     base_url = resolved.require("base_url")
+    check_base_url_transport(base_url, resolved.get("allow_insecure_base_url") == "true")
     consumer_key = resolved.require("consumer_key")
     key, prefix = cache_key_for(resolved.profile, base_url, consumer_key)
     return AvasamClient(

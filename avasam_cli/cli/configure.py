@@ -52,6 +52,7 @@ def save(
         NORMALIZERS,
         PASTE_INSTRUCTION,
         SECRET_FIELDS,
+        check_base_url_transport,
         choose_profile,
         generate_verification_token,
         mask,
@@ -75,6 +76,9 @@ def save(
     for name, normalize in NORMALIZERS.items():
         if name in updates:
             updates[name] = normalize(updates[name])
+    if "base_url" in updates:  # refused before anything is saved
+        allowed = updates.get("allow_insecure_base_url", current.get("allow_insecure_base_url"))
+        check_base_url_transport(updates["base_url"], allowed == "true")
     if generate_token:
         updates["verification_token"] = generate_verification_token()
     elif "verification_token" in updates:
@@ -140,6 +144,13 @@ def configure(
             help="How the API access token is sent: auto (learn it), bearer or raw (default auto).",
         ),
     ] = None,
+    allow_insecure_base_url: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-base-url",
+            help="Allow a plain http:// base URL on another machine (keys sent in clear).",
+        ),
+    ] = False,
     generate_verification_token: Annotated[
         bool,
         typer.Option(
@@ -160,6 +171,7 @@ def configure(
             "listen_host": listen_host,
             "listen_port": listen_port,
             "auth_scheme": auth_scheme,
+            "allow_insecure_base_url": "true" if allow_insecure_base_url else None,
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),
