@@ -220,3 +220,59 @@ def test_a_target_that_never_answers_is_given_up_in_time(isolated_home: Path) ->
             conn.close()
     assert rows(isolated_home)["silent-1"]["forward_detail"] == "no answer within 1 s"
     assert stopped_in < 8
+
+
+def test_ready_comes_after_the_forward_check(isolated_home: Path) -> None:
+    """ "Ready." is printed once start-up is over: after the forward target's warning."""
+    target = f"http://127.0.0.1:{free_port()}/avasam"  # nothing listens there
+    listener = ListenProcess(
+        isolated_home, "--forward-to", target, env={"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    )
+    _, _, err = listener.stop()
+    assert err.index("is not reachable") < err.index("Ready.")
+
+
+def test_forwarding_to_the_listener_itself_is_recognised(isolated_home: Path) -> None:
+    """A forward target that is the listener itself: one clear warning, no false
+    "not reachable", and no wait at start-up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "avasam_cli",
+            "listen",
+            "--port",
+            str(port),
+            "--forward-to",
+            f"http://localhost:{port}/webhooks/stock",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "AVASAM_HOME": str(isolated_home),
+            "NO_COLOR": "1",
+            "AVASAM_VERIFICATION_TOKEN": TOKEN,
+        },
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 20)
+    ready_in = time.monotonic() - start
+    process.send_signal(signal.SIGTERM)
+    _, err_bytes = process.communicate(timeout=30)
+    err = err_bytes.decode()
+    assert "is this listener itself" in err and "not reachable" not in err
+    assert "Ready." in err and ready_in < 8

@@ -86,6 +86,7 @@ def make_followup(options: ListenOptions, resolved: Settings, where: Locations) 
         # Missing keys are a configuration error now, not at the first acknowledgement.
         acknowledge = client_for(resolved, where).acknowledge
     return FollowUp(
+        own_port=options.port,
         say=output.info,
         acknowledge=acknowledge,
         forward_to=dict(options.forward_to),
@@ -166,7 +167,6 @@ def banner(
         )
         for line in _endpoints(options.paths, public_url, indent="    "):
             console.print(line)
-    console.print("[green]Ready.[/] Press Ctrl-C to stop.")
 
 
 def announce_new_url(options: ListenOptions, url: str) -> None:
@@ -200,6 +200,13 @@ def start_tunnel(options: ListenOptions, port: int) -> Tunnel:
     )
     tunnel.start(options.tunnel_timeout)
     return tunnel
+
+
+def _say_ready() -> None:
+    """Once the receiver has started, forward checks included: only then is it ready."""
+    from avasam_cli import output
+
+    output.make_console(stderr=True).print("[green]Ready.[/] Press Ctrl-C to stop.")
 
 
 def allow_connections(wanted: int) -> int:
@@ -283,6 +290,7 @@ def serve(
         output=("json" if options.as_json else "human") if output_fd is not None else "none",
         output_fd=output_fd,
         followup=followup,
+        on_ready=_say_ready,
     )
     limits = ConnectionLimits(receiver.max_head_size, options.head_timeout, options.body_timeout)
     server = uvicorn.Server(

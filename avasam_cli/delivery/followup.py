@@ -34,6 +34,7 @@ class FollowUp:
     acknowledge: Callable[[str], str] | None = None  # the API client's acknowledge
     forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
     forward_timeout: float = DEFAULT_FORWARD_TIMEOUT
+    own_port: int | None = None  # the listener's port, to recognise a forward to itself
     _log: ResultLog | None = None
     _worker: concurrent.futures.ThreadPoolExecutor = field(init=False)
     _pending_acks: dict[str, concurrent.futures.Future[None]] = field(default_factory=dict)
@@ -53,7 +54,24 @@ class FollowUp:
         if self.forward_to:
             self._client = httpx.AsyncClient(timeout=self.forward_timeout)
             for url in sorted(set(self.forward_to.values())):
-                await self._check_reachable(url)
+                if self._is_this_listener(url):
+                    self.say(
+                        f"Warning: forward target {url} is this listener itself: forwarded "
+                        "updates would come back as duplicates. Did you mean your shop's port?"
+                    )
+                else:
+                    await self._check_reachable(url)
+
+    def _is_this_listener(self, url: str) -> bool:
+        from urllib.parse import urlsplit
+
+        from avasam_cli.config import is_loopback_host
+
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return port == self.own_port and (
+            is_loopback_host(parts.hostname) or parts.hostname == "0.0.0.0"  # noqa: S104
+        )
 
     async def _check_reachable(self, url: str) -> None:
         assert self._client is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,9 +244,11 @@ def create_app(
     output: str = "none",
     output_fd: int | None = None,
     followup: FollowUp | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
-    `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan."""
+    `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan;
+    `on_ready` is called once everything has started (the forward check included)."""
     store = StoreWriter(store_path, output, output_fd)
 
     async def health(_: Request) -> Response:
@@ -263,6 +265,8 @@ def create_app(
         await store.start()
         if followup is not None:
             await followup.start(store)
+        if on_ready is not None:
+            on_ready()
         pending: list[str] = []
         try:
             yield
