@@ -148,21 +148,10 @@ def normalize_flag(value: str) -> str:
     raise ConfigError(f"invalid yes/no value {value!r}: use true or false")
 
 
-def is_loopback_host(host: str | None) -> bool:
-    import ipaddress
-
-    if host is None:
-        return False
-    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_base_url_transport(base_url: str, allow_insecure: bool) -> None:
     """Keys travel to the base URL: plain http:// is for this machine only, unless allowed."""
+    from avasam_cli.net import is_loopback_host
+
     parts = urlsplit(base_url)
     if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure:
         raise ConfigError(

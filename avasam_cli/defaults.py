@@ -20,4 +20,11 @@ DEFAULT_MAX_CONNECTIONS = 1000  # beyond: 503
 DEFAULT_LEEWAY = 60.0
 HEALTH_PATH = "/healthz"
 DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target
+# Waits before restarting a helper process that died (store writer, tunnel), then 30 s.
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 DEFAULT_TUNNEL_TIMEOUT = 30.0  # seconds to wait for a tunnel tool to print its public URL
+
+
+def restart_delay(restarts: int) -> float:
+    """The wait before restart number `restarts` (0 for the first)."""
+    return RESTART_DELAYS[min(restarts, len(RESTART_DELAYS) - 1)]

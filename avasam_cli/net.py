@@ -11,6 +11,20 @@ from avasam_cli.errors import UsageError
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - we only compare with them
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` names this machine's loopback interface."""
+    import ipaddress
+
+    if host is None:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def connectable_host(host: str) -> str:
     """Where a client on this machine reaches a listener bound to `host`."""
     return "127.0.0.1" if host in WILDCARD_HOSTS else host

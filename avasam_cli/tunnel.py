@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from avasam_cli.defaults import DEFAULT_TUNNEL_TIMEOUT
+from avasam_cli.defaults import DEFAULT_TUNNEL_TIMEOUT, restart_delay
 from avasam_cli.errors import UsageError
 
 TOOLS = ("cloudflared", "ngrok")
 LOG_LINES_KEPT = 12
 STOP_GRACE_SECONDS = 5.0
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # then 30 s between tries
 Say = Callable[[str], None]
 
 
@@ -209,7 +208,7 @@ class Tunnel:
                 return
             if time.monotonic() - started > 60:
                 restarts = 0  # it ran well for a while: start the back-off again
-            delay = RESTART_DELAYS[min(restarts, len(RESTART_DELAYS) - 1)]
+            delay = restart_delay(restarts)
             restarts += 1
             self.say(
                 f"Warning: the {self.tool.name} tunnel exited (code {code}); "

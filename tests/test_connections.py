@@ -208,7 +208,8 @@ def test_a_dead_writer_is_reported_and_restarted(isolated_home: Path) -> None:
 
 def test_413_reaches_a_client_that_sends_everything_first(isolated_home: Path) -> None:
     """A declared Content-Length over the limit, sent whole before reading: the client
-    reads the 413 (not a reset), every time."""
+    reads the 413 (not a reset), every time (uvicorn reads and drops the unread body of a
+    keep-alive request after the answer)."""
     listener = ListenProcess(isolated_home, "--max-body-size", "1000", env=ENV)
     body = b"x" * 200_000
     head = (

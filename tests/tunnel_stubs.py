@@ -9,6 +9,16 @@ import os
 import sys
 from pathlib import Path
 
+# Every start leaves its pid and arguments in STUB_STATE, and stops on SIGTERM.
+STARTED = r"""
+state = Path(os.environ["STUB_STATE"])
+mode = os.environ.get("STUB_MODE", "ok")
+start = len(list(state.glob("start-*"))) + 1
+(state / f"start-{start}").write_text(str(os.getpid()))
+(state / "args").write_text("\n".join(sys.argv[1:]))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+"""
+
 CLOUDFLARED = r"""
 import os, signal, sys, time
 from pathlib import Path
@@ -16,12 +26,7 @@ from pathlib import Path
 if sys.argv[1:2] == ["--version"]:
     print("cloudflared version 2024.1.5 (built 2024-01-22-1303 UTC)")
     sys.exit(0)
-state = Path(os.environ["STUB_STATE"])
-mode = os.environ.get("STUB_MODE", "ok")
-start = len(list(state.glob("start-*"))) + 1
-(state / f"start-{start}").write_text(str(os.getpid()))
-(state / "args").write_text("\n".join(sys.argv[1:]))
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+# STARTED
 log = sys.stderr
 print("2026-11-28T10:00:00Z INF Thank you for trying Cloudflare Tunnel.", file=log, flush=True)
 print("2026-11-28T10:00:00Z INF Requesting new quick Tunnel on trycloudflare.com...", file=log, flush=True)
@@ -44,12 +49,7 @@ from pathlib import Path
 if sys.argv[1:2] == ["version"]:
     print("ngrok version 3.5.0")
     sys.exit(0)
-state = Path(os.environ["STUB_STATE"])
-mode = os.environ.get("STUB_MODE", "ok")
-start = len(list(state.glob("start-*"))) + 1
-(state / f"start-{start}").write_text(str(os.getpid()))
-(state / "args").write_text("\n".join(sys.argv[1:]))
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+# STARTED
 url = f"https://stub-{start}.ngrok-free.app"
 
 def log(**record):
@@ -91,7 +91,7 @@ def install_stubs(folder: Path) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name, source in (("cloudflared", CLOUDFLARED), ("ngrok", NGROK)):
         script = bin_dir / name
-        script.write_text(f"#!{sys.executable}\n{source}")
+        script.write_text(f"#!{sys.executable}\n" + source.replace("# STARTED\n", STARTED))
         script.chmod(0o755)
     return bin_dir
 

@@ -310,7 +310,7 @@ class AvasamClient:
         self.sleep = sleep
         self.auth_scheme = auth_scheme
         self.scheme_used: str | None = None  # the form of the last accepted call
-        self._issued: list[str] = []  # tokens issued to this client: never printed
+        self._tokens: list[str] = []  # tokens this client used or was issued: never printed
         self._transport = transport
         self.http = self._new_http()
 
@@ -420,6 +420,7 @@ class AvasamClient:
         """The access token (cached, else issued now) and whether it was issued now."""
         cached = None if renew else self.cache.get(self.cache_key)
         if cached is not None and cached.expires_at - EXPIRY_MARGIN_SECONDS > self.clock():
+            self._tokens.append(cached.access_token)
             return cached, False
         body = {"consumer_key": self.consumer_key, "secret_key": self.secret_key}
         response = self._send("POST", TOKEN_PATH, body, {})
@@ -436,7 +437,7 @@ class AvasamClient:
                 response.status_code,
             ) from None
         if isinstance(token, str):
-            self._issued.append(token)
+            self._tokens.append(token)
         if not is_sendable_token(token):
             raise ApiError(
                 f"{self.shown_url(TOKEN_PATH)} answered with an access token that cannot be "
@@ -458,15 +459,9 @@ class AvasamClient:
         """The URL of `path` as messages show it (no password from the base URL)."""
         return without_password(self.base_url + path)
 
-    def secrets(self) -> list[str | None]:
-        """What must never be printed or stored: the keys and the tokens issued or cached."""
-        cached = self.cache.get(self.cache_key) if self.cache_key else None
-        return [
-            self.consumer_key,
-            self.secret_key,
-            *self._issued,
-            cached.access_token if cached else None,
-        ]
+    def secrets(self) -> list[str]:
+        """What must never be printed or stored: the keys and every token this client held."""
+        return [self.consumer_key, self.secret_key, *self._tokens]
 
     def scrub(self, text: str) -> str:
         return scrubbed(text, self.secrets())

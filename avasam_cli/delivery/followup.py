@@ -65,13 +65,12 @@ class FollowUp:
     def _is_this_listener(self, url: str) -> bool:
         from urllib.parse import urlsplit
 
-        from avasam_cli.config import is_loopback_host
+        from avasam_cli.net import WILDCARD_HOSTS, is_loopback_host
 
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        return port == self.own_port and (
-            is_loopback_host(parts.hostname) or parts.hostname == "0.0.0.0"  # noqa: S104
-        )
+        host = parts.hostname
+        return port == self.own_port and (is_loopback_host(host) or host in WILDCARD_HOSTS)
 
     async def _check_reachable(self, url: str) -> None:
         assert self._client is not None

@@ -64,14 +64,12 @@ class _Refused(Exception):
         reason: str,
         detail: str,
         headers: dict[str, str] | None = None,
-        body_read: bool = False,  # the whole body has arrived: nothing left to drop
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
         self.detail = detail
         self.headers = headers or {}
-        self.body_read = body_read
 
 
 # Stored for a request whose client went away before its body was complete: nginx's 499,
@@ -97,25 +95,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            last = not message.get("more_body", False)
-            raise _Refused(413, "body_too_large", f"the body exceeds {limit} bytes", body_read=last)
+            raise _Refused(413, "body_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-# A refused request's body is read and dropped up to this much before the answer: a client
-# that sends its whole body before reading would otherwise see a reset, not the refusal.
-DISCARD_LIMIT = 16 * 1024 * 1024
-
-
-async def _discard_body(receive: Receive) -> None:
-    size = 0
-    while size <= DISCARD_LIMIT:
-        message = await receive()
-        if message["type"] == "http.disconnect" or not message.get("more_body", False):
-            return
-        size += len(message.get("body", b""))
 
 
 async def _answer(
@@ -159,8 +142,6 @@ class WebhookEndpoint:
         except _Refused as refused:
             verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
             extra = refused.headers
-            if not refused.body_read:
-                await _discard_body(receive)
         except VerificationError as refused:
             code = refused.reason.value
             verdict = ("rejected", refused.http_status, code, refused.detail, None, None)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avasam_cli.defaults import restart_delay
 from avasam_cli.errors import StoreError
 from avasam_cli.store.events import Event, WireRequest
 
@@ -45,7 +46,6 @@ FRAME = struct.Struct(">I")
 STOP_TIMEOUT = 60.0
 # An answer waits at most this long for its commit; then 503, and Avasam retries.
 COMMIT_TIMEOUT = 5.0
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after the writer dies; then every 30 s
 PIPE_SIZE = 1 << 20
 # Follow-up results, applied by the child with the store method of the same name.
 RESULT_OPERATIONS = ("record_acknowledgement", "record_forward")
@@ -260,7 +260,7 @@ class StoreWriter:
         process = self._process
         code = process.poll() if process is not None else None
         while not self._closing:
-            delay = RESTART_DELAYS[min(self._restarts, len(RESTART_DELAYS) - 1)]
+            delay = restart_delay(self._restarts)
             self._restarts += 1
             self.say(
                 f"Error: the store writer stopped (exit code {code}); requests are answered "
