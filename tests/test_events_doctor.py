@@ -240,3 +240,61 @@ def test_human_printer_makes_request_text_inert() -> None:
     printer([refused, verified])
     assert "\x1b" not in out.getvalue()
     assert "\\x1b[2J" in out.getvalue() and "\\x1b[5m" in out.getvalue()
+
+
+def _as_reader_without_write_access(store_home: Path) -> list[str]:
+    """A command prefix that cannot write to `store_home`: `nobody` when we are root
+    (root writes through any mode bits), else this user after a chmod."""
+    import os
+    import shutil
+    import sys
+
+    if os.geteuid() != 0:
+        for path in (store_home / "data" / "events.sqlite3", store_home / "data", store_home):
+            path.chmod(0o444 if path.is_file() else 0o555)
+        return [sys.executable]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, and setpriv (util-linux) is missing to drop to nobody")
+    for path in (store_home, store_home / "data"):
+        path.chmod(0o755)
+    (store_home / "data" / "events.sqlite3").chmod(0o644)
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+
+
+def test_events_read_a_store_they_cannot_write() -> None:
+    """`events list` and `events show` open the store read-only: no schema, no chmod."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from avasam_cli.store.base import open_store
+    from tests.helpers import store_event
+
+    # Outside pytest's private tmp folder, so that `nobody` can reach it.
+    home = Path(tempfile.mkdtemp(prefix="avasam-ro-")) / "home"
+    os.chmod(home.parent, 0o755)  # noqa: S103 - a reader who is another user
+    store_event(home / "data" / "events.sqlite3", "ro-1")
+    open_store(home / "data" / "events.sqlite3").close()
+    before = {p.name: p.stat().st_mtime_ns for p in (home / "data").iterdir()}
+    prefix = [*_as_reader_without_write_access(home), "-m", "avasam_cli"]
+    env = {"PATH": os.environ["PATH"], "AVASAM_HOME": str(home), "COLUMNS": "200"}
+    try:
+        for args in (["events", "list"], ["events", "show", "ro-1"]):
+            run = subprocess.run([*prefix, *args], env=env, capture_output=True, text=True)
+            assert run.returncode == 0, run.stderr
+            assert "ro-1" in run.stdout
+        after = {p.name: p.stat().st_mtime_ns for p in (home / "data").iterdir()}
+        assert after == before
+    finally:
+        for path in (home, home / "data"):
+            path.chmod(0o755)
+        shutil.rmtree(home.parent)
+
+
+def test_events_list_does_not_create_a_missing_store(cli: Cli, isolated_home: Path) -> None:
+    """Reading an empty history leaves no store behind."""
+    result = cli("events", "list")
+    assert result.exit_code == 0 and "No events stored yet" in result.stderr
+    assert not (isolated_home / "data" / "events.sqlite3").exists()

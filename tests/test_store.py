@@ -100,9 +100,25 @@ def test_store_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     before = path.read_bytes()
-    with pytest.raises(StoreError, match="newer avasam-cli"):
-        open_store(path)
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match="newer avasam-cli"):
+            open_store(path, read_only=read_only)
     assert path.read_bytes() == before
+
+
+def test_read_only_access_never_writes(tmp_path: Path) -> None:
+    """A reader never migrates (an older store is explained), and never creates a file."""
+    missing = tmp_path / "missing.sqlite3"
+    with open_store(missing, read_only=True) as store:
+        assert store.latest(5) == []
+    assert not missing.exists()
+    older = tmp_path / "older.sqlite3"
+    with sqlite3.connect(older) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    before = older.read_bytes()
+    with pytest.raises(StoreError, match=r"older avasam-cli.*avasam doctor"):
+        open_store(older, read_only=True)
+    assert older.read_bytes() == before
 
 
 def test_one_request_id_is_verified_for_one_kind_only(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def _find(key: str) -> StoredEvent:
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
 
-    with open_store(locations().store_file) as store:
+    with open_store(locations().store_file, read_only=True) as store:
         event = store.find(key)
     if event is None:
         raise UsageError(f"no stored event has id or request id {key!r}: see `avasam events list`")
@@ -53,7 +53,7 @@ def list_events(
 
     if status not in (None, *STATUSES):
         raise UsageError("--status takes verified, duplicate or rejected")
-    with open_store(locations().store_file) as store:
+    with open_store(locations().store_file, read_only=True) as store:
         events = store.latest(limit, kind.value if kind else None, status)
         total = sum(store.count_by_status().values()) if not events else 0
     if as_json:

@@ -41,7 +41,7 @@ def reconcile(
         raise UsageError("give --json or --csv, not both")
     after = since_time(since)
     where = locations()
-    with open_store(where.store_file) as store:
+    with open_store(where.store_file, read_only=True) as store:
         sightings = store.stock_sightings(after)
     with client_for(settings(ctx, base_url=base_url), where) as client:
         rows = fetch_stock(client, page_size)

@@ -62,12 +62,14 @@ class EventStore(ResultLog, Protocol):
         time in UTC), oldest first."""
 
 
-def open_store(location: Path, bulk_writer: bool = False) -> EventStore:
+def open_store(location: Path, bulk_writer: bool = False, read_only: bool = False) -> EventStore:
     """Open the store at `location`, creating and migrating it as needed.
 
     `bulk_writer` is for the receiver's writer process: the one writer that commits
     at full speed, and takes on the store's upkeep (checkpoints) off its commit path.
+    `read_only` is for commands that only read: they never create, migrate or lock
+    the store, so they work on a read-only copy, and a missing store reads as empty.
     """
     from avasam_cli.store.sqlite import SqliteStore
 
-    return SqliteStore(location, bulk_writer=bulk_writer)
+    return SqliteStore(location, bulk_writer=bulk_writer, read_only=read_only)

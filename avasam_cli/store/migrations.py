@@ -62,12 +62,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 def migrate(conn: sqlite3.Connection, location: str) -> None:
     """Bring the schema up to date; StoreError if the store is newer than this program."""
-    if _check(schema_version(conn), location):
+    if check_schema(schema_version(conn), location):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = schema_version(conn)  # another process may have migrated meanwhile
-        if not _check(version, location):
+        if not check_schema(version, location):
             for step in MIGRATIONS[version:]:
                 step(conn)
             conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
@@ -77,7 +77,7 @@ def migrate(conn: sqlite3.Connection, location: str) -> None:
         raise
 
 
-def _check(version: int, location: str) -> bool:
+def check_schema(version: int, location: str) -> bool:
     """True when the schema is current; StoreError when it is newer than we know."""
     if version > len(MIGRATIONS):
         raise StoreError(

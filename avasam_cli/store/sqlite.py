@@ -21,7 +21,7 @@ from typing import Any
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
-from avasam_cli.store.migrations import migrate
+from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
@@ -61,6 +61,42 @@ def connect(path: Path) -> sqlite3.Connection:
             "and free space (or set AVASAM_HOME)"
         ) from None
     return conn
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open the store for reading only: no folder, schema or journal change.
+
+    So `events` and `reconcile` work on a store in a read-only folder or file (a
+    backup, another user's store).  A missing store reads as an empty one, and is not
+    created.  When SQLite cannot create the WAL's index file beside a read-only
+    store, the file is read as immutable: nobody can be writing to it then.
+    """
+    if not path.exists():
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        migrate(conn, str(path))
+        return conn
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?{options}",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            version = schema_version(conn)
+        except sqlite3.Error as error:
+            failure = error
+            continue
+        if version == len(MIGRATIONS):
+            return conn
+        conn.close()
+        check_schema(version, str(path))  # newer than this program: refused
+        raise StoreError(
+            f"the event store {path} was written by an older avasam-cli and this command "
+            "only reads it: run `avasam doctor` once with write access to upgrade it"
+        )
+    raise StoreError(f"cannot read the event store {path}: {failure}; check its permissions")
 
 
 class Checkpointer:
@@ -207,17 +243,20 @@ class SqliteStore:
 
     batch_size = MAX_BATCH
 
-    def __init__(self, path: Path, bulk_writer: bool = False) -> None:
+    def __init__(self, path: Path, bulk_writer: bool = False, read_only: bool = False) -> None:
         self.location = str(path)
         self.path = path
         self.bulk_writer = bulk_writer
-        self._open()
+        self._checkpointer: Checkpointer | None = None
+        if read_only:
+            self.conn = connect_read_only(path)
+        else:
+            self._open()
 
     def _open(self) -> None:
         self.conn = connect(self.path)
         info = os.stat(self.path)
         self._identity = (info.st_dev, info.st_ino)
-        self._checkpointer: Checkpointer | None = None
         if self.bulk_writer:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
             self._checkpointer = Checkpointer(self.path)
