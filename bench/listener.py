@@ -1,6 +1,7 @@
 """Throughput, latency and memory of `avasam listen` against a bare Starlette receiver.
 
 Usage: python bench/listener.py [--duration 10] [--connections 20] [--skip-memory]
+       [--skip-throughput] [--skip-wal] [--wal-duration 60]
 
 Both servers run on this machine with the same uvicorn settings; wrk (Debian
 package `wrk`) drives them with distinct, validly signed bodies (1 item and
@@ -8,7 +9,8 @@ package `wrk`) drives them with distinct, validly signed bodies (1 item and
 
 Targets: ratio listener/bare >= 0.5 for both payloads; p99 <= 20 ms for 1-item
 payloads at 20 connections; resident memory grows by no more than 20 MB
-between 1,000 and 100,000 requests.
+between 1,000 and 100,000 requests; the store's WAL file stays <= 64 MB during a
+60 s run of 1-item bodies.
 """
 
 from __future__ import annotations
@@ -154,6 +156,37 @@ def memory_growth(folder: Path, env: dict[str, str], connections: int) -> tuple[
     return marks[1_000], marks[100_000]
 
 
+def wal_peak(folder: Path, env: dict[str, str], options: argparse.Namespace) -> tuple[float, float]:
+    """Largest size of the store's WAL file during a long wrk run of 1-item bodies, and its
+    size a few seconds after the load stops (idle checkpoints should truncate it), in MB."""
+    data = folder / "data-wal.json"
+    write_data(data, 1)
+    tokens = folder / "tokens-wal.tsv"
+    write_tokens(tokens, int(options.wal_duration * 16_000), "wal")
+    port = free_port()
+    wal = Path(env["AVASAM_HOME"]) / "data" / "events.sqlite3-wal"
+    command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
+
+    def size() -> float:
+        with contextlib.suppress(FileNotFoundError):
+            return wal.stat().st_size / 1e6
+        return 0.0
+
+    peak = 0.0
+    with running(command, port, env, folder / "wal.out"):
+        load = subprocess.Popen(
+            wrk_command(port, tokens, data, options.wal_duration, options.connections),
+            stdout=subprocess.DEVNULL,
+        )
+        while load.poll() is None:
+            peak = max(peak, size())
+            time.sleep(0.05)
+        time.sleep(5)
+        idle = size()
+    tokens.unlink()
+    return peak, idle
+
+
 def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -> bool:
     """Alternating rounds of bare and listener under wrk; True when a target is missed."""
     runs: dict[tuple[int, str], list[dict[str, float]]] = {}
@@ -228,6 +261,10 @@ def main() -> int:
     )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-wal", action="store_true")
+    parser.add_argument(
+        "--wal-duration", type=float, default=60.0, help="seconds of load for the WAL peak"
+    )
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: `apt-get install wrk` (Debian package wrk)", file=sys.stderr)
@@ -250,6 +287,13 @@ def main() -> int:
             print(
                 f"resident memory: {early:.1f} MB after 1,000 requests, {late:.1f} MB after "
                 f"100,000: +{growth:.1f} MB (target <= 20) {'PASS' if growth <= 20 else 'FAIL'}"
+            )
+        if not options.skip_wal:
+            peak, idle = wal_peak(folder, env, options)
+            failed |= peak > 64
+            print(
+                f"WAL file over {options.wal_duration:.0f} s of 1-item load: peak {peak:.1f} MB "
+                f"(target <= 64) {'PASS' if peak <= 64 else 'FAIL'}; {idle:.1f} MB when idle"
             )
     return 1 if failed else 0
 

@@ -224,3 +224,25 @@ def test_unexpected_token_answer(tmp_path: Path) -> None:
     with pytest.raises(ApiError) as caught:
         client(tmp_path, handler).access_token()
     assert "unexpected answer" in caught.value.message
+
+
+def test_ack_pending_under_429_is_bounded(
+    cli: Cli, avasam: Avasam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rate-limited run says its bound up front, stops there, and leaves the rest pending."""
+    monkeypatch.setattr("avasam_cli.api.client.MAX_RETRY_AFTER", 30.0)
+    waits: list[float] = []
+    monkeypatch.setattr("avasam_cli.api.client.WaitBudget.pause", waits.append)
+    for n in range(6):
+        store_update(f"s-{n}")
+    avasam.ack_script = [429] * 100  # each answer says Retry-After: 1
+    result = cli("ack", "--pending", "--max-wait", "3")
+    assert result.exit_code == 1
+    assert "Acknowledging 6 stock updates; retries wait at most 3 s in all" in result.stderr
+    assert waits == [1.0, 1.0, 1.0]
+    assert "0 acknowledged, 1 failed, 5 left pending" in result.stderr
+    assert "avasam ack --pending" in result.stderr
+    with open_store(locations().store_file) as store:
+        assert store.pending_acknowledgements() == [f"s-{n}" for n in range(6)]
+        second = store.find("s-1")
+        assert second is not None and second.ack_status is None  # not marked failed

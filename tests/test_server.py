@@ -236,6 +236,7 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
             "-1",
             str(requests_read),
             str(outcomes_write),
+            "0",  # no retention
         ],
         pass_fds=(requests_read, outcomes_write),
     )

@@ -130,3 +130,21 @@ def test_one_request_id_is_verified_for_one_kind_only(tmp_path: Path) -> None:
         store.insert(later)
     assert [e.status for e in batch + later] == ["verified", "rejected", "rejected"]
     assert {e.reason for e in batch[1:] + later} == {"request_id_reused"}
+
+
+def test_the_writer_leaves_an_empty_wal_once_idle(tmp_path: Path) -> None:
+    """After a burst, the receiver's store copies its WAL back and truncates it (it would
+    otherwise keep its largest size until the listener stops)."""
+    import time
+
+    path = tmp_path / "s.sqlite3"
+    wal = tmp_path / "s.sqlite3-wal"
+    with open_store(path, bulk_writer=True) as store:
+        for start in range(0, 2000, 100):
+            store.insert([event(f"r-{n}") for n in range(start, start + 100)])
+        assert wal.stat().st_size > 0
+        deadline = time.monotonic() + 20
+        while wal.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wal.stat().st_size == 0
+        assert len(store.latest(5000)) == 2000

@@ -282,6 +282,31 @@ class TokenCache:
             write_secret_file(self.path, json.dumps(document, indent=2))
 
 
+class WaitBudgetSpent(Exception):
+    """The next retry would wait past the budget a long run was given."""
+
+
+class WaitBudget:
+    """A `sleep` for the client that waits at most `seconds` in total over many calls.
+
+    Each call already bounds its own retries; a run of thousands of calls against a
+    rate-limited API also needs a bound on the whole.  `on_wait` hears each wait first.
+    """
+
+    pause = staticmethod(time.sleep)
+
+    def __init__(self, seconds: float, on_wait: Callable[[float], None] = lambda _: None) -> None:
+        self.left = seconds
+        self.on_wait = on_wait
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > self.left:
+            raise WaitBudgetSpent
+        self.left -= seconds
+        self.on_wait(seconds)
+        self.pause(seconds)
+
+
 class AvasamClient:
     """Calls the seller API with a cached access token, retries and mapped errors."""
 

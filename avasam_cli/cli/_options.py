@@ -35,19 +35,27 @@ LeewayOption = Annotated[
 ]
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(value: str) -> int | None:
+    """`30m`, `24h`, `7d`, `2w` in seconds; None for anything else."""
+    import re
+
+    matched = re.fullmatch(r"(\d+)([smhdw])", value.strip())
+    return int(matched[1]) * DURATION_UNITS[matched[2]] if matched else None
+
+
 def since_time(value: str | None, option: str = "--since") -> str | None:
     """`--since 30m|24h|7d|2026-11-01[T10:00]` as an ISO time in UTC (as the store writes)."""
-    import re
     from datetime import UTC, datetime, timedelta
 
     from avasam_cli.errors import UsageError
 
     if value is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    matched = re.fullmatch(r"(\d+)([smhdw])", value.strip())
-    if matched:
-        seconds = int(matched[1]) * units[matched[2]]
+    seconds = duration_seconds(value)
+    if seconds is not None:
         moment = datetime.now(UTC) - timedelta(seconds=seconds)
     else:
         try:

@@ -46,6 +46,7 @@ class ListenOptions:
     body_timeout: float
     keep_alive_timeout: float
     max_connections: int
+    retain: int | None  # seconds: older events are pruned on a timer
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -291,6 +292,7 @@ def serve(
         output_fd=output_fd,
         followup=followup,
         on_ready=_say_ready,
+        retain=options.retain,
     )
     limits = ConnectionLimits(receiver.max_head_size, options.head_timeout, options.body_timeout)
     server = uvicorn.Server(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from avasam_cli.cli._context import client_for, settings
 from avasam_cli.cli._options import BaseUrlOption
+from avasam_cli.defaults import DEFAULT_ACK_MAX_WAIT
 from avasam_cli.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.store.base import ResultLog
 
 
 def ack(
@@ -19,12 +24,19 @@ def ack(
     pending: Annotated[
         bool, typer.Option(help="Acknowledge every stored stock update not acknowledged yet.")
     ] = False,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds spent in all waiting for retries (Avasam's rate limit) before the "
+            "run stops; what is left stays pending.",
+            min=0,
+        ),
+    ] = DEFAULT_ACK_MAX_WAIT,
     base_url: BaseUrlOption = None,
 ) -> None:
     """Acknowledge stock updates through the Avasam API (AcknowledgeStockUpdate)."""
     from avasam_cli import output
-    from avasam_cli.delivery.acknowledge import acknowledge_one
-    from avasam_cli.errors import CredentialsRefused
+    from avasam_cli.api.client import WaitBudget
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
 
@@ -34,23 +46,84 @@ def ack(
         raise UsageError("give the request ids to acknowledge, or --pending for all pending ones")
     where = locations()
     client = client_for(settings(ctx, base_url=base_url), where)
-    failed = 0
     with open_store(where.store_file) as store, client:
         ids = store.pending_acknowledgements() if pending else list(request_ids or [])
         if not ids:
             output.info("Nothing to acknowledge: every verified stock update is acknowledged.")
             return
-        for request_id in ids:
-            outcome = acknowledge_one(client.acknowledge, request_id, store)
-            if isinstance(outcome.error, CredentialsRefused):
-                raise outcome.error  # no later acknowledgement can succeed
-            if outcome.acknowledged:
-                output.out(f"acknowledged  {request_id}  {outcome.detail}")
-            else:
-                failed += 1
-                output.out(f"FAILED        {request_id}  {outcome.detail}")
-    if failed:
-        raise OperationFailed(f"{failed} of {len(ids)} acknowledgements failed")
+        if len(ids) > 1:
+            output.info(
+                f"Acknowledging {output.plural(len(ids), 'stock update')}; retries wait at "
+                f"most {max_wait:g} s in all (--max-wait), then the rest stays pending."
+            )
+        run = _AckRun(ids)
+        client.sleep = WaitBudget(max_wait, run.waiting).sleep
+        run.go(client.acknowledge, store)
+    run.finish(max_wait)
+
+
+class _AckRun:
+    """One `ack` run: its progress on a terminal, a line per id, and the summary."""
+
+    def __init__(self, ids: list[str]) -> None:
+        from rich.progress import Progress
+
+        from avasam_cli import output
+
+        self.ids = ids
+        self.done = self.failed = 0
+        self.stopped_by: str | None = None
+        console = output.make_console(stderr=True)
+        self.progress = Progress(console=console, transient=True, disable=not console.is_terminal)
+        self.task = self.progress.add_task("acknowledging", total=len(ids))
+
+    def waiting(self, seconds: float) -> None:
+        self.progress.update(self.task, description=f"rate limited: waiting {seconds:g} s")
+
+    def go(self, acknowledge: Callable[[str], str], store: ResultLog) -> None:
+        from avasam_cli import output
+        from avasam_cli.api.client import WaitBudgetSpent
+        from avasam_cli.delivery.acknowledge import acknowledge_one
+        from avasam_cli.errors import CredentialsRefused
+
+        with self.progress:
+            for request_id in self.ids:
+                try:
+                    outcome = acknowledge_one(acknowledge, request_id, store)
+                except WaitBudgetSpent:
+                    self.stopped_by = "budget"
+                    return
+                except KeyboardInterrupt:
+                    self.stopped_by = "interrupt"
+                    return
+                if isinstance(outcome.error, CredentialsRefused):
+                    raise outcome.error  # no later acknowledgement can succeed
+                self.done += 1
+                if outcome.acknowledged:
+                    output.out(f"acknowledged  {request_id}  {outcome.detail}")
+                else:
+                    self.failed += 1
+                    output.out(f"FAILED        {request_id}  {outcome.detail}")
+                self.progress.update(self.task, completed=self.done, description="acknowledging")
+
+    def finish(self, max_wait: float) -> None:
+        from avasam_cli import output
+
+        left = len(self.ids) - self.done
+        if self.stopped_by == "interrupt":
+            output.info(
+                f"Interrupted: {self.done - self.failed} acknowledged, {self.failed} failed, "
+                f"{left} left pending."
+            )
+            raise typer.Exit(130)
+        if self.stopped_by == "budget":
+            raise OperationFailed(
+                f"stopped after waiting {max_wait:g} s in all for Avasam's rate limit: "
+                f"{self.done - self.failed} acknowledged, {self.failed} failed, {left} left "
+                "pending; run `avasam ack --pending` again later, or give --max-wait more"
+            )
+        if self.failed:
+            raise OperationFailed(f"{self.failed} of {len(self.ids)} acknowledgements failed")
 
 
 def register(app: typer.Typer) -> None:

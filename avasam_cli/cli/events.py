@@ -12,6 +12,8 @@ from avasam_cli.cli._options import KIND_CHOICES, Kind
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from avasam_cli.store.events import StoredEvent
 
 STATUSES = ("verified", "duplicate", "rejected")
@@ -150,6 +152,90 @@ def replay(
         raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
 
 
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete what was received before this: a duration (30d, 12h) or a date.",
+            show_default=False,
+        ),
+    ],
+    status: Annotated[
+        str | None, typer.Option(help="Only verified, duplicate or rejected.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say how many would go.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete old events and give their space back to the disk.
+
+    Stock updates still waiting to be acknowledged are kept, whatever their age.
+    """
+    from avasam_cli import output
+    from avasam_cli.cli._options import since_time
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    if status not in (None, *STATUSES):
+        raise UsageError("--status takes verified, duplicate or rejected")
+    before = since_time(older_than, "--older-than")
+    assert before is not None
+    with open_store(locations().store_file) as store:
+        doomed, kept = store.count_prunable(before, status)
+        what = f"{status} events" if status else "events"
+        cutoff = before[:19].replace("T", " ")
+        if kept:
+            output.info(
+                f"Keeping {kept:,} verified stock updates from before {cutoff} UTC: their "
+                "acknowledgement is pending (`avasam ack --pending` sends it)."
+            )
+        if not doomed:
+            output.info(f"No {what} received before {cutoff} UTC to delete.")
+            return
+        if dry_run:
+            output.info(f"Would delete {doomed:,} {what} received before {cutoff} UTC.")
+            return
+        if not yes:
+            _confirm(f"Delete {doomed:,} {what} received before {cutoff} UTC?")
+        deleted = _with_progress(
+            "deleting", doomed, _batches(lambda: store.prune(before, status), doomed)
+        )
+        _with_progress("reclaiming space", None, store.reclaim_space())
+    output.info(f"Deleted {deleted:,} {what} received before {cutoff} UTC.")
+
+
+def _batches(step: Callable[[], int], total: int) -> Iterator[tuple[int, int]]:
+    done = 0
+    while done < total and (went := step()):
+        done += went
+        yield done, total
+
+
+def _with_progress(label: str, total: int | None, steps: Iterator[tuple[int, int]]) -> int:
+    """Run `steps`, showing their (done, total) on a terminal; the last `done`."""
+    from rich.progress import Progress
+
+    from avasam_cli import output
+
+    console = output.make_console(stderr=True)
+    done = 0
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(label, total=total)
+        for done, of in steps:
+            progress.update(task, completed=done, total=of)
+    return done
+
+
+def _confirm(question: str) -> None:
+    """Ask on a terminal; in a script, --yes is the only way on."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question[:-1]}: add --yes to confirm (stdin is not a terminal)")
+    if not typer.confirm(question, default=False, err=True):
+        raise OperationFailed("nothing was deleted")
+
+
 def register(app: typer.Typer) -> None:
     events_app = group("Browse and replay everything the listener received.")
     events_app.command(
@@ -166,4 +252,9 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n  avasam events replay 42\n\n"
         "  avasam events replay REQUEST_ID --to https://my-shop.example/avasam/stock",
     )(replay)
+    events_app.command(
+        "prune",
+        epilog="Examples:\n\n  avasam events prune --older-than 30d\n\n"
+        "  avasam events prune --older-than 7d --status rejected --yes",
+    )(prune)
     app.add_typer(events_app, name="events")

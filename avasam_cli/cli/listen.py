@@ -91,6 +91,14 @@ def listen(
     forward_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the forward target.", min=0.1)
     ] = DEFAULT_FORWARD_TIMEOUT,
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete events older than this (e.g. 30d) at start and hourly; pending "
+            "acknowledgements are kept.",
+            show_default=False,
+        ),
+    ] = None,
     tunnel: Annotated[
         TunnelTool | None,
         typer.Option(
@@ -144,6 +152,7 @@ def listen(
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
         max_connections=max_connections,
+        retain=_retention(retain),
     )
     check_paths(options.paths)
     check_forward_targets(options.forward_to)
@@ -167,3 +176,17 @@ def register(app: typer.Typer) -> None:
         "  avasam listen --auto-ack --forward-to http://127.0.0.1:3000/avasam\n\n"
         "  avasam listen --tunnel cloudflared",
     )(listen)
+
+
+def _retention(value: str | None) -> int | None:
+    from avasam_cli.cli._options import duration_seconds
+    from avasam_cli.errors import UsageError
+
+    if value is None:
+        return None
+    seconds = duration_seconds(value)
+    if not seconds:
+        raise UsageError(
+            f"--retain {value!r} is not a duration: use for example --retain 30d or --retain 12h"
+        )
+    return seconds

@@ -226,11 +226,13 @@ def create_app(
     output_fd: int | None = None,
     followup: FollowUp | None = None,
     on_ready: Callable[[], None] | None = None,
+    retain: int | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
-    `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan;
-    `on_ready` is called once everything has started (the forward check included)."""
-    store = StoreWriter(store_path, output, output_fd)
+    `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
+    and prunes events older than `retain` seconds; `on_ready` is called once everything
+    has started (the forward check included)."""
+    store = StoreWriter(store_path, output, output_fd, retain=retain)
 
     async def health(_: Request) -> Response:
         """200 while requests can be stored; 503 with the reason while they cannot."""

@@ -106,6 +106,7 @@ class StoreWriter:
         output: str = "none",
         output_fd: int | None = None,
         say: Callable[[str], None] | None = None,
+        retain: int | None = None,
     ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
@@ -114,6 +115,7 @@ class StoreWriter:
         self.path = path
         self.output = output
         self.output_fd = output_fd
+        self.retain = retain
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
         self._sent: collections.deque[tuple[int, float]] = collections.deque()
         self._closing = False
@@ -154,6 +156,7 @@ class StoreWriter:
                     str(out_fd if out_fd is not None else -1),
                     str(requests_read),
                     str(outcomes_write),
+                    str(self.retain or 0),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -358,9 +361,14 @@ def commit_loop(
             on_committed(events)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def worker_main(argv: Sequence[str]) -> int:
     from avasam_cli.receiver.printer import make_printer
     from avasam_cli.store.base import open_store
+    from avasam_cli.store.retention import Retention
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -368,7 +376,7 @@ def worker_main(argv: Sequence[str]) -> int:
     # the printing thread: answers wait for commits, nobody waits for the printing.
     sys.setswitchinterval(0.0005)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
-    requests, outcomes = int(argv[3]), int(argv[4])
+    requests, outcomes, retain = int(argv[3]), int(argv[4]), int(argv[5])
     try:
         store = open_store(path, bulk_writer=True)
     except StoreError as error:
@@ -376,9 +384,12 @@ def worker_main(argv: Sequence[str]) -> int:
         return 1
     _write_all(outcomes, frame(None))  # ready
     printer = make_printer(mode, fd)
+    retention = Retention(path, retain, _say) if retain else None
     try:
         commit_loop(store, printer if printer is not None else lambda _: None, requests, outcomes)
     finally:
+        if retention is not None:
+            retention.close()
         store.close()
     if printer is not None:
         with contextlib.suppress(Exception):

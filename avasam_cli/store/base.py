@@ -6,7 +6,7 @@ file handling leaves the backend modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -56,6 +56,18 @@ class EventStore(ResultLog, Protocol):
         """Request ids of verified updates that need acknowledging and are not yet."""
 
     def count_by_status(self) -> dict[str, int]: ...
+
+    def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
+        """(rows received before `before` that `prune` would delete, rows it keeps because
+        their acknowledgement is still pending)."""
+
+    def prune(self, before: str, status: str | None = None, limit: int = ...) -> int:
+        """Delete up to `limit` rows received before `before` (an ISO time in UTC), oldest
+        first, never one whose acknowledgement is pending; how many went."""
+
+    def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
+        """Give freed space back to the disk, yielding progress as (done, total); a step
+        that would hold the store for long (a full VACUUM) only when `allow_vacuum`."""
 
     def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
         """Every item of every verified stock update received at or after `since` (an ISO

@@ -14,7 +14,7 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,21 @@ from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
 BUSY_TIMEOUT_MS = 10_000
+# The WAL grows while checkpoints cannot catch up with a burst: past WAL_RESTART_AT it
+# is copied back and started over, and a WAL that starts over is cut back to the limit.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+WAL_RESTART_AT = 40 * 1024 * 1024
+IDLE_ROUNDS = 4  # checkpoint rounds with nothing written before the WAL file is emptied
 MAX_BATCH = 256  # rows per INSERT: some SQLite builds allow only 32,766 variables
 _ACKNOWLEDGED = ", ".join("?" * len(ACKNOWLEDGED_KINDS))  # placeholders for those kinds
+# Verified updates still to be acknowledged: `ack --pending` sends them, and pruning
+# keeps them whatever their age.
+_AWAITING_ACK = (
+    f"(kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND ack_status IS NOT 'acknowledged')"
+)
+PRUNE_BATCH = 2_000  # rows per DELETE transaction
+RECLAIM_STEP = 1_000  # pages per incremental_vacuum step
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _STORED_COLUMNS = (
     "id, received_at, kind, status, http_status, headers AS headers_json, body, reason, detail, "
     "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
@@ -48,10 +61,13 @@ def connect(path: Path) -> sqlite3.Connection:
             isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if created:  # before any table: space freed by pruning goes back in short steps
+            conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process; only a power cut
         # can lose the last transactions (see the README's durability note).
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if created:
             path.chmod(0o600)
         migrate(conn, str(path))
@@ -100,14 +116,17 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class Checkpointer:
-    """Copies the WAL into the database from a thread of its own, once a second.
+    """Copies the WAL into the database from a thread of its own, four times a second.
 
     Checkpoints are the only step that waits for the disk (fsync); left to SQLite
     they would run inside a commit, and every answer waiting on that commit would
-    wait for the disk too.  PASSIVE checkpoints never block the writer.
+    wait for the disk too.  PASSIVE checkpoints never block the writer, but under a
+    steady burst they never finish either, and the WAL only restarts from its
+    beginning after a finished one.  So past WAL_RESTART_AT a RESTART checkpoint
+    finishes one, and once the store is idle a TRUNCATE checkpoint empties the file.
     """
 
-    def __init__(self, path: Path, interval: float = 1.0) -> None:
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
         self.conn = connect(path)
         self.interval = interval
         self.stopping = threading.Event()
@@ -115,9 +134,23 @@ class Checkpointer:
         self.thread.start()
 
     def _run(self) -> None:
+        frame_size = self.conn.execute("PRAGMA page_size").fetchone()[0] + 24  # page + header
+        previous, quiet = -1, 0
         while not self.stopping.wait(self.interval):
             with contextlib.suppress(sqlite3.Error):  # busy now: the next round will do
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                _, frames, copied = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames * frame_size > WAL_RESTART_AT:
+                    # The bulk is copied already: RESTART blocks the writer only for the
+                    # frames written meanwhile, and the WAL starts over in place.
+                    self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                    previous = -1
+                    continue
+                unchanged = frames == previous == copied and frames > 0
+                quiet = quiet + 1 if unchanged else 0
+                previous = frames
+                if quiet >= IDLE_ROUNDS:  # nothing written for a second: empty the file
+                    self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    quiet = 0
 
     def close(self) -> None:
         self.stopping.set()
@@ -358,12 +391,64 @@ class SqliteStore:
     def pending_acknowledgements(self) -> list[str]:
         """Request ids of verified updates that need acknowledging and are not yet, oldest first."""
         cursor = self.conn.execute(
-            f"SELECT request_id FROM events WHERE kind IN ({_ACKNOWLEDGED}) "  # noqa: S608
-            "AND status = 'verified' "
-            "AND (ack_status IS NULL OR ack_status != 'acknowledged') ORDER BY id",
+            f"SELECT request_id FROM events WHERE {_AWAITING_ACK} ORDER BY id",  # noqa: S608
             ACKNOWLEDGED_KINDS,
         )
         return [request_id for (request_id,) in cursor]
+
+    # --- retention ---------------------------------------------------------------
+    def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
+        """(rows received before `before` that `prune` would delete, rows it keeps because
+        their acknowledgement is still pending)."""
+        cursor = self.conn.execute(
+            f"SELECT COALESCE(SUM(NOT {_AWAITING_ACK}), 0), COALESCE(SUM({_AWAITING_ACK}), 0) "  # noqa: S608
+            "FROM events WHERE received_at < ? AND (? IS NULL OR status = ?)",
+            (*ACKNOWLEDGED_KINDS, *ACKNOWLEDGED_KINDS, before, status, status),
+        )
+        deleted, kept = cursor.fetchone()
+        return int(deleted), int(kept)
+
+    def prune(self, before: str, status: str | None = None, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` rows received before `before`, oldest first, never one whose
+        acknowledgement is pending; how many went.  Small batches keep each write lock short
+        while a listener shares the store."""
+        try:
+            cursor = self.conn.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events "  # noqa: S608
+                f"WHERE received_at < ? AND (? IS NULL OR status = ?) AND NOT {_AWAITING_ACK} "
+                "ORDER BY id LIMIT ?)",
+                (before, status, status, *ACKNOWLEDGED_KINDS, limit),
+            )
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot prune the event store {self.location}: {error}") from None
+        return cursor.rowcount
+
+    def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
+        """Give the pages freed by `prune` back to the disk, yielding (done, total) pages.
+
+        Stores made by this release reclaim incrementally, in short steps a listener
+        can write between.  An older store is converted once with VACUUM, which holds
+        the store for its duration (so only when `allow_vacuum`).
+        """
+        try:
+            total = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
+                if not allow_vacuum or not total:
+                    return
+                yield 0, total
+                self.conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
+                self.conn.execute("VACUUM")
+                yield total, total
+                return
+            left = total
+            while left:
+                self.conn.execute(f"PRAGMA incremental_vacuum({RECLAIM_STEP})")
+                left = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+                yield total - left, total
+        except sqlite3.Error as error:
+            raise StoreError(
+                f"cannot reclaim space in the event store {self.location}: {error}"
+            ) from None
 
     def count_by_status(self) -> dict[str, int]:
         cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
