@@ -20,6 +20,7 @@ DEFAULT_MAX_CONNECTIONS = 1000  # beyond: 503
 DEFAULT_LEEWAY = 60.0
 HEALTH_PATH = "/healthz"
 DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target
+DEFAULT_SHUTDOWN_WAIT = 10.0  # seconds a stop waits, in all, for forwards and acknowledgements
 DEFAULT_ACK_MAX_WAIT = 120.0  # seconds `ack` may spend in all waiting for retries (429s)
 # Waits before restarting a helper process that died (store writer, tunnel), then 30 s.
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)

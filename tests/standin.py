@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -138,6 +139,9 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
             step = state.ack_script.pop(0) if state.ack_script else 200
             if step == "echo":  # a 400 that repeats the request, credentials included
                 self._answer(400, {"error": "bad", "authorization": self.headers["authorization"]})
+                return
+            if step == "stall":  # holds the acknowledgement past the client's deadline
+                time.sleep(40)
                 return
             if step == "drop":
                 self.close_connection = True

@@ -276,3 +276,25 @@ def test_forwarding_to_the_listener_itself_is_recognised(isolated_home: Path) ->
     err = err_bytes.decode()
     assert "is this listener itself" in err and "not reachable" not in err
     assert "Ready." in err and ready_in < 8
+
+
+def test_an_acknowledgement_in_flight_does_not_hold_the_stop(
+    isolated_home: Path, avasam: Avasam
+) -> None:
+    """A stop waits --shutdown-wait for an acknowledgement that hangs, not the API's own
+    30 s deadline; the update stays pending and is named."""
+    avasam.ack_script = ["stall"]
+    listener = ListenProcess(
+        isolated_home, "--auto-ack", "--shutdown-wait", "1", env=listen_env(avasam)
+    )
+    post(listener, "stock", signed_body(request_id="hung-1"))
+    deadline = time.monotonic() + 10
+    while not any(r.path == ACK for r in avasam.received) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    code, _, err = listener.stop()
+    assert time.monotonic() - started < 15  # the API deadline alone is 30 s
+    assert code == 0
+    assert "acknowledgement of hung-1 was still in flight after 1 s" in err
+    assert "1 acknowledgements still pending (hung-1)" in err
+    assert rows(isolated_home)["hung-1"]["ack_status"] is None

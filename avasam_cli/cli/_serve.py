@@ -47,6 +47,7 @@ class ListenOptions:
     keep_alive_timeout: float
     max_connections: int
     retain: int | None  # seconds: older events are pruned on a timer
+    shutdown_wait: float
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -92,6 +93,7 @@ def make_followup(options: ListenOptions, resolved: Settings, where: Locations) 
         acknowledge=acknowledge,
         forward_to=dict(options.forward_to),
         forward_timeout=options.forward_timeout,
+        shutdown_wait=options.shutdown_wait,
     )
 
 

@@ -164,9 +164,7 @@ def prune(
     status: Annotated[
         str | None, typer.Option(help="Only verified, duplicate or rejected.")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only say how many would go.")
-    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many would go.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events and give their space back to the disk.

@@ -19,6 +19,7 @@ from avasam_cli.defaults import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEAD_SIZE,
+    DEFAULT_SHUTDOWN_WAIT,
     DEFAULT_TUNNEL_TIMEOUT,
     DEFAULT_WEBHOOK_PATHS,
 )
@@ -91,6 +92,12 @@ def listen(
     forward_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the forward target.", min=0.1)
     ] = DEFAULT_FORWARD_TIMEOUT,
+    shutdown_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a stop waits for forwards and acknowledgements in flight.", min=0
+        ),
+    ] = DEFAULT_SHUTDOWN_WAIT,
     retain: Annotated[
         str | None,
         typer.Option(
@@ -153,6 +160,7 @@ def listen(
         keep_alive_timeout=keep_alive_timeout,
         max_connections=max_connections,
         retain=_retention(retain),
+        shutdown_wait=shutdown_wait,
     )
     check_paths(options.paths)
     check_forward_targets(options.forward_to)

@@ -10,20 +10,19 @@ receiver's store writer).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
-from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
+from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT, DEFAULT_SHUTDOWN_WAIT
 from avasam_cli.delivery.acknowledge import acknowledge_one
 from avasam_cli.delivery.forward import forward
 from avasam_cli.store.base import ResultLog
 from avasam_cli.webhooks.kinds import KINDS
 
 Say = Callable[[str], None]
-SHUTDOWN_WAIT = 10.0  # seconds a stop waits for forwards in flight
 # What the forwarding warnings recommend for resending what a target missed.
 RESEND_HINT = "`avasam events replay` can resend them"
 
@@ -35,15 +34,22 @@ class FollowUp:
     forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
     forward_timeout: float = DEFAULT_FORWARD_TIMEOUT
     own_port: int | None = None  # the listener's port, to recognise a forward to itself
+    shutdown_wait: float = DEFAULT_SHUTDOWN_WAIT  # seconds a stop waits for what is in flight
     _log: ResultLog | None = None
-    _worker: concurrent.futures.ThreadPoolExecutor = field(init=False)
-    _pending_acks: dict[str, concurrent.futures.Future[None]] = field(default_factory=dict)
+    # Acknowledgements wait in `_queued` for the one worker thread.  It is a daemon: an
+    # acknowledgement still in flight when the stop's wait is over must not hold the exit.
+    _queued: dict[str, None] = field(default_factory=dict)
+    _wake: threading.Condition = field(default_factory=threading.Condition)
+    _in_flight: str | None = None
+    _closing: bool = False
+    _worker: threading.Thread = field(init=False)
     _down: set[str] = field(default_factory=set)
     _client: httpx.AsyncClient | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avasam-ack")
+        self._worker = threading.Thread(target=self._ack_loop, name="avasam-ack", daemon=True)
+        self._worker.start()
 
     @property
     def active(self) -> bool:
@@ -90,9 +96,9 @@ class FollowUp:
     ) -> None:
         """Called right after a verified, new update has been answered 200."""
         if self.acknowledge is not None and KINDS[kind].acknowledged:
-            future = self._worker.submit(self._acknowledge, request_id)
-            self._pending_acks[request_id] = future
-            future.add_done_callback(lambda _: self._pending_acks.pop(request_id, None))
+            with self._wake:
+                self._queued[request_id] = None
+                self._wake.notify()
         url = self.forward_to.get(kind)
         if url is not None:
             task = asyncio.get_running_loop().create_task(
@@ -100,6 +106,23 @@ class FollowUp:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _ack_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queued and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                request_id = next(iter(self._queued))
+                del self._queued[request_id]
+                self._in_flight = request_id
+            try:
+                self._acknowledge(request_id)
+            except Exception as error:  # a stop may close the store under a late answer
+                self.say(f"Warning: the acknowledgement of {request_id} was not recorded: {error}")
+            finally:
+                self._in_flight = None
 
     def _acknowledge(self, request_id: str) -> None:
         assert self.acknowledge is not None and self._log is not None
@@ -133,25 +156,35 @@ class FollowUp:
         self._log.record_forward(kind, request_id, result.status, result.detail)
 
     async def close(self) -> list[str]:
-        """Finish forwards in flight (for at most SHUTDOWN_WAIT); return the
-        acknowledgements left pending."""
+        """Wait at most `shutdown_wait` in all for the forwards and the acknowledgement in
+        flight; return the acknowledgements left pending (never started, or not finished)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_wait
+        with self._wake:
+            self._closing = True
+            pending = list(self._queued)
+            self._queued.clear()
+            self._wake.notify()
         if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_WAIT)
+            _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_wait)
             for task in late:
                 task.cancel()
             if late:
                 self.say(
-                    f"Warning: {len(late)} forwards still in flight after {SHUTDOWN_WAIT:g} s "
+                    f"Warning: {len(late)} forwards still in flight after {self.shutdown_wait:g} s "
                     f"were stopped; {RESEND_HINT}"
                 )
         if self._client is not None:
             await self._client.aclose()
-        pending = [rid for rid, future in self._pending_acks.items() if not future.running()]
-        await asyncio.get_running_loop().run_in_executor(None, self._shutdown_worker)
+        await asyncio.to_thread(self._worker.join, max(0.0, deadline - loop.time()))
+        in_flight = self._in_flight
+        if self._worker.is_alive() and in_flight is not None:
+            self.say(
+                f"Warning: the acknowledgement of {in_flight} was still in flight after "
+                f"{self.shutdown_wait:g} s and was abandoned"
+            )
+            pending.insert(0, in_flight)
         return pending
-
-    def _shutdown_worker(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 def describe_pending(pending: list[str]) -> str:
