@@ -433,3 +433,21 @@ def test_the_fast_base64_override_is_really_used(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_jwt._FastJWS, "_decode_base64url_segment", staticmethod(counting))
     assert verify(signed_body(request_id="hook-1"), "stock", TOKEN).request_id == "hook-1"
     assert calls, "PyJWT never called the tuned base64 decoder"
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"requestId": "r-1"},
+        {"requestId": "é-ünicode", "iat": 1700000000, "exp": 1700000300},
+        {"requestId": 'quote"and\\slash', "nbf": 0},
+    ],
+)
+def test_our_token_encoder_matches_pyjwt(algorithm: str, claims: dict[str, object]) -> None:
+    """The fast encoder makes exactly the token PyJWT makes."""
+    import jwt
+
+    from avasam_cli.webhooks import _jwt
+
+    assert _jwt.encode(claims, TOKEN, algorithm) == jwt.encode(claims, TOKEN, algorithm=algorithm)

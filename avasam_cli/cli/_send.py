@@ -19,9 +19,9 @@ def connection_failure(
     """A failed request to a receiver, in words: nothing listening, or no answer in time."""
     import httpx
 
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
         return NetworkError(f"timed out after {timeout:g} s waiting for {url}")
-    if isinstance(error, httpx.ConnectError):
+    if isinstance(error, httpx.ConnectError | ConnectionRefusedError):
         return NetworkError(
             f"nothing is listening at {url}: start `avasam listen` in another terminal, "
             f"or pass {url_option}"

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +16,7 @@ from avasam_cli.cli._send import connection_failure, post_and_show
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    import httpx
+    from avasam_cli.loadgen import LoadResult
 
 DEFAULT_SKU = "AVS-TEST-0001"
 
@@ -169,58 +167,38 @@ def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None)
         )
 
 
-@dataclass
-class LoadResult:
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
-    first_error: str | None = None
-
-
-async def _load(
-    url: str, bodies: list[bytes], concurrency: int, timeout: float, result: LoadResult
-) -> None:
-    import asyncio
-
-    import httpx
-    from rich.progress import Progress
-
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"content-type": "application/json"}
-    with Progress(console=output.make_console(stderr=True), transient=True) as progress:
-        task = progress.add_task("sending", total=len(bodies))
-
-        async def worker(client: httpx.AsyncClient) -> None:
-            while not queue.empty():
-                content = queue.get_nowait()
-                start = time.perf_counter()
-                try:
-                    response = await client.post(url, content=content, headers=headers)
-                except httpx.HTTPError as error:
-                    label = type(error).__name__
-                    result.first_error = result.first_error or str(
-                        connection_failure(url, error, timeout)
-                    )
-                else:
-                    label = str(response.status_code)
-                    result.latencies.append(time.perf_counter() - start)
-                result.statuses[label] += 1
-                progress.advance(task)
-
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            begin = time.perf_counter()
-            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-            result.elapsed = time.perf_counter() - begin
-
-
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _signed_bodies(items: ItemOptions, signing_options: SigningOptions) -> Iterator[bytes]:
+    """Bodies signed as the run goes, with the time renewed every second, so a run longer
+    than a token's lifetime still sends valid tokens.  The items are built once."""
+    import time
+
+    from avasam_cli.webhooks import sign as signing
+
+    options = signing_options
+    on = options.on or signing.iso_utc(options.now)
+    data = build_items(items, on, options.now)
+    now, renewed = options.now, time.monotonic()
+    while True:
+        if options.on is None and time.monotonic() - renewed >= 1:
+            now, renewed = datetime.now(UTC), time.monotonic()
+        body = signing.build_body(
+            data,
+            options.verification_token,
+            now=now,
+            request_id=options.request_id,
+            on=options.on,
+            algorithm=options.algorithm,
+            expires_in=options.expires_in,
+            include_iat=options.include_iat,
+        )
+        yield signing.encode(body)
 
 
 def send_load(
@@ -232,16 +210,50 @@ def send_load(
     timeout: float,
 ) -> None:
     import asyncio
+
+    from rich.progress import Progress
+
+    from avasam_cli.loadgen import LoadResult, fastest_event_loop, run_load
+
+    result = LoadResult()
+    bodies = _signed_bodies(items, signing_options)
+    console = output.make_console(stderr=True)
+    interrupted = False
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("sending", total=count)
+        try:
+            with asyncio.Runner(loop_factory=fastest_event_loop()) as runner:
+                runner.run(
+                    run_load(
+                        url, bodies, count, concurrency, timeout, result,
+                        lambda: progress.advance(task),
+                    )
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True
+    _summarise(url, count, result, timeout)
+    if interrupted:
+        output.info(f"Interrupted after {result.sent} of {count} requests.")
+        raise SystemExit(130)  # as after Ctrl-C anywhere else, once the summary is out
+    ok = sum(n for label, n in result.statuses.items() if label.startswith("2"))
+    if result.gave_up:
+        raise connection_failure(url, result.first_error or OSError(), timeout)
+    if ok != result.sent:
+        raise OperationFailed(
+            f"{result.sent - ok} of {result.sent} requests did not get a 2xx answer"
+        )
+
+
+def _summarise(url: str, count: int, result: LoadResult, timeout: float) -> None:
     import statistics
 
-    from avasam_cli.webhooks import sign as signing
-
-    bodies = [signing.encode(build_body(items, signing_options)) for _ in range(count)]
-    result = LoadResult()
-    asyncio.run(_load(url, bodies, concurrency, timeout, result))
-    ok = sum(n for status, n in result.statuses.items() if status.startswith("2"))
-    rate = count / result.elapsed if result.elapsed else float("nan")
-    output.out(f"{count} requests to {url} in {result.elapsed:.2f} s: {rate:.0f} requests/s")
+    answered = result.answered
+    line = f"{result.sent} of {count} requests to {url} in {result.elapsed:.2f} s"
+    if answered and result.elapsed:
+        line += f": {answered / result.elapsed:.0f} answered requests/s"
+    elif not answered:
+        line += ": none answered, so no rate"
+    output.out(line)
     if result.latencies:
         p50, p95, p99 = (percentile(result.latencies, f) * 1000 for f in (0.5, 0.95, 0.99))
         output.out(
@@ -249,8 +261,5 @@ def send_load(
             f"(mean {statistics.fmean(result.latencies) * 1000:.1f} ms)"
         )
     output.out(
-        "by status: " + ", ".join(f"{status}: {n}" for status, n in sorted(result.statuses.items()))
+        "by answer: " + ", ".join(f"{label}: {n}" for label, n in sorted(result.statuses.items()))
     )
-    if ok != count:
-        hint = f" ({result.first_error})" if result.first_error else ""
-        raise OperationFailed(f"{count - ok} of {count} requests did not get a 2xx answer{hint}")

