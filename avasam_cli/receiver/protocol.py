@@ -11,6 +11,14 @@ not do, this subclass adds:
 - a deadline for a request body that stops arriving (the clock restarts with
   every chunk).
 
+- a lingering close: when a connection ends with our answer while the client is
+  still sending its body (a 413 to `Connection: close` or HTTP/1.0), closing at
+  once would make the kernel answer the client's next bytes with a reset, and
+  most clients then lose the answer.  So the answer is written, our side is
+  half-closed, and what the client still sends is read and dropped, up to
+  LINGER_BYTES or LINGER_SECONDS.  (On keep-alive connections uvicorn already
+  reads and drops an unread body.)
+
 A connection that misses a deadline is closed.  The timers are only set when a
 head or a body is still incomplete once the bytes at hand are parsed, so the
 usual request (head and body in one read) costs no timer at all.
@@ -28,6 +36,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HEAD_TOO_LARGE = "avasam.head_too_large"
 HEADERS_KEPT = 32  # headers kept (and stored) from a head that is too large
 HEADER_VALUE_KEPT = 256  # bytes kept of each of those values
+LINGER_BYTES = 64 * 1024 * 1024  # dropped at most after an answer that ends the connection
+LINGER_SECONDS = 5.0  # and for at most this long
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_activity = 0.0
         self._in_head = False
         self._in_body = False
+        self._lingering: asyncio.TimerHandle | None = None
+        self._linger_left = 0
 
     # --- the head ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -60,6 +72,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:  # the answer is out: drop the rest of the body
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:
+                self.transport.close()
+            return
         super().data_received(data)
         if self._in_head and self._head_timer is None:
             self._arm_head_timer()
@@ -98,6 +115,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = True
         self._body_activity = self.loop.time()
         super().on_headers_complete()
+        if self.cycle is not None and not self.cycle.keep_alive:
+            self.cycle.transport = _LingeringClose(self)  # type: ignore[assignment]
+
+    def close_after_answer(self) -> None:
+        """The cycle's close: at once when the request was read whole, else lingering."""
+        if self.cycle is None or not self.cycle.more_body or self.transport.is_closing():
+            self.transport.close()
+            return
+        self._in_body = False  # the body deadline no longer applies; the linger's does
+        self._linger_left = LINGER_BYTES
+        self._lingering = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self.transport.write_eof()  # after the answer already written
+        self.flow.resume_reading()
 
     # --- the body ----------------------------------------------------------------
     def on_body(self, body: bytes) -> None:
@@ -127,8 +157,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._head_timer, self._body_timer):
+        for timer in (self._head_timer, self._body_timer, self._lingering):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
         super().connection_lost(exc)
+
+
+class _LingeringClose:
+    """The transport as a request's cycle sees it when the connection ends with the
+    answer: closing it lingers (see the module's docstring); all else is the transport."""
+
+    def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
