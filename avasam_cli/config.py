@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,10 @@ FIELDS = (
     "auth_scheme",
     "allow_insecure_base_url",
 )
+FIELD_TYPES: Mapping[str, str] = {
+    "listen_port": 'a port number (20603 or "20603")',
+    "allow_insecure_base_url": "true or false",
+}
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
 DEFAULTS: Mapping[str, str] = {
@@ -181,12 +185,25 @@ def check_profile_name(name: str) -> str:
 
 @dataclass
 class ConfigFile:
-    """The TOML document holding every profile; never overwritten when it cannot be parsed."""
+    """The TOML document holding every profile; never overwritten when it cannot be parsed.
+
+    Reading it also checks it: unknown keys and tables become warnings naming the
+    file, the line and the closest known name, because a misspelled key is otherwise
+    silently ignored (and a misspelled verification token would be replaced).
+    """
 
     path: Path
     warnings: list[str] = field(default_factory=list)
+    # profile -> (field, the misspelled key, its line): keys that look like a known field
+    near_misses: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
+    _document: dict[str, Any] | None = None
 
     def read(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = self._load()
+        return self._document
+
+    def _load(self) -> dict[str, Any]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -202,7 +219,8 @@ class ConfigFile:
                 "it will be tightened to 0600 on the next `avasam configure`"
             )
         try:
-            document = tomllib.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
+            document = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(
                 f"config file {self.path} is not valid TOML ({error}); "
@@ -216,20 +234,63 @@ class ConfigFile:
                 f"config file {self.path}: [profiles] must hold one table per profile; "
                 "fix it or move it away and run `avasam configure` (it was left untouched)"
             )
+        self._check_names(document, text)
         return document
+
+    def _check_names(self, document: Mapping[str, Any], text: str) -> None:
+        lines = text.splitlines()
+        for key, value in document.items():
+            if key == "profiles":
+                continue
+            guess = _closest(key, ["profiles"])
+            self._unknown(f"table or key '{key}'", _line_of(lines, key), guess, "profiles")
+            if guess and isinstance(value, dict):  # [profile.default]: look inside too
+                for name, table in value.items():
+                    if isinstance(table, dict):
+                        for field_name in table:
+                            close = _closest(field_name, FIELDS, exact=True)
+                            if close:
+                                line = _line_of(lines, field_name)
+                                self.near_misses.setdefault(name, []).append(
+                                    (close, f"{key}.{name}.{field_name}", line)
+                                )
+        for name, table in document.get("profiles", {}).items():
+            for key in table:
+                if key in FIELDS:
+                    continue
+                guess = _closest(key, FIELDS)
+                line = _line_of(lines, key)
+                self._unknown(f"key '{key}' in [profiles.{name}]", line, guess, "a known setting")
+                if guess:
+                    self.near_misses.setdefault(name, []).append((guess, key, line))
+
+    def _unknown(self, what: str, line: int, guess: str | None, otherwise: str) -> None:
+        where = f"{self.path}:{line}" if line else str(self.path)
+        hint = f"did you mean {guess}?" if guess else f"expected {otherwise}"
+        self.warnings.append(f"{where}: unknown {what} ({hint}); it is ignored")
 
     def profile(self, name: str) -> dict[str, str]:
         table = self.read().get("profiles", {}).get(name, {})
         values: dict[str, str] = {}
-        for key, value in table.items():
-            if key in FIELDS and not isinstance(value, str):
+        for key, raw in table.items():
+            if key not in FIELDS:
+                continue
+            value = raw
+            if isinstance(raw, bool) and key == "allow_insecure_base_url":
+                value = "true" if raw else "false"
+            elif isinstance(raw, int) and not isinstance(raw, bool) and key == "listen_port":
+                value = str(raw)
+            if not isinstance(value, str):
                 raise ConfigError(
-                    f"config file {self.path}: profiles.{name}.{key} must be a string; "
-                    f"fix it or run `avasam configure --profile {name}`"
+                    f"config file {self.path}: profiles.{name}.{key} must be "
+                    f"{FIELD_TYPES.get(key, 'a string')}; fix it, or run "
+                    f"`avasam --profile {name} configure`"
                 )
-            if key in FIELDS:
-                values[key] = value
+            values[key] = value
         return values
+
+    def has_profile(self, name: str) -> bool:
+        return name in self.read().get("profiles", {})
 
     def profile_names(self) -> list[str]:
         return sorted(self.read().get("profiles", {}))
@@ -238,6 +299,7 @@ class ConfigFile:
         """Merge `updates` into profile `name`, keeping every other profile and key."""
         import tomli_w
 
+        self._document = None  # read afresh: another command may have written meanwhile
         document = self.read()
         profiles = document.setdefault("profiles", {})
         profiles.setdefault(name, {}).update(updates)
@@ -250,11 +312,28 @@ class ConfigFile:
             ) from None
 
 
+def _closest(word: str, known: Sequence[str], exact: bool = False) -> str | None:
+    """The known name `word` most likely misspells (or is, with `exact`), if any."""
+    import difflib
+
+    if exact and word in known:
+        return word
+    matches = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.7)
+    return matches[0] if matches else None
+
+
+def _line_of(lines: Sequence[str], key: str) -> int:
+    """The 1-based line where `key` is assigned or opens a table; 0 if not found."""
+    pattern = re.compile(rf"""^\s*(\[+\s*)?["']?{re.escape(key)}["']?\s*(=|\.|\])""")
+    return next((n for n, line in enumerate(lines, 1) if pattern.match(line)), 0)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
     value: str | None
     source: str  # "flag", "environment", "profile", "default" or "unset"
+    problem: str | None = None  # why the value is unusable (lenient resolution only)
 
     @property
     def shown(self) -> str:
@@ -277,14 +356,18 @@ class Settings:
         return self.values[name].value
 
     def require(self, name: str) -> str:
-        value = self.values[name].value
-        if value:
-            return value
+        setting = self.values[name]
+        if setting.problem:
+            raise ConfigError(setting.problem)
+        if setting.value:
+            return setting.value
         flag = name.replace("_", "-")
         profile_hint = "" if self.profile == DEFAULT_PROFILE else f" --profile {self.profile}"
+        command = f"avasam{profile_hint} configure"
+        if name == "verification_token":
+            command += " --generate-verification-token"
         raise ConfigError(
-            f"no {LABELS[name]} for profile '{self.profile}': "
-            f"run `avasam configure{profile_hint}`, "
+            f"no {LABELS[name]} for profile '{self.profile}': run `{command}`, "
             f"or set {ENV_VARS[name]} (or pass --{flag} where the command offers it)"
         )
 
@@ -302,8 +385,14 @@ def resolve(
     profile_flag: str | None = None,
     flags: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
+    lenient: bool = False,
 ) -> Settings:
-    """Combine flags, environment, the chosen profile and defaults into effective settings."""
+    """Combine flags, environment, the chosen profile and defaults into effective settings.
+
+    A bad value is a ConfigError naming where it came from; with `lenient` (for
+    `config show` and `doctor`, which must run to diagnose it) it is kept as given,
+    with the error in `Setting.problem`.
+    """
     env = os.environ if environ is None else environ
     flags = flags or {}
     profile, profile_source = choose_profile(profile_flag, env)
@@ -317,7 +406,37 @@ def resolve(
             ("default", DEFAULTS.get(name)),
         )
         source, value = next(((s, v) for s, v in candidates if v), ("unset", None))
+        problem = None
         if value is not None and name in NORMALIZERS:
-            value = NORMALIZERS[name](value)
-        values[name] = Setting(name, value, source)
+            try:
+                value = NORMALIZERS[name](value)
+            except ConfigError as error:
+                problem = f"{error.message} (from {_origin(name, source, config, profile)})"
+                if not lenient:
+                    raise ConfigError(problem) from None
+        values[name] = Setting(name, value, source, problem)
     return Settings(profile, profile_source, values)
+
+
+def _origin(name: str, source: str, config: ConfigFile, profile: str) -> str:
+    if source == "flag":
+        return f"--{name.replace('_', '-')}"
+    if source == "environment":
+        return f"the environment variable {ENV_VARS[name]}"
+    if source == "profile":
+        return f"{config.path}, [profiles.{profile}] {name}"
+    return "the default"
+
+
+def check_profile_exists(config: ConfigFile, profile: str, source: str) -> None:
+    """Raise the error for a profile named by --profile or AVASAM_PROFILE that the file
+    does not hold."""
+    names = config.profile_names()
+    guess = _closest(profile, names)
+    hint = f"did you mean {guess}? " if guess else ""
+    known = f"profiles: {', '.join(names)}" if names else "no profiles yet"
+    given = "--profile" if source == "flag" else PROFILE_ENV
+    raise ConfigError(
+        f"no profile '{profile}' (from {given}) in {config.path} ({known}); {hint}"
+        f"create it with `avasam --profile {profile} configure`"
+    )

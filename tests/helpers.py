@@ -92,7 +92,9 @@ def free_port() -> int:
 def serve_in_thread(app: Starlette) -> Iterator[str]:
     """A real uvicorn server on a free port, stopped when the block ends."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -230,6 +230,7 @@ def test_wrongly_typed_value_is_config_error(cli: Cli) -> None:
     result = cli("config", "show")
     assert result.exit_code == 2
     assert "must be a string" in result.stderr
+    assert "`avasam --profile default configure`" in result.stderr  # a command that works
 
 
 def test_unreadable_config_is_config_error(cli: Cli) -> None:
@@ -293,13 +294,20 @@ def test_no_terminal_no_prompt(cli: Cli) -> None:
     assert not config_file().exists()
 
 
-def test_require_names_the_fix() -> None:
-    """A missing value names `avasam configure` and the environment variable."""
+def test_require_names_the_fix(cli: Cli) -> None:
+    """A missing value names a command that works, and the environment variable."""
+    import re
+    import shlex
+
     settings = resolve(ConfigFile(Path("/nonexistent/config.toml")), "staging", environ={})
     with pytest.raises(ConfigError) as caught:
         settings.require("verification_token")
-    assert "avasam configure --profile staging" in caught.value.message
     assert "AVASAM_VERIFICATION_TOKEN" in caught.value.message
+    quoted = re.search(r"`(avasam [^`]+)`", caught.value.message)
+    assert quoted is not None
+    assert quoted[1] == "avasam --profile staging configure --generate-verification-token"
+    ran = cli(*shlex.split(quoted[1])[1:])
+    assert ran.exit_code == 0, ran.output
 
 
 def test_write_is_atomic_on_failure(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
@@ -357,3 +365,89 @@ def test_plain_http_base_url_to_another_machine_is_refused(
     monkeypatch.setenv("AVASAM_SECRET_KEY", "sk-1")
     used = cli("ack", "a")
     assert used.exit_code == 2 and "in clear" in used.stderr
+
+
+def write_config(text: str) -> Path:
+    path = config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_misspelled_keys_are_named_with_their_line(cli: Cli) -> None:
+    """Unknown keys and tables: a warning with file, line and the closest name, for every
+    command (here `events list`, which reads no setting)."""
+    path = write_config(
+        '[profiles.default]\nconsumer_key = "ck"\nverification_tokn = "abc"\n\n'
+        '[profile.staging]\nconsumer_key = "x"\n'
+    )
+    result = cli("config", "show")
+    assert f"{path}:3: unknown key 'verification_tokn' in [profiles.default] (did you mean " \
+        "verification_token?)" in result.stderr  # fmt: skip
+    assert f"{path}:5: unknown table or key 'profile' (did you mean profiles?)" in result.stderr
+    assert result.stderr.count("verification_tokn") == 1  # said once
+
+
+def test_listen_never_replaces_a_misspelled_token(cli: Cli) -> None:
+    """With a near-miss key, `listen` stops (exit 2) instead of generating a new token."""
+    path = write_config('[profiles.default]\nverification_tokn = "the-real-one"\n')
+    result = cli("listen", "--port", "0")
+    assert result.exit_code == 2
+    assert f"{path}:2: 'verification_tokn' looks like a misspelled verification_token" in (
+        result.stderr
+    )
+    assert "verification_token =" not in path.read_text()  # nothing generated or saved
+
+
+def test_natural_toml_types_are_accepted(cli: Cli) -> None:
+    """A port written as an integer, a yes/no as a boolean."""
+    write_config("[profiles.default]\nlisten_port = 20603\nallow_insecure_base_url = true\n")
+    result = cli("config", "show", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["listen_port"]["value"] == "20603"
+    assert document["allow_insecure_base_url"]["value"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("where", "origin"),
+    [
+        ("environment", "the environment variable AVASAM_BASE_URL"),
+        ("profile", "[profiles.default] base_url"),
+    ],
+)
+def test_bad_values_name_their_source_and_diagnostics_still_run(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, where: str, origin: str
+) -> None:
+    if where == "environment":
+        monkeypatch.setenv("AVASAM_BASE_URL", "app.avasam.com")
+    else:
+        write_config('[profiles.default]\nbase_url = "app.avasam.com"\n')
+    failing = cli("ack", "x")
+    assert failing.exit_code == 2
+    assert "malformed base URL 'app.avasam.com'" in failing.stderr and origin in failing.stderr
+    shown = cli("config", "show")
+    assert shown.exit_code == 1
+    assert "base_url" in shown.stdout and origin in shown.stderr  # the table, then the problem
+    doctor = cli("doctor", "--offline")
+    assert doctor.exit_code == 1
+    assert "FAIL  setting base_url: malformed base URL" in doctor.stdout
+    assert "event store writable" in doctor.stdout  # the other checks ran
+
+
+def test_an_unknown_profile_is_an_error_with_the_closest_name(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config('[profiles.default]\nconsumer_key = "a"\n[profiles.staging]\nconsumer_key = "b"\n')
+    for args in (["-p", "stagging", "listen"], ["-p", "stagging", "config", "show"],
+                 ["-p", "stagging", "events", "list"]):  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert "no profile 'stagging'" in result.stderr
+        assert "did you mean staging?" in result.stderr
+        assert "`avasam --profile stagging configure`" in result.stderr
+    monkeypatch.setenv("AVASAM_PROFILE", "stagging")
+    assert "(from AVASAM_PROFILE)" in cli("config", "show").stderr
+    created = cli("-p", "stagging", "configure", "--consumer-key", "c")
+    assert created.exit_code == 0, created.output  # configure creates it
+    assert cli("-p", "stagging", "config", "show").exit_code == 0

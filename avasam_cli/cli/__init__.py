@@ -7,6 +7,7 @@ inside the commands that need them, so `avasam --help` starts quickly.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -64,6 +65,20 @@ def root(
 ) -> None:
     """Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error."""
     ctx.obj = State(profile=profile)
+    if ctx.invoked_subcommand != "configure" and (profile or "AVASAM_PROFILE" in os.environ):
+        _check_profile_exists(profile)
+
+
+def _check_profile_exists(flag: str | None) -> None:
+    """A named profile must exist, or a typo would run with nothing configured (only
+    `configure` creates one)."""
+    from avasam_cli.cli._context import config_file
+    from avasam_cli.config import check_profile_exists, choose_profile
+
+    name, source = choose_profile(flag, os.environ)
+    config = config_file()
+    if source != "default" and not config.has_profile(name):
+        check_profile_exists(config, name, source)
 
 
 # In the order `avasam --help` lists them.

@@ -64,9 +64,33 @@ def settings(
     ctx: typer.Context, config: ConfigFile | None = None, /, **flags: str | None
 ) -> Settings:
     """The effective settings: these flags, then the environment, the profile, defaults."""
+    return _settings(ctx, config or config_file(), flags, lenient=False)
+
+
+def lenient_settings(ctx: typer.Context, **flags: str | None) -> Settings:
+    """As `settings`, but a bad value is kept and marked: for the commands that
+    diagnose it (`config show`, `doctor`)."""
+    return _settings(ctx, config_file(), flags, lenient=True)
+
+
+def _settings(
+    ctx: typer.Context, config: ConfigFile, flags: Mapping[str, str | None], lenient: bool
+) -> Settings:
     from avasam_cli.config import resolve
 
-    return resolve(config or config_file(), profile_flag(ctx), flags)
+    try:
+        return resolve(config, profile_flag(ctx), flags, lenient=lenient)
+    finally:
+        say_config_warnings(config)  # a misspelled key may be why a value is missing
+
+
+def say_config_warnings(config: ConfigFile) -> None:
+    """Print what reading the config file found (unknown keys...), once."""
+    from avasam_cli import output
+
+    for warning in config.warnings:
+        output.warn(warning)
+    config.warnings.clear()
 
 
 def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[str, str | None]:

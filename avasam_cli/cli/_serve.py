@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from avasam_cli.defaults import HEALTH_PATH
-from avasam_cli.errors import UsageError
+from avasam_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     import socket
@@ -112,6 +112,13 @@ def ensure_token(resolved: Settings, config: ConfigFile) -> str:
         if warning:
             output.warn(warning)
         return token
+    for field_name, key, line in config.near_misses.get(resolved.profile, []):
+        if field_name == "verification_token":
+            raise ConfigError(
+                f"{config.path}:{line}: '{key}' looks like a misspelled verification_token; "
+                "fix the key (a new token is not generated while it is there: Avasam signs "
+                "with the token you chose)"
+            )
     token = generate_verification_token()
     config.save_profile(resolved.profile, {"verification_token": token})
     output.info(
@@ -301,6 +308,7 @@ def serve(
         uvicorn.Config(
             app,
             http=protocol_with(limits),
+            ws="none",  # no WebSocket endpoint: nor the import of a websockets library
             log_level="warning",
             access_log=False,  # our own lines replace uvicorn's access log
             lifespan="on",

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from avasam_cli.cli._context import config_file, group, profile_flag
+from avasam_cli.cli._context import config_file, group, profile_flag, say_config_warnings
 from avasam_cli.cli._options import JsonOption
+from avasam_cli.errors import AlreadyReported
 
 if TYPE_CHECKING:
     from avasam_cli.config import ConfigFile, Settings
@@ -20,8 +21,7 @@ def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None
     from avasam_cli import output
     from avasam_cli.config import FIELDS
 
-    for warning in config.warnings:
-        output.warn(warning)
+    say_config_warnings(config)
     if as_json:
         document: dict[str, dict[str, str | None]] = {
             "profile": {"value": settings.profile, "source": settings.profile_source}
@@ -31,12 +31,20 @@ def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None
             document[name] = {
                 "value": setting.shown if setting.value else None,
                 "source": setting.source,
+                **({"problem": setting.problem} if setting.problem else {}),
             }
         output.out(json.dumps(document, indent=2))
+        if any(setting.problem for setting in settings.values.values()):
+            raise AlreadyReported
         return
     rows = [("setting", "value", "source"), ("profile", settings.profile, settings.profile_source)]
     rows += [(name, settings.values[name].shown, settings.values[name].source) for name in FIELDS]
     output.table(rows)
+    problems = [setting.problem for setting in settings.values.values() if setting.problem]
+    for problem in problems:
+        output.error(problem)
+    if problems:
+        raise AlreadyReported
 
 
 def show_paths(where: Locations, as_json: bool) -> None:
@@ -61,7 +69,7 @@ def show(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from avasam_cli.config import resolve
 
     config = config_file()
-    show_settings(resolve(config, profile_flag(ctx)), config, as_json)
+    show_settings(resolve(config, profile_flag(ctx), lenient=True), config, as_json)
 
 
 def path(as_json: JsonOption = False) -> None:

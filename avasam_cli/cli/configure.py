@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from avasam_cli.cli._context import config_file, profile_flag, read_stdin_values
+from avasam_cli.cli._context import (
+    config_file,
+    profile_flag,
+    read_stdin_values,
+    say_config_warnings,
+)
 from avasam_cli.cli._options import STDIN_HELP
 from avasam_cli.errors import UsageError
 
@@ -86,8 +91,7 @@ def save(
         if warning:
             output.warn(warning)
 
-    for warning in config.warnings:
-        output.warn(warning)
+    say_config_warnings(config)
     if not updates:
         output.info(f"Nothing changed in profile '{profile}' ({config.path}).")
         return

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.cli._context import client_for, settings
+from avasam_cli.cli._context import client_for, lenient_settings
 from avasam_cli.cli._options import BaseUrlOption
 from avasam_cli.errors import AlreadyReported, AvasamError, ConfigError
 
@@ -27,7 +27,11 @@ def _configuration(resolved: Settings) -> str:
 def _token_strength(resolved: Settings) -> str:
     from avasam_cli.config import token_length_warning
 
-    token = resolved.require("verification_token")
+    token = resolved.get("verification_token")
+    if not token:
+        raise ConfigError(
+            "no token to measure: `avasam configure --generate-verification-token` makes one"
+        )
     warning = token_length_warning(token)
     if warning:
         raise ConfigError(warning)
@@ -65,8 +69,30 @@ def _port(resolved: Settings) -> str:
     from avasam_cli.net import bind
 
     host, port = resolved.require("listen_host"), int(resolved.require("listen_port"))
-    bind(host, port, option_hint="with `avasam configure --listen-port`").close()
+    try:
+        bind(host, port, option_hint="with `avasam configure --listen-port`").close()
+    except ConfigError:
+        listener = _avasam_listener_at(host, port)
+        if listener is None:
+            raise
+        return f"{host}:{port} is held by a running `avasam listen` ({listener})"
     return f"{host}:{port} is free"
+
+
+def _avasam_listener_at(host: str, port: int) -> str | None:
+    """What an avasam listener on that port says of itself at /healthz, or None."""
+    import httpx
+
+    from avasam_cli.defaults import HEALTH_PATH
+    from avasam_cli.net import local_base_url
+
+    try:
+        answer = httpx.get(local_base_url(host, str(port)) + HEALTH_PATH, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(answer, dict) or "version" not in answer:
+        return None
+    return f"avasam-cli {answer['version']}, {answer.get('status')}"
 
 
 def _report_tunnel_tools() -> None:
@@ -89,6 +115,10 @@ def _report_tunnel_tools() -> None:
 def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
     from avasam_cli import output
 
+    for setting in resolved.values.values():
+        if setting.problem:
+            output.check_line(False, f"setting {setting.name}: {setting.problem}")
+    failures = sum(1 for setting in resolved.values.values() if setting.problem)
     checks: list[Check] = [
         ("configuration complete", lambda: _configuration(resolved)),
         ("verification token at least 32 bytes", lambda: _token_strength(resolved)),
@@ -100,7 +130,6 @@ def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
         ("event store writable", lambda: _store(where)),
         ("listener port free", lambda: _port(resolved)),
     ]
-    failures = 0
     for what, check in checks:
         try:
             note = check()
@@ -127,7 +156,7 @@ def doctor(
     """Check configuration, token strength, credentials, the store and the listener port."""
     from avasam_cli.paths import locations
 
-    run_checks(settings(ctx, base_url=base_url), locations(), offline)
+    run_checks(lenient_settings(ctx, base_url=base_url), locations(), offline)
 
 
 def register(app: typer.Typer) -> None:

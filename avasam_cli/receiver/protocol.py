@@ -115,7 +115,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = True
         self._body_activity = self.loop.time()
         super().on_headers_complete()
-        if self.cycle is not None and not self.cycle.keep_alive:
+        if self.cycle is not None:  # whether it ends the connection may be decided later
             self.cycle.transport = _LingeringClose(self)  # type: ignore[assignment]
 
     def close_after_answer(self) -> None:
@@ -171,6 +171,7 @@ class _LingeringClose:
     def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
+        self.write = protocol.transport.write  # the one call on every answer: no indirection
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
