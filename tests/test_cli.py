@@ -114,3 +114,30 @@ def test_kinds_registry_drives_the_cli_and_the_receiver() -> None:
 
     assert [kind.value for kind in Kind] == list(KIND_NAMES)
     assert ReceiverSettings("token").paths == {n: k.default_path for n, k in KINDS.items()}
+
+
+def test_plain_avasam_shows_the_help_and_succeeds(cli: Cli) -> None:
+    result = cli()
+    assert result.exit_code == 0
+    assert "send-test" in result.stdout and "listen" in result.stdout
+
+
+def test_verify_on_a_terminal_says_what_it_expects(isolated_home: Path) -> None:
+    """No file and a terminal on stdin: an explanation and exit 2, not a silent wait."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "avasam_cli", "verify"],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "AVASAM_VERIFICATION_TOKEN": "t" * 40},
+        )
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert run.returncode == 2
+    assert "avasam verify body.json" in run.stderr

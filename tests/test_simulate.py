@@ -346,3 +346,36 @@ def test_load_runs_attempt_no_import_per_request(listener: ListenProcess) -> Non
         del sys.meta_path[0]
     assert result.statuses == {"200 ok": 300}
     assert attempts == []
+
+
+def test_send_test_and_replay_take_the_listener_port(
+    cli: Cli, listener: ListenProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--port reaches a listener on another port than the profile's; the error for an
+    empty port names it and suggests --port."""
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    sent = cli("send-test", "--port", str(listener.port), "--request-id", "port-flag-1")
+    assert sent.exit_code == 0, sent.output
+    monkeypatch.setenv("AVASAM_HOME", str(listener.home))
+    replayed = cli("events", "replay", "port-flag-1", "--port", str(listener.port))
+    assert replayed.exit_code == 0, replayed.output
+    assert "duplicate" in replayed.stdout
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        empty = sock.getsockname()[1]
+    missing = cli("send-test", "--port", str(empty))
+    assert missing.exit_code == 1
+    assert f"(port {empty})" in missing.stderr and "--port" in missing.stderr
+    both = cli("send-test", "--port", "1", "--url", "http://127.0.0.1:1/webhooks/stock")
+    assert both.exit_code == 2
+
+
+def test_the_kind_follows_the_url(
+    cli: Cli, listener: ListenProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--url .../webhooks/price sends a price update unless a kind is given."""
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    result = cli("send-test", "--url", f"{listener.url}/webhooks/price", "--request-id", "k-1")
+    assert result.exit_code == 0, result.output
+    forced = cli("send-test", "stock", "--url", f"{listener.url}/webhooks/price")
+    assert forced.exit_code == 1  # a stock body on the price endpoint: refused, as asked

@@ -33,7 +33,7 @@ app = typer.Typer(
     name="avasam",
     help="The command-line companion for Avasam sellers: verify, store and simulate Avasam's "
     "stock and price webhooks, and acknowledge them through the API.",
-    no_args_is_help=True,
+    invoke_without_command=True,  # plain `avasam` shows the help and exits 0 (see root)
     pretty_exceptions_show_locals=False,  # locals would include secrets
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
@@ -65,6 +65,9 @@ def root(
 ) -> None:
     """Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error."""
     ctx.obj = State(profile=profile)
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit(0)
     if ctx.invoked_subcommand != "configure" and (profile or "AVASAM_PROFILE" in os.environ):
         _check_profile_exists(profile)
 

@@ -35,6 +35,21 @@ LeewayOption = Annotated[
 ]
 
 
+ListenerHostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host", help="The local listener's host (default: the profile's, else 127.0.0.1)."
+    ),
+]
+ListenerPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port", help="The local listener's port (default: the profile's, else 8787).", min=1,
+        max=65535,
+    ),
+]  # fmt: skip
+
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

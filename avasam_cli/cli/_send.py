@@ -22,9 +22,12 @@ def connection_failure(
     if isinstance(error, httpx.TimeoutException | TimeoutError):
         return NetworkError(f"timed out after {timeout:g} s waiting for {url}")
     if isinstance(error, httpx.ConnectError | ConnectionRefusedError):
+        from urllib.parse import urlsplit
+
+        port = urlsplit(url).port
         return NetworkError(
-            f"nothing is listening at {url}: start `avasam listen` in another terminal, "
-            f"or pass {url_option}"
+            f"nothing is listening at {url} (port {port}): start `avasam listen` in another "
+            f"terminal, or pass --port (the listener's port) or {url_option}"
         )
     return NetworkError(f"request to {url} failed: {error}")
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.cli._context import group, settings
-from avasam_cli.cli._options import KIND_CHOICES, Kind
+from avasam_cli.cli._context import group
+from avasam_cli.cli._options import KIND_CHOICES, Kind, ListenerHostOption, ListenerPortOption
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -134,18 +134,20 @@ def replay(
         str | None, typer.Option(help="Where to send it (default: the local listener).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 10.0,
+    host: ListenerHostOption = None,
+    port: ListenerPortOption = None,
 ) -> None:
     """Send a stored request again, body and headers as received, and show the answer."""
     from avasam_cli.cli._send import post_and_show
+    from avasam_cli.cli.send_test import local_listener_url
     from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
     from avasam_cli.delivery.forward import passed_on
-    from avasam_cli.net import local_base_url
     from avasam_cli.store.events import REDACTED
 
-    resolved = settings(ctx)
+    if to is not None and (host or port):
+        raise UsageError("give --to, or --host/--port for the local listener, not both")
     event = _find(key)
-    base = local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
-    target = to or base + DEFAULT_WEBHOOK_PATHS[event.kind]
+    target = to or local_listener_url(ctx, host, port) + DEFAULT_WEBHOOK_PATHS[event.kind]
     headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
     response = post_and_show(target, event.body, headers, timeout, url_option="--to")
     if not response.is_success:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from avasam_cli.cli._context import settings, verification_token_for
-from avasam_cli.cli._options import DEFAULT_KIND, KIND_CHOICES, Kind, TokenOption
+from avasam_cli.cli._options import (
+    DEFAULT_KIND,
+    KIND_CHOICES,
+    Kind,
+    ListenerHostOption,
+    ListenerPortOption,
+    TokenOption,
+)
 from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
 from avasam_cli.errors import UsageError
 
@@ -133,6 +140,8 @@ def send_test(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for each answer.", min=0.1)
     ] = 10.0,
+    host: ListenerHostOption = None,
+    port: ListenerPortOption = None,
 ) -> None:
     """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
     from avasam_cli.cli._simulate import ItemOptions, build_body, send_load, send_one, tampered
@@ -140,9 +149,15 @@ def send_test(
     signing_options = _signing_options(
         ctx, verification_token, request_id, on, alg, expires_in, iat
     )
-    item_options = ItemOptions(kind.value, tuple(sku or ()), quantity, price, items, data_file)
+    if url is not None and (host or port):
+        raise UsageError("give --url, or --host/--port for the local listener, not both")
+    chosen = kind.value
+    given = ctx.get_parameter_source("kind")
+    if url is not None and (given is None or given.name == "DEFAULT"):
+        chosen = kind_of_url(url) or chosen  # --url .../webhooks/price sends a price update
+    item_options = ItemOptions(chosen, tuple(sku or ()), quantity, price, items, data_file)
     if url is None:
-        url = local_listener_url(ctx) + DEFAULT_WEBHOOK_PATHS[kind.value]
+        url = local_listener_url(ctx, host, port) + DEFAULT_WEBHOOK_PATHS[chosen]
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
     if count > 1:
@@ -154,12 +169,20 @@ def send_test(
     send_one(url, body, timeout, tamper.value if tamper else None)
 
 
-def local_listener_url(ctx: typer.Context) -> str:
-    """The base URL of `avasam listen` on this machine, from the profile's address."""
+def local_listener_url(ctx: typer.Context, host: str | None, port: int | None) -> str:
+    """The base URL of `avasam listen` on this machine: --host/--port, else the profile's."""
     from avasam_cli.net import local_base_url
 
-    resolved = settings(ctx)
+    resolved = settings(ctx, listen_host=host, listen_port=None if port is None else str(port))
     return local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+
+
+def kind_of_url(url: str) -> str | None:
+    """The kind whose endpoint path `url` ends with, if any (the listener's default paths)."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path.rstrip("/")
+    return next((kind for kind, p in DEFAULT_WEBHOOK_PATHS.items() if path == p), None)
 
 
 def register(app: typer.Typer) -> None:

@@ -99,6 +99,11 @@ def verify_command(
     """Verify a saved webhook body offline with your verification token."""
     if source == "-" and verification_token == "-":  # noqa: S105 - the stdin marker
         raise UsageError("the body and the token cannot both come from standard input")
+    if source == "-" and sys.stdin.isatty():  # it would wait, silently, for a paste
+        raise UsageError(
+            "verify checks a saved webhook body: give its file (avasam verify body.json), "
+            "or pipe one in (avasam sign-test-payload | avasam verify)"
+        )
     token = verification_token_for(ctx, verification_token)
     show_verdict(source, kind.value if kind else None, token, leeway, as_json)
 
