@@ -379,3 +379,29 @@ def test_the_kind_follows_the_url(
     assert result.exit_code == 0, result.output
     forced = cli("send-test", "stock", "--url", f"{listener.url}/webhooks/price")
     assert forced.exit_code == 1  # a stock body on the price endpoint: refused, as asked
+
+
+def test_verify_says_how_much_leeway_an_old_body_needs(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expired body with a good signature: said so, with the --leeway that accepts it."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from avasam_cli.webhooks import sign
+
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    body = json.loads(signed_body(request_id="old-1"))
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    body["token"] = sign.sign_token("old-1", TOKEN, now=two_hours_ago)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(body))
+    refused = cli("verify", str(path))
+    assert refused.exit_code == 1
+    assert "The signature itself is valid" in refused.stdout
+    needed = re.search(r"--leeway (\d+)", refused.stdout)
+    assert needed is not None and 6900 < int(needed[1]) < 7000
+    assert cli("verify", str(path), "--leeway", needed[1]).exit_code == 0
+    forged = dict(body, token=sign.sign_token("old-1", "another" * 6, now=two_hours_ago))
+    path.write_text(json.dumps(forged))
+    assert "--leeway" not in cli("verify", str(path)).stdout  # a bad signature is not a time

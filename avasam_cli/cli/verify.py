@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,33 @@ def guess_kind(raw: bytes) -> str:
     return kind_of(first)
 
 
+def _leeway_needed(raw: bytes, kind: str, token: str, refused: Exception) -> int | None:
+    """For a body refused only for its time (expired, not yet valid): the whole seconds
+    of --leeway that would accept it; None when anything else is wrong too."""
+    import math
+    import time
+
+    import jwt
+
+    from avasam_cli.webhooks.contract import Reason, VerificationError
+    from avasam_cli.webhooks.verify import verify
+
+    timing = (Reason.EXPIRED, Reason.NOT_YET_VALID)
+    if not isinstance(refused, VerificationError) or refused.reason not in timing:
+        return None
+    try:
+        verify(raw, kind, token, leeway=10**10)  # everything but the time
+        claims = jwt.decode(
+            json.loads(raw)["token"], options={"verify_signature": False}, algorithms=None
+        )
+    except (VerificationError, jwt.PyJWTError, ValueError, KeyError, TypeError):
+        return None
+    now = time.time()
+    gaps = [now - claims["exp"]] if isinstance(claims.get("exp"), int | float) else []
+    gaps += [claims[c] - now for c in ("nbf", "iat") if isinstance(claims.get(c), int | float)]
+    return math.ceil(max(gaps)) + 1 if gaps else None
+
+
 def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_json: bool) -> None:
     import json
 
@@ -49,6 +77,7 @@ def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_js
     try:
         update = verify(raw, chosen, token, leeway)
     except VerificationError as refused:
+        needed = _leeway_needed(raw, chosen, token, refused)
         if as_json:
             output.out(
                 json.dumps(
@@ -57,11 +86,17 @@ def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_js
                         "kind": chosen,
                         "reason": refused.reason.value,
                         "detail": refused.detail,
+                        **({"leeway_needed": needed} if needed is not None else {}),
                     }
                 )
             )
         else:
             output.out(f"INVALID {chosen} update: {refused.reason.value}: {refused.detail}")
+            if needed is not None:
+                output.out(
+                    "The signature itself is valid (made with this verification token); only "
+                    f"the time is off: --leeway {needed} would accept it."
+                )
         raise AlreadyReported from None
     if as_json:
         output.out(

@@ -24,7 +24,7 @@ from avasam_cli.webhooks.kinds import KINDS
 
 Say = Callable[[str], None]
 # What the forwarding warnings recommend for resending what a target missed.
-RESEND_HINT = "`avasam events replay` can resend them"
+RESEND_HINT = "`avasam events replay ID --to URL` resends one"
 
 
 @dataclass
