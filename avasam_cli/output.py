@@ -63,11 +63,13 @@ def table(rows: Sequence[Sequence[str]], stream: TextIO | None = None) -> None:
     target = stream or sys.stdout
     from avasam_cli.text import inert
 
-    rows = [[inert(cell) for cell in row] for row in rows]  # cells may come from requests
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    # Cells may come from requests: made inert when measured and when printed, rather
+    # than copied (a listing can hold 100,000 rows).
+    widths = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
-        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print(styled(line.rstrip(), "bold", target) if index == 0 else line.rstrip(), file=target)
+        cells = (inert(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        line = "  ".join(cells).rstrip()
+        print(styled(line, "bold", target) if index == 0 else line, file=target)
 
 
 def plural(count: int, noun: str) -> str:

@@ -44,12 +44,12 @@ def test_reads_return_named_records(tmp_path: Path) -> None:
     """latest, find and pending_acknowledgements answer with StoredEvent records."""
     with open_store(tmp_path / "s.sqlite3") as store:
         store.insert([event("a"), event("b"), event("p", kind="price"), event("a")])
-        latest = store.latest(2)
+        latest = list(store.latest(2))
         assert [(e.id, e.status) for e in latest] == [(4, "duplicate"), (3, "verified")]
         found = store.find("a")
         assert isinstance(found, StoredEvent) and found.id == 1 and found.status == "verified"
         assert store.find("4") is not None and store.find("nope") is None
-        assert store.latest(10, kind="price")[0].request_id == "p"
+        assert next(store.latest(10, kind="price")).request_id == "p"
         assert store.pending_acknowledgements() == ["a", "b"]  # stock only: price is not acked
         store.record_acknowledgement("a", "acknowledged", "200 ok", "2026-11-27T10:00:01+00:00")
         store.record_forward("price", "p", "200", "3 ms ok")
@@ -110,7 +110,7 @@ def test_read_only_access_never_writes(tmp_path: Path) -> None:
     """A reader never migrates (an older store is explained), and never creates a file."""
     missing = tmp_path / "missing.sqlite3"
     with open_store(missing, read_only=True) as store:
-        assert store.latest(5) == []
+        assert list(store.latest(5)) == []
     assert not missing.exists()
     older = tmp_path / "older.sqlite3"
     with sqlite3.connect(older) as conn:
@@ -147,4 +147,16 @@ def test_the_writer_leaves_an_empty_wal_once_idle(tmp_path: Path) -> None:
         while wal.stat().st_size and time.monotonic() < deadline:
             time.sleep(0.05)
         assert wal.stat().st_size == 0
-        assert len(store.latest(5000)) == 2000
+        assert len(list(store.latest(5000))) == 2000
+
+
+def test_a_listing_reads_no_bodies_and_streams(tmp_path: Path) -> None:
+    """`events list` asks for columns only; rows come one at a time."""
+    path = tmp_path / "s.sqlite3"
+    with open_store(path) as store:
+        store.insert([event(f"r-{n}") for n in range(3)])
+        listed = store.latest(10, with_body=False)
+        first = next(listed)
+        assert first.request_id == "r-2" and first.body == b"" and first.headers_json == "[]"
+        assert [e.request_id for e in listed] == ["r-1", "r-0"]
+        assert next(store.latest(1)).body == b'{"data": []}'

@@ -37,6 +37,19 @@ def _ack_state(event: StoredEvent) -> str:
     return event.ack_status or ("pending" if awaited else "")
 
 
+def _row(event: StoredEvent) -> tuple[str, ...]:
+    shown = event.status if event.status != "rejected" else f"rejected ({event.reason})"
+    return (
+        str(event.id),
+        event.received_at[:19].replace("T", " "),
+        event.kind,
+        shown,
+        event.request_id or "-",
+        "" if event.item_count is None else str(event.item_count),
+        _ack_state(event),
+    )
+
+
 def list_events(
     limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
     kind: Annotated[Kind | None, typer.Option(help=f"Only {KIND_CHOICES}.")] = None,
@@ -55,34 +68,26 @@ def list_events(
 
     if status not in (None, *STATUSES):
         raise UsageError("--status takes verified, duplicate or rejected")
+    chosen = kind.value if kind else None
     with open_store(locations().store_file, read_only=True) as store:
-        events = store.latest(limit, kind.value if kind else None, status)
-        total = sum(store.count_by_status().values()) if not events else 0
-    if as_json:
-        for event in events:
-            output.out(json.dumps(event_json(event)))
-        return
-    if not events and total:
-        wanted = " ".join(part for part in (status, kind.value if kind else None) if part)
+        if as_json:  # streamed: one row, body included, at a time
+            for event in store.latest(limit, chosen, status):
+                output.out(json.dumps(event_json(event)))
+            return
+        # The table needs only the columns: no body or headers are read, and each row is
+        # turned into its cells at once.
+        table: list[tuple[str, ...]] = [
+            ("id", "received", "kind", "status", "request id", "items", "ack")
+        ]
+        table += map(_row, store.latest(limit, chosen, status, with_body=False))
+        total = sum(store.count_by_status().values()) if len(table) == 1 else 0
+    if len(table) == 1 and total:
+        wanted = " ".join(part for part in (status, chosen) if part)
         output.info(f"No {wanted} events among {total:,} stored.")
         return
-    if not events:
+    if len(table) == 1:
         output.info("No events stored yet: run `avasam listen` and `avasam send-test`.")
         return
-    table = [("id", "received", "kind", "status", "request id", "items", "ack")]
-    for event in events:
-        shown = event.status if event.status != "rejected" else f"rejected ({event.reason})"
-        table.append(
-            (
-                str(event.id),
-                event.received_at[:19].replace("T", " "),
-                event.kind,
-                shown,
-                event.request_id or "-",
-                "" if event.item_count is None else str(event.item_count),
-                _ack_state(event),
-            )
-        )
     output.table(table)
 
 

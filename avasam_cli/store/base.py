@@ -45,9 +45,14 @@ class EventStore(ResultLog, Protocol):
         """Raise StoreError unless a write transaction can be started now."""
 
     def latest(
-        self, limit: int, kind: str | None = None, status: str | None = None
-    ) -> list[StoredEvent]:
-        """Newest first, optionally of one kind and status."""
+        self,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        """Newest first, optionally of one kind and status, read as they are iterated;
+        without `with_body`, headers and body are left empty (a listing)."""
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""

@@ -46,6 +46,10 @@ _STORED_COLUMNS = (
     "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
     "forward_detail"
 )
+# The same, without the headers and body: what a listing shows.
+_LISTED_COLUMNS = _STORED_COLUMNS.replace(
+    "headers AS headers_json, body", "'[]' AS headers_json, X'' AS body"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -359,34 +363,43 @@ class SqliteStore:
             raise StoreError(f"the event store {self.location} is not writable: {error}") from None
 
     # --- reading -----------------------------------------------------------------
-    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredEvent]:
-        sql = f"SELECT {_STORED_COLUMNS} FROM events WHERE {where} {tail}"  # noqa: S608 - literals
+    def _select(
+        self, where: str, params: Sequence[Any], tail: str = "", columns: str = _STORED_COLUMNS
+    ) -> Iterator[StoredEvent]:
+        sql = f"SELECT {columns} FROM events WHERE {where} {tail}"  # noqa: S608 - literals
         cursor = self.conn.execute(sql, params)
         names = [column[0] for column in cursor.description]
-        return [StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor]
+        return (StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor)
 
     def latest(
-        self, limit: int, kind: str | None = None, status: str | None = None
-    ) -> list[StoredEvent]:
-        """Newest first, optionally of one kind and status."""
+        self,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        """Newest first, optionally of one kind and status, read as they are iterated."""
         return self._select(
             "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
             (kind, kind, status, status, limit),
             "ORDER BY id DESC LIMIT ?",
+            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""
         if id_or_request_id.isdigit():
-            rows = self._select("id = ?", (int(id_or_request_id),))
-            if rows:
-                return rows[0]
-        rows = self._select(
-            "request_id = ?",
-            (id_or_request_id,),
-            "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
+            found = next(self._select("id = ?", (int(id_or_request_id),)), None)
+            if found is not None:
+                return found
+        return next(
+            self._select(
+                "request_id = ?",
+                (id_or_request_id,),
+                "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
+            ),
+            None,
         )
-        return rows[0] if rows else None
 
     def pending_acknowledgements(self) -> list[str]:
         """Request ids of verified updates that need acknowledging and are not yet, oldest first."""
