@@ -59,6 +59,8 @@ def test_events_show(cli: Cli, filled: ListenProcess) -> None:
     shown = cli("events", "show", "ev-1")
     assert shown.exit_code == 0, shown.output
     assert "stock verified" in shown.stdout and "x-trace: t-1" in shown.stdout
+    assert "received again: 1 time, answered as duplicates" in shown.stdout  # the retry
+    assert "from 127.0.0.1:" in shown.stdout.split("received again")[1]
     raw = cli("events", "show", "ev-1", "--raw")
     assert raw.stdout_bytes == filled.body  # type: ignore[attr-defined]
     assert "malformed_json" in cli("events", "show", "3").stdout

@@ -99,6 +99,8 @@ def show(
     import json
 
     from avasam_cli import output
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
     from avasam_cli.text import inert
 
     event = _find(key)
@@ -122,6 +124,13 @@ def show(
         f"{event.ack_detail or ''}".rstrip()
     )
     say(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
+    if event.status == "verified" and event.request_id:
+        with open_store(locations().store_file, read_only=True) as store:
+            again = store.duplicates_of(event.kind, event.request_id)
+        if again:  # how a seller sees that Avasam retried
+            say(f"received again: {output.plural(len(again), 'time')}, answered as duplicates")
+            for received_at, client in again:
+                say(f"  {received_at} from {client or '?'}")
     say("headers:")
     for name, value in event.headers:
         say(f"  {name}: {value}")

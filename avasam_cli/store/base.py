@@ -57,6 +57,9 @@ class EventStore(ResultLog, Protocol):
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""
 
+    def duplicates_of(self, kind: str, request_id: str) -> list[tuple[str, str | None]]:
+        """(received_at, client) of each later delivery of a verified update, oldest first."""
+
     def pending_acknowledgements(self) -> list[str]:
         """Request ids of verified updates that need acknowledging and are not yet."""
 

@@ -401,6 +401,14 @@ class SqliteStore:
             None,
         )
 
+    def duplicates_of(self, kind: str, request_id: str) -> list[tuple[str, str | None]]:
+        cursor = self.conn.execute(
+            "SELECT received_at, client FROM events "
+            "WHERE request_id = ? AND kind = ? AND status = 'duplicate' ORDER BY id",
+            (request_id, kind),
+        )
+        return list(cursor)
+
     def pending_acknowledgements(self) -> list[str]:
         """Request ids of verified updates that need acknowledging and are not yet, oldest first."""
         cursor = self.conn.execute(
