@@ -123,7 +123,6 @@ class JsonEventPrinter(EventPrinter):
 
         from avasam_cli.store.events import event_json
 
-        self.count(events)
         self.stream.write(
             b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
         )
@@ -150,7 +149,6 @@ class HumanEventPrinter(EventPrinter):
 
     def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
         """Print `events`; `compact` leaves out the item tables (the output is falling behind)."""
-        self.count(events)
         failure = next((e.store_error for e in events if e.store_error), None)
         if failure and not self._store_failing:
             self.errors.print(
@@ -179,6 +177,8 @@ class HumanEventPrinter(EventPrinter):
         else:
             label = f"[{_STATUS_STYLE[status]}]{status}[/]"
         request_id = escape(inert(event.request_id or "-"))
+        if status == "rejected" and event.request_id:
+            request_id += " [dim](unverified)[/]"
         items = "" if event.item_count is None else f"  {plural(event.item_count, 'item')}"
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:

@@ -49,7 +49,8 @@ def test_listen_verifies_stores_and_prints(isolated_home: Path) -> None:
     listener = ListenProcess(isolated_home, env=ENV)
     ok = post(f"{listener.url}/webhooks/stock", signed_body(count=25, request_id="e2e-1"))
     dup = post(f"{listener.url}/webhooks/stock", signed_body(request_id="e2e-1"))
-    bad = post(f"{listener.url}/webhooks/price", signed_body("price", key="x" * 40))
+    forged = signed_body("price", key="x" * 40, request_id="forged-1")
+    bad = post(f"{listener.url}/webhooks/price", forged)
     code, out, err = listener.stop()
     assert (ok.status_code, dup.json()["status"], bad.status_code) == (200, "duplicate", 401)
     assert code == 0, err
@@ -58,13 +59,11 @@ def test_listen_verifies_stores_and_prints(isolated_home: Path) -> None:
     assert "STOCK  verified  e2e-1  25 items" in out
     assert "... and 5 more" in out
     assert "STOCK  duplicate  e2e-1" in out
-    assert "PRICE  rejected 401 bad_signature" in out
+    assert "PRICE  rejected 401 bad_signature  forged-1 (unverified)" in out
     assert "Stopped: 3 received" in err
-    assert [row["status"] for row in store_rows(isolated_home)] == [
-        "verified",
-        "duplicate",
-        "rejected",
-    ]
+    rows = store_rows(isolated_home)
+    assert [row["status"] for row in rows] == ["verified", "duplicate", "rejected"]
+    assert rows[2]["request_id"] == "forged-1"  # what the body claimed, kept for the record
     assert TOKEN not in out + err
 
 

@@ -414,3 +414,35 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
     os.close(requests_read)
     assert outcomes == [(1, None, "verified", "disk full")]
     assert printed[0].id is None and printed[0].store_error == "disk full"
+
+
+def test_the_stop_summary_counts_what_was_answered_not_what_was_printed() -> None:
+    """With the output stuck, the summary still counts every committed request, and says
+    how many were not printed."""
+    import threading
+
+    from avasam_cli.output import JsonEventPrinter
+    from avasam_cli.receiver.printer import BackgroundPrinter
+    from avasam_cli.store.events import Event
+
+    released = threading.Event()
+
+    class StuckStream:
+        def write(self, data: bytes) -> int:
+            released.wait(30)  # a terminal nobody reads
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    printer = BackgroundPrinter(JsonEventPrinter(StuckStream()))  # type: ignore[arg-type]
+    for n in range(50):
+        printer(
+            [Event("2026-11-28T10:00:00.000+00:00", "price", "rejected", 401, "[]", b"x", id=n)]
+        )
+    try:
+        summary = printer.close(timeout=0.5)
+    finally:
+        released.set()
+    assert summary.startswith("50 received (50 rejected)")
+    assert "not printed because the output was blocked" in summary

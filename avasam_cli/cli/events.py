@@ -44,7 +44,8 @@ def _row(event: StoredEvent) -> tuple[str, ...]:
         event.received_at[:19].replace("T", " "),
         event.kind,
         shown,
-        event.request_id or "-",
+        (event.request_id or "-")
+        + (" ?" if event.status == "rejected" and event.request_id else ""),
         "" if event.item_count is None else str(event.item_count),
         _ack_state(event),
     )
@@ -116,7 +117,8 @@ def show(
         f"Event {event.id}: {event.kind} {event.status} (HTTP {event.http_status}) "
         f"received {event.received_at} from {event.client or '?'}"
     )
-    say(f"request id:   {event.request_id or '-'}")
+    unverified = " (claimed by the body, not verified)" if event.status == "rejected" else ""
+    say(f"request id:   {event.request_id or '-'}{unverified if event.request_id else ''}")
     if event.reason:
         say(f"refused:      {event.reason}: {event.detail}")
     say(

@@ -143,8 +143,8 @@ class WebhookEndpoint:
             verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
             extra = refused.headers
         except VerificationError as refused:
-            code = refused.reason.value
-            verdict = ("rejected", refused.http_status, code, refused.detail, None, None)
+            code, claimed = refused.reason.value, refused.claimed_request_id
+            verdict = ("rejected", refused.http_status, code, refused.detail, claimed, None)
         except _Disconnected:
             verdict = ("rejected", CLIENT_GONE, "client_disconnected", _GONE_DETAIL, None, None)
         else:

@@ -36,30 +36,25 @@ class BackgroundPrinter:
     def __init__(self, printer: output.EventPrinter) -> None:
         self.printer = printer
         self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
-        self.dropped = 0
+        self.committed = 0
+        self.printed = 0
         self.closed = False  # the output can no longer be written
         self.thread = threading.Thread(target=self._run, name="avasam-printer", daemon=True)
         self.thread.start()
 
     def __call__(self, events: Sequence[Event]) -> None:
-        if self.closed:
-            self._drop(events)
-            return
-        try:
-            self.batches.put_nowait(events)
-        except queue.Full:
-            self._drop(events)
-
-    def _drop(self, events: Sequence[Event]) -> None:
+        # Counted here, as committed: the summary says what was answered, printed or not.
         self.printer.count(events)
-        self.dropped += len(events)
+        self.committed += len(events)
+        if not self.closed:
+            with contextlib.suppress(queue.Full):  # too far behind: this batch goes unprinted
+                self.batches.put_nowait(events)
 
     def _run(self) -> None:
         import orjson
 
         while (events := self.batches.get()) is not None:
             if self.closed:
-                self._drop(events)
                 continue
             for event in events:  # the items, for printing: the body was verified already
                 if event.status == "verified" and event.store_error is None:
@@ -73,10 +68,10 @@ class BackgroundPrinter:
                 # The reader went away (rich turns a broken pipe into SystemExit): storing
                 # and answering go on, and what is not printed is counted.
                 self.closed = True
-                self.dropped += len(events)
-            except Exception:
-                self.dropped += len(events)
+            except Exception:  # noqa: S112 - one unprintable batch must not stop the rest
                 continue
+            else:
+                self.printed += len(events)
 
     def close(self, timeout: float) -> str:
         """Print what is waiting (for at most `timeout` seconds); return the summary."""
@@ -84,9 +79,10 @@ class BackgroundPrinter:
             self.batches.put(None, timeout=timeout)
         self.thread.join(timeout)
         summary = self.printer.summary()
-        if self.dropped:
+        unprinted = self.committed - self.printed
+        if unprinted:
             why = "closed" if self.closed else "blocked"
-            summary += f"; {self.dropped} not printed because the output was {why}"
+            summary += f"; {unprinted} not printed because the output was {why}"
         return summary
 
 

@@ -67,6 +67,9 @@ class VerificationError(Exception):
         self.reason = reason
         self.detail = detail
         self.path = path
+        # The body's requestId when it was well-formed: what the sender claimed, never
+        # verified (stored and shown as such, to find a retried or forged update).
+        self.claimed_request_id: str | None = None
 
     @property
     def http_status(self) -> int:

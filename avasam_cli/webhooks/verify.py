@@ -148,6 +148,17 @@ def verify(
     request_id = document.get("requestId")
     if not is_identifier(request_id):
         raise _invalid("requestId", IDENTIFIER_RULE, document.get("requestId", ...))
+    try:
+        return _verify_claimed(document, request_id, kind, verification_token, leeway)
+    except VerificationError as refused:
+        refused.claimed_request_id = request_id
+        raise
+
+
+def _verify_claimed(
+    document: dict[str, Any], request_id: str, kind: str, verification_token: str, leeway: float
+) -> VerifiedUpdate:
+    """`verify` once the request id is known to be well-formed."""
     on: Any = document.get("on")
     if not is_iso_datetime(on):
         raise _invalid("on", "an ISO 8601 date and time", document.get("on", ...))
