@@ -306,3 +306,23 @@ def test_a_deleted_store_file_is_recreated_and_nothing_answered_is_lost(
     assert [a.status_code for a in answers] == [200] * 5
     assert "was deleted while the listener ran" in err
     assert [row["request_id"] for row in read_store(store)] == [f"new-{i}" for i in range(5)]
+
+
+def test_a_wrong_path_is_answered_stored_and_shown(isolated_home: Path) -> None:
+    """A POST to /webhook/stock (a typo): 404 naming the valid paths, stored, printed."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    wrong = post(f"{listener.url}/webhook/stock", signed_body(request_id="typo-1"))
+    probe = httpx.get(f"{listener.url}/")
+    health = httpx.get(f"{listener.url}/healthz")
+    code, out, _ = listener.stop()
+    assert code == 0
+    assert wrong.status_code == 404 and probe.status_code == 404
+    assert "POST /webhooks/stock" in wrong.json()["detail"]
+    assert "POST /webhooks/price" in wrong.json()["detail"]
+    assert health.status_code == 200
+    rows = store_rows(isolated_home)
+    assert [(r["kind"], r["status"], r["reason"]) for r in rows] == [
+        ("other", "rejected", "not_found")
+    ] * 2
+    assert "POST /webhook/stock" in str(rows[0]["detail"]) and b"typo-1" in rows[0]["body"]
+    assert "OTHER  rejected 404 not_found" in out

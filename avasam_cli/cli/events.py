@@ -33,7 +33,7 @@ def _find(key: str) -> StoredEvent:
 def _ack_state(event: StoredEvent) -> str:
     from avasam_cli.webhooks.kinds import KINDS
 
-    awaited = KINDS[event.kind].acknowledged and event.status == "verified"
+    awaited = event.kind in KINDS and KINDS[event.kind].acknowledged and event.status == "verified"
     return event.ack_status or ("pending" if awaited else "")
 
 
@@ -163,6 +163,10 @@ def replay(
     if to is not None and (host or port):
         raise UsageError("give --to, or --host/--port for the local listener, not both")
     event = _find(key)
+    if to is None and event.kind not in DEFAULT_WEBHOOK_PATHS:
+        raise UsageError(
+            f"event {event.id} went to no endpoint (it was answered 404): give --to URL"
+        )
     target = to or local_listener_url(ctx, host, port) + DEFAULT_WEBHOOK_PATHS[event.kind]
     headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
     response = post_and_show(target, event.body, headers, timeout, url_option="--to")

@@ -36,6 +36,7 @@ from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason, VerificationError
+from avasam_cli.webhooks.kinds import STRAY_KIND
 from avasam_cli.webhooks.verify import verify
 
 
@@ -202,6 +203,36 @@ class WebhookEndpoint:
         return await _read_body(receive, limit)
 
 
+class StrayEndpoint:
+    """Any other path: answered 404 with the valid paths, and stored and shown like every
+    request, because a URL typed wrong in Avasam is otherwise invisible."""
+
+    def __init__(self, settings: ReceiverSettings, store: StoreWriter) -> None:
+        self.settings = settings
+        self.store = store
+        self.detail = "no endpoint here: " + ", ".join(
+            f"{kind} updates go to POST {path}" for kind, path in settings.paths.items()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = time.time()
+        try:
+            body = await _read_body(receive, self.settings.max_body_size)
+        except (_Refused, _Disconnected):
+            body = b""  # only kept for the record: the answer is 404 all the same
+        client = scope.get("client")
+        detail = f"{scope['method']} {scope['path'][:200]}: {self.detail}"
+        await self.store.record(
+            WireRequest._make(
+                (
+                    received, STRAY_KIND, "rejected", 404, "not_found", detail, None, None,
+                    f"{client[0]}:{client[1]}" if client else None, scope["headers"], body,
+                )
+            )
+        )  # fmt: skip
+        await _answer(send, 404, {"error": "not_found", "detail": self.detail})
+
+
 _REUSED = {"error": Reason.REQUEST_ID_REUSED.value, "detail": REUSED_DETAIL}
 _STORE_UNAVAILABLE = {
     "error": "store_unavailable",
@@ -266,6 +297,7 @@ def create_app(
     }
     return ReceiverApp(
         webhooks,
+        StrayEndpoint(settings, store),
         routes=[Route(HEALTH_PATH, health, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
@@ -281,15 +313,23 @@ class ReceiverApp(Starlette):
     plain Starlette.
     """
 
-    def __init__(self, webhooks: Mapping[str, WebhookEndpoint], **options: Any) -> None:
+    def __init__(
+        self, webhooks: Mapping[str, WebhookEndpoint], stray: StrayEndpoint, **options: Any
+    ) -> None:
         routes = [Route(path, endpoint) for path, endpoint in webhooks.items()]
         super().__init__(routes=[*routes, *options.pop("routes", [])], **options)
         # A trailing slash is the same endpoint: Avasam keeps the URL as the seller typed it.
         self.webhooks = {**{path + "/": e for path, e in webhooks.items()}, **webhooks}
+        self.stray = stray
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.webhooks.get(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        endpoint = self.webhooks.get(scope["path"])
         if endpoint is not None:
             await endpoint(scope, receive, send)
-        else:
+        elif scope["path"] == HEALTH_PATH:
             await super().__call__(scope, receive, send)
+        else:
+            await self.stray(scope, receive, send)

@@ -133,6 +133,9 @@ KINDS: Mapping[str, WebhookKind] = {
     )
 }
 KIND_NAMES = tuple(KINDS)
+# The kind stored for a request to a path that is no endpoint (answered 404): not a
+# webhook kind, but every request is kept.
+STRAY_KIND = "other"
 ACKNOWLEDGED_KINDS = tuple(name for name, kind in KINDS.items() if kind.acknowledged)
 
 
