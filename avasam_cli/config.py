@@ -21,6 +21,7 @@ from avasam_cli.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_HOST,
     DEFAULT_LISTEN_PORT,
+    DEFAULT_WEBHOOK_PATHS,
 )
 from avasam_cli.errors import ConfigError, OperationFailed, UsageError
 from avasam_cli.paths import is_too_open, write_secret_file
@@ -38,6 +39,7 @@ FIELDS = (
     "listen_port",
     "auth_scheme",
     "allow_insecure_base_url",
+    *(f"{kind}_path" for kind in DEFAULT_WEBHOOK_PATHS),  # the listener's endpoint paths
 )
 FIELD_TYPES: Mapping[str, str] = {
     "listen_port": 'a port number (20603 or "20603")',
@@ -51,6 +53,7 @@ DEFAULTS: Mapping[str, str] = {
     "listen_port": DEFAULT_LISTEN_PORT,
     "auth_scheme": DEFAULT_AUTH_SCHEME,
     "allow_insecure_base_url": "false",
+    **{f"{kind}_path": path for kind, path in DEFAULT_WEBHOOK_PATHS.items()},
 }
 ENV_VARS: Mapping[str, str] = {name: f"AVASAM_{name.upper()}" for name in FIELDS}
 LABELS: Mapping[str, str] = {
@@ -62,6 +65,7 @@ LABELS: Mapping[str, str] = {
     "listen_port": "listener port",
     "auth_scheme": "access-token scheme",
     "allow_insecure_base_url": "plain-HTTP base URL allowance",
+    **{f"{kind}_path": f"{kind} update endpoint path" for kind in DEFAULT_WEBHOOK_PATHS},
 }
 
 PASTE_INSTRUCTION = (
@@ -166,7 +170,19 @@ def check_base_url_transport(base_url: str, allow_insecure: bool) -> None:
         )
 
 
+def normalize_path(path: str) -> str:
+    """An endpoint path for the listener; raise ConfigError otherwise."""
+    candidate = path.strip()
+    if not candidate.startswith("/") or any(ch.isspace() or ch in "?#{}" for ch in candidate):
+        raise ConfigError(
+            f"invalid endpoint path {path!r}: it must start with / and hold no spaces, "
+            "?, # or braces (for example --stock-path /webhooks/stock)"
+        )
+    return candidate.rstrip("/") or "/"
+
+
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    **{f"{kind}_path": normalize_path for kind in DEFAULT_WEBHOOK_PATHS},
     "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,
     "listen_port": normalize_port,

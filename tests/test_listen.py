@@ -326,3 +326,33 @@ def test_a_wrong_path_is_answered_stored_and_shown(isolated_home: Path) -> None:
     ] * 2
     assert "POST /webhook/stock" in str(rows[0]["detail"]) and b"typo-1" in rows[0]["body"]
     assert "OTHER  rejected 404 not_found" in out
+
+
+def test_endpoint_paths_saved_in_the_profile_are_followed(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`configure --stock-path`: listen serves it, send-test and events replay send to it,
+    and the kind follows it in --url."""
+    from tests.conftest import Cli
+
+    cli = Cli()
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    set_up = cli("configure", "--stock-path", "/shop/stock/", "--price-path", "/shop/price")
+    assert set_up.exit_code == 0, set_up.output
+    listener = ListenProcess(isolated_home, env=ENV)
+    try:
+        port = str(listener.port)
+        sent = cli("send-test", "--port", port, "--request-id", "path-1")
+        assert sent.exit_code == 0, sent.output
+        priced = cli("send-test", "--url", f"{listener.url}/shop/price", "--request-id", "path-2")
+        assert priced.exit_code == 0, priced.output
+        replayed = cli("events", "replay", "path-1", "--port", port)
+        assert replayed.exit_code == 0 and "duplicate" in replayed.stdout
+    finally:
+        code, _, err = listener.stop()
+    assert code == 0
+    assert f"{listener.url}/shop/stock" in err
+    kinds = [(r["kind"], r["status"]) for r in store_rows(isolated_home)]
+    assert kinds == [("stock", "verified"), ("price", "verified"), ("stock", "duplicate")]
+    bad = cli("configure", "--stock-path", "no-slash")
+    assert bad.exit_code == 2 and "must start with /" in bad.stderr

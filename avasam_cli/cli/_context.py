@@ -84,6 +84,13 @@ def _settings(
         say_config_warnings(config)  # a misspelled key may be why a value is missing
 
 
+def endpoint_paths(resolved: Settings) -> dict[str, str]:
+    """kind -> the listener's path for it: flags, environment, profile, default."""
+    from avasam_cli.webhooks.kinds import KIND_NAMES
+
+    return {kind: resolved.require(f"{kind}_path") for kind in KIND_NAMES}
+
+
 def say_config_warnings(config: ConfigFile) -> None:
     """Print what reading the config file found (unknown keys...), once."""
     from avasam_cli import output

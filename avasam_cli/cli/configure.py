@@ -148,6 +148,12 @@ def configure(
             help="How the API access token is sent: auto (learn it), bearer or raw (default auto).",
         ),
     ] = None,
+    stock_path: Annotated[
+        str | None, typer.Option(help="Stock endpoint path for `listen`, `send-test`, `replay`.")
+    ] = None,
+    price_path: Annotated[
+        str | None, typer.Option(help="Price endpoint path for `listen`, `send-test`, `replay`.")
+    ] = None,
     allow_insecure_base_url: Annotated[
         bool,
         typer.Option(
@@ -175,6 +181,8 @@ def configure(
             "listen_host": listen_host,
             "listen_port": listen_port,
             "auth_scheme": auth_scheme,
+            "stock_path": stock_path,
+            "price_path": price_path,
             "allow_insecure_base_url": "true" if allow_insecure_base_url else None,
         },
         generate_token=generate_verification_token,

@@ -155,19 +155,19 @@ def replay(
 ) -> None:
     """Send a stored request again, body and headers as received, and show the answer."""
     from avasam_cli.cli._send import post_and_show
-    from avasam_cli.cli.send_test import local_listener_url
-    from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
+    from avasam_cli.cli.send_test import local_endpoint
     from avasam_cli.delivery.forward import passed_on
     from avasam_cli.store.events import REDACTED
+    from avasam_cli.webhooks.kinds import KINDS
 
     if to is not None and (host or port):
         raise UsageError("give --to, or --host/--port for the local listener, not both")
     event = _find(key)
-    if to is None and event.kind not in DEFAULT_WEBHOOK_PATHS:
+    if to is None and event.kind not in KINDS:
         raise UsageError(
             f"event {event.id} went to no endpoint (it was answered 404): give --to URL"
         )
-    target = to or local_listener_url(ctx, host, port) + DEFAULT_WEBHOOK_PATHS[event.kind]
+    target = to or local_endpoint(ctx, host, port, event.kind)
     headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
     response = post_and_show(target, event.body, headers, timeout, url_option="--to")
     if not response.is_success:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from avasam_cli.cli._context import config_file, read_stdin_values, settings
+from avasam_cli.cli._context import config_file, endpoint_paths, read_stdin_values, settings
 from avasam_cli.cli._options import STDIN_HELP, LeewayOption
 from avasam_cli.defaults import (
     DEFAULT_BODY_TIMEOUT,
@@ -21,7 +21,6 @@ from avasam_cli.defaults import (
     DEFAULT_MAX_HEAD_SIZE,
     DEFAULT_SHUTDOWN_WAIT,
     DEFAULT_TUNNEL_TIMEOUT,
-    DEFAULT_WEBHOOK_PATHS,
 )
 
 
@@ -40,11 +39,17 @@ def listen(
         typer.Option(help="Port to listen on (default: profile, else 8787).", min=0, max=65535),
     ] = None,
     stock_path: Annotated[
-        str, typer.Option(help="Path of the stock update endpoint.")
-    ] = DEFAULT_WEBHOOK_PATHS["stock"],
+        str | None,
+        typer.Option(
+            help="Path of the stock update endpoint (default: profile, else /webhooks/stock)."
+        ),
+    ] = None,
     price_path: Annotated[
-        str, typer.Option(help="Path of the price update endpoint.")
-    ] = DEFAULT_WEBHOOK_PATHS["price"],
+        str | None,
+        typer.Option(
+            help="Path of the price update endpoint (default: profile, else /webhooks/price)."
+        ),
+    ] = None,
     leeway: LeewayOption = DEFAULT_LEEWAY,
     max_body_size: Annotated[
         int, typer.Option(help="Largest body accepted, in bytes (larger: 413).", min=1)
@@ -141,8 +146,9 @@ def listen(
     flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
     flags["listen_host"] = host
     flags["listen_port"] = None if port is None else str(port)
+    flags["stock_path"], flags["price_path"] = stock_path, price_path
     resolved = settings(ctx, config, **flags)
-    paths = {"stock": stock_path, "price": price_path}
+    paths = endpoint_paths(resolved)
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
     options = ListenOptions(
         host=resolved.require("listen_host"),

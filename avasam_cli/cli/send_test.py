@@ -16,7 +16,6 @@ from avasam_cli.cli._options import (
     ListenerPortOption,
     TokenOption,
 )
-from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
 from avasam_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -154,10 +153,10 @@ def send_test(
     chosen = kind.value
     given = ctx.get_parameter_source("kind")
     if url is not None and (given is None or given.name == "DEFAULT"):
-        chosen = kind_of_url(url) or chosen  # --url .../webhooks/price sends a price update
+        chosen = kind_of_url(ctx, url) or chosen  # --url .../webhooks/price sends a price update
     item_options = ItemOptions(chosen, tuple(sku or ()), quantity, price, items, data_file)
     if url is None:
-        url = local_listener_url(ctx, host, port) + DEFAULT_WEBHOOK_PATHS[chosen]
+        url = local_endpoint(ctx, host, port, chosen)
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
     if count > 1:
@@ -169,20 +168,26 @@ def send_test(
     send_one(url, body, timeout, tamper.value if tamper else None)
 
 
-def local_listener_url(ctx: typer.Context, host: str | None, port: int | None) -> str:
-    """The base URL of `avasam listen` on this machine: --host/--port, else the profile's."""
+def local_endpoint(ctx: typer.Context, host: str | None, port: int | None, kind: str) -> str:
+    """The URL of the local `avasam listen`'s endpoint for `kind`: --host/--port, else the
+    profile's address, and the profile's path for the kind."""
+    from avasam_cli.cli._context import endpoint_paths
     from avasam_cli.net import local_base_url
 
     resolved = settings(ctx, listen_host=host, listen_port=None if port is None else str(port))
-    return local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+    base = local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+    return base + endpoint_paths(resolved)[kind]
 
 
-def kind_of_url(url: str) -> str | None:
-    """The kind whose endpoint path `url` ends with, if any (the listener's default paths)."""
+def kind_of_url(ctx: typer.Context, url: str) -> str | None:
+    """The kind whose endpoint path (the profile's) `url` ends with, if any."""
     from urllib.parse import urlsplit
 
+    from avasam_cli.cli._context import endpoint_paths
+
     path = urlsplit(url).path.rstrip("/")
-    return next((kind for kind, p in DEFAULT_WEBHOOK_PATHS.items() if path == p), None)
+    paths = endpoint_paths(settings(ctx))
+    return next((kind for kind, p in paths.items() if path == p.rstrip("/")), None)
 
 
 def register(app: typer.Typer) -> None:
