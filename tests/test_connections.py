@@ -236,3 +236,20 @@ def test_413_reaches_a_client_that_sends_everything_first(
             sock.close()
     listener.stop()
     assert answers == [b"HTTP/1.1 413"] * 5
+
+
+def test_https_to_the_plain_port_is_explained(isolated_home: Path) -> None:
+    """A TLS ClientHello on the plain-HTTP port: closed, and said in words, once per host."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    hello = bytes.fromhex("16030100a5010000a10303") + b"\x00" * 160
+    for _ in range(2):
+        sock = connect(listener)
+        try:
+            sock.sendall(hello)
+            assert sock.recv(100) == b""  # closed without an HTTP answer
+        finally:
+            sock.close()
+    assert httpx.get(f"{listener.url}/healthz").status_code == 200
+    _, _, err = listener.stop()
+    assert err.count("spoke HTTPS (TLS) to this port, which speaks plain HTTP") == 1
+    assert "Invalid HTTP request received" not in err

@@ -27,6 +27,7 @@ usual request (head and body in one read) costs no timer at all.
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HEAD_TOO_LARGE = "avasam.head_too_large"
 HEADERS_KEPT = 32  # headers kept (and stored) from a head that is too large
 HEADER_VALUE_KEPT = 256  # bytes kept of each of those values
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS handshake record (then 0x03): https://
+_TLS_WARNED: set[str] = set()  # client hosts already told, so a scanner cannot flood stderr
 LINGER_BYTES = 64 * 1024 * 1024  # dropped at most after an answer that ends the connection
 LINGER_SECONDS = 5.0  # and for at most this long
 
@@ -72,6 +75,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
+        if data and data[0] == TLS_HANDSHAKE and self.cycle is None and data[:2] == b"\x16\x03":
+            self._refuse_tls()
+            return
         if self._lingering is not None:  # the answer is out: drop the rest of the body
             self._linger_left -= len(data)
             if self._linger_left <= 0:
@@ -82,6 +88,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_head_timer()
         elif self._in_body and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
+
+    def _refuse_tls(self) -> None:
+        """HTTPS sent to this plain-HTTP port: say so in words (once per client host),
+        instead of uvicorn's bare "Invalid HTTP request received"."""
+        client = self.transport.get_extra_info("peername")
+        host = client[0] if client else "?"
+        if host not in _TLS_WARNED:
+            _TLS_WARNED.add(host)
+            print(
+                f"Warning: {host} spoke HTTPS (TLS) to this port, which speaks plain HTTP: "
+                "use http:// for it, or put a TLS terminator (a tunnel, a reverse proxy) in "
+                "front",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
