@@ -277,7 +277,7 @@ def test_interactive_prompts_keep_current_values(monkeypatch: pytest.MonkeyPatch
         ("Consumer key", mask(CONSUMER), False),
         ("Secret key", mask(SECRET), True),
         ("Verification token", "", True),
-        ("Base url", "", False),
+        ("Base url", "https://app.avasam.com", False),  # the default is shown
     ]
     assert ConfigFile(config_file()).profile("default") == {
         "consumer_key": CONSUMER,
@@ -451,3 +451,33 @@ def test_an_unknown_profile_is_an_error_with_the_closest_name(
     created = cli("-p", "stagging", "configure", "--consumer-key", "c")
     assert created.exit_code == 0, created.output  # configure creates it
     assert cli("-p", "stagging", "config", "show").exit_code == 0
+
+
+def test_a_bad_answer_is_asked_again_and_nothing_typed_is_lost(
+    monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
+    asked: list[str] = []
+    answers = iter([CONSUMER, SECRET, TOKEN, "app.avasam.com", "https://eu.avasam.example"])
+
+    def fake_prompt(label: str, shown: str, hidden: bool) -> str:
+        asked.append(label)
+        return next(answers)
+
+    monkeypatch.setattr(configure_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(configure_module, "_prompt", fake_prompt)
+    result = cli("configure")
+    assert result.exit_code == 0, result.output
+    assert asked.count("Base url") == 2 and "try again" in result.stderr
+    saved = ConfigFile(config_file()).profile("default")
+    assert saved["secret_key"] == SECRET and saved["base_url"] == "https://eu.avasam.example"
+
+
+def test_a_weak_token_does_not_silently_replace_a_strong_one(cli: Cli) -> None:
+    assert cli("configure", "--verification-token", TOKEN).exit_code == 0
+    refused = cli("configure", "--verification-token", "short")
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert ConfigFile(config_file()).profile("default")["verification_token"] == TOKEN
+    forced = cli("configure", "--verification-token", "short", "--force")
+    assert forced.exit_code == 0
+    assert "A running `avasam listen` keeps the token it started with" in forced.stderr
+    assert ConfigFile(config_file()).profile("default")["verification_token"] == "short"

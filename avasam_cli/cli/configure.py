@@ -27,15 +27,24 @@ Prompt = Callable[[str, str, bool], str]
 
 
 def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, str]:
-    from avasam_cli.config import LABELS, PROMPTED_FIELDS, SECRET_FIELDS, mask
+    """Ask for each prompted field; Enter keeps the value shown (the current one, else the
+    default).  A value that cannot be used is explained and asked again, so the answers
+    typed before it are not lost."""
+    from avasam_cli import output
+    from avasam_cli.config import DEFAULTS, LABELS, NORMALIZERS, PROMPTED_FIELDS, SECRET_FIELDS
+    from avasam_cli.config import mask as masked
+    from avasam_cli.errors import ConfigError
 
     answers: dict[str, str] = {}
     for name in PROMPTED_FIELDS:
-        value = current.get(name, "")
-        shown = mask(value) if name in SECRET_FIELDS and value else value
-        answer = prompt(LABELS[name].capitalize(), shown, name in HIDDEN_FIELDS).strip()
-        if answer:
-            answers[name] = answer
+        value = current.get(name, "") or DEFAULTS.get(name, "")
+        shown = masked(value) if name in SECRET_FIELDS and value else value
+        while answer := prompt(LABELS[name].capitalize(), shown, name in HIDDEN_FIELDS).strip():
+            try:
+                answers[name] = NORMALIZERS[name](answer) if name in NORMALIZERS else answer
+                break
+            except ConfigError as problem:
+                output.error(f"{problem.message}; try again, or press Enter to keep {shown}")
     return answers
 
 
@@ -48,6 +57,7 @@ def save(
     interactive: bool,
     stdin: TextIO,
     prompt: Prompt,
+    force: bool = False,
 ) -> None:
     from avasam_cli import output
     from avasam_cli.config import (
@@ -90,6 +100,9 @@ def save(
         warning = token_length_warning(updates["verification_token"])
         if warning:
             output.warn(warning)
+            old = current.get("verification_token", "")
+            if old and not token_length_warning(old) and old != updates["verification_token"]:
+                _confirm_weaker_token(interactive, force)
 
     say_config_warnings(config)
     if not updates:
@@ -103,10 +116,33 @@ def save(
             output.info(f"  {LABELS[name]}: {shown}")
         if name in updates and os.environ.get(ENV_VARS[name]):
             output.warn(f"{ENV_VARS[name]} is set and overrides the saved {LABELS[name]}")
+    if "verification_token" in updates and updates["verification_token"] != current.get(
+        "verification_token"
+    ):
+        output.info(
+            "A running `avasam listen` keeps the token it started with: restart it to use "
+            "this one (and paste the same token into Avasam)."
+        )
     if generate_token:
         output.info("New verification token (shown once):")
         output.out(updates["verification_token"])
         output.info(PASTE_INSTRUCTION)
+
+
+def _confirm_weaker_token(interactive: bool, force: bool) -> None:
+    """Replacing a strong token with a short one is asked for on a terminal, and needs
+    --force in a script: every webhook signed with the old token would be refused."""
+    if force:
+        return
+    if not interactive:
+        raise UsageError(
+            "this would replace a strong verification token with a shorter one: add --force "
+            "if that is what you mean"
+        )
+    if not typer.confirm(
+        "Replace the strong verification token with this shorter one?", default=False, err=True
+    ):
+        raise UsageError("the verification token was left as it was")
 
 
 def _stdin_is_terminal() -> bool:
@@ -168,6 +204,10 @@ def configure(
             help="Create a strong random verification token, save it and print it once.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a strong verification token with a short one."),
+    ] = False,
 ) -> None:
     """Store API keys and the webhook verification token in a profile."""
     save(
@@ -189,6 +229,7 @@ def configure(
         interactive=_stdin_is_terminal(),
         stdin=sys.stdin,
         prompt=_prompt,
+        force=force,
     )
 
 
