@@ -141,3 +141,66 @@ def test_verify_on_a_terminal_says_what_it_expects(isolated_home: Path) -> None:
         os.close(terminal)
     assert run.returncode == 2
     assert "avasam verify body.json" in run.stderr
+
+
+def _all_command_paths() -> list[tuple[str, ...]]:
+    import typer.main
+
+    from avasam_cli.cli import app
+
+    def walk(command: object, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found = [path]
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found += walk(sub, (*path, name))
+        return found
+
+    return walk(typer.main.get_command(app), ())
+
+
+def test_every_help_screen_reads_at_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No line wider than 80 columns, no option name cut, and every value named in our
+    words (no `<str>`, `<bool>` or `list[...]` from the library)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    paths = _all_command_paths()
+    assert len(paths) > 15
+    for path in paths:
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, path
+        for line in result.stdout.splitlines():
+            assert len(line) <= 80, f"{' '.join(path)} --help: {line!r}"
+        for leak in ("<str>", "<bool>", "list[", "<int", "<float", "…"):
+            assert leak not in result.stdout, f"{' '.join(path)} --help shows {leak}"
+    send_test = " ".join(cli("send-test", "--help").stdout.split())
+    assert "--verification-token TOKEN" in send_test
+    assert "--tamper TAMPER" in send_test and "One of: signature," in send_test
+    events_list = " ".join(cli("events", "list", "--help").stdout.split())
+    assert "--status STATUS" in events_list and "verified, duplicate, rejected" in events_list
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("send-test", "--tamper", "signatur"),
+            "--tamper takes signature, request-id, expired, alg-none or wrong-token, "
+            "not 'signatur'; did you mean signature?",
+        ),
+        (("send-test", "--count", "0"), "--count takes a whole number of at least 1, not '0'; "
+         "for example --count 1"),
+        (("send-test", "--port=abc"), "--port takes a whole number from 1 to 65535, not 'abc'"),
+        (("send-test", "--timeout", "x"), "--timeout takes a number of at least 0.1, not 'x'; "
+         "for example --timeout 10"),
+        (("send-test", "stok"), "KIND takes stock or price, not 'stok'; did you mean stock?"),
+        (("events", "list", "--status", "verifed"),
+         "--status takes verified, duplicate or rejected, not 'verifed'; did you mean verified?"),
+    ],
+)  # fmt: skip
+def test_refused_values_are_explained_in_our_words(
+    cli: Cli, args: tuple[str, ...], expected: str
+) -> None:
+    """The option, what it accepts, the closest valid value; exit 2; no library wording."""
+    result = cli(*args)
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert expected in said
+    assert "Value error" not in said and "Input should" not in said

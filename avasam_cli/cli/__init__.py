@@ -36,7 +36,7 @@ app = typer.Typer(
     invoke_without_command=True,  # plain `avasam` shows the help and exits 0 (see root)
     pretty_exceptions_show_locals=False,  # locals would include secrets
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: it reads at 80 columns (see _help)
 )
 
 
@@ -54,6 +54,7 @@ def root(
         typer.Option(
             "--profile",
             "-p",
+            metavar="NAME",
             help="Profile to use (default: $AVASAM_PROFILE, else 'default').",
             show_default=False,
         ),

@@ -23,7 +23,19 @@ STDIN_MARKER = "-"
 
 
 class GuardedGroup(TyperGroup):
-    """The single boundary where expected errors become a message and an exit code."""
+    """The single boundary where expected errors become a message and an exit code,
+    and where refused values are reworded (see `_help`)."""
+
+    _ARGS_KEY = "avasam.subcommand_args"
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        ctx.meta[self._ARGS_KEY] = list(args)
+        return super().resolve_command(ctx, args)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        from avasam_cli.cli._help import tidy
+
+        return tidy(super().get_command(ctx, name))
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -34,11 +46,15 @@ class GuardedGroup(TyperGroup):
             if failure.message:
                 output.error(failure.message)
             raise typer.Exit(failure.exit_code) from None
+        except typer.BadParameter as refused:
+            from avasam_cli.cli._help import reworded
+
+            raise (reworded(refused, ctx.meta.get(self._ARGS_KEY, [])) or refused) from None
 
 
 def group(help: str) -> typer.Typer:
     """A command group guarded by the same error boundary as the app."""
-    return typer.Typer(cls=GuardedGroup, help=help, no_args_is_help=True)
+    return typer.Typer(cls=GuardedGroup, help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
 class State:

@@ -172,7 +172,6 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:\n\n"
         "  avasam api /apiseeker/Products/SellerStockList -F limit=5 -F page=0\n\n"
-        "  avasam api /apiseeker/Products/GetSellerProductList "
-        """--data '{"Page": 0, "Limit": 10}'\n\n"""
-        "  avasam api /api-seller/Product/AcknowledgeStockUpdate -d @ack.json --include",
+        """  avasam api /apiseeker/Products/GetSellerProductList -d '{"Limit": 10}'\n\n"""
+        "  avasam api /api-seller/Product/AcknowledgeStockUpdate -d @ack.json -i",
     )(api)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,7 +17,16 @@ if TYPE_CHECKING:
 
     from avasam_cli.store.events import StoredEvent
 
-STATUSES = ("verified", "duplicate", "rejected")
+
+class Status(StrEnum):
+    """What the listener decided about a request."""
+
+    verified = "verified"
+    duplicate = "duplicate"
+    rejected = "rejected"
+
+
+StatusOption = Annotated[Status | None, typer.Option(help="Only requests with this verdict.")]
 
 
 def _find(key: str) -> StoredEvent:
@@ -54,9 +64,7 @@ def _row(event: StoredEvent) -> tuple[str, ...]:
 def list_events(
     limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
     kind: Annotated[Kind | None, typer.Option(help=f"Only {KIND_CHOICES}.")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="Only verified, duplicate or rejected.")
-    ] = None,
+    status: StatusOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List received requests, newest first."""
@@ -67,12 +75,11 @@ def list_events(
     from avasam_cli.store.base import open_store
     from avasam_cli.store.events import event_json
 
-    if status not in (None, *STATUSES):
-        raise UsageError("--status takes verified, duplicate or rejected")
     chosen = kind.value if kind else None
+    verdict = status.value if status else None
     with open_store(locations().store_file, read_only=True) as store:
         if as_json:  # streamed: one row, body included, at a time
-            for event in store.latest(limit, chosen, status):
+            for event in store.latest(limit, chosen, verdict):
                 output.out(json.dumps(event_json(event)))
             return
         # The table needs only the columns: no body or headers are read, and each row is
@@ -80,10 +87,10 @@ def list_events(
         table: list[tuple[str, ...]] = [
             ("id", "received", "kind", "status", "request id", "items", "ack")
         ]
-        table += map(_row, store.latest(limit, chosen, status, with_body=False))
+        table += map(_row, store.latest(limit, chosen, verdict, with_body=False))
         total = sum(store.count_by_status().values()) if len(table) == 1 else 0
     if len(table) == 1 and total:
-        wanted = " ".join(part for part in (status, chosen) if part)
+        wanted = " ".join(part for part in (verdict, chosen) if part)
         output.info(f"No {wanted} events among {total:,} stored.")
         return
     if len(table) == 1:
@@ -183,9 +190,7 @@ def prune(
             show_default=False,
         ),
     ],
-    status: Annotated[
-        str | None, typer.Option(help="Only verified, duplicate or rejected.")
-    ] = None,
+    status: StatusOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many would go.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -198,13 +203,12 @@ def prune(
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
 
-    if status not in (None, *STATUSES):
-        raise UsageError("--status takes verified, duplicate or rejected")
+    verdict = status.value if status else None
     before = since_time(older_than, "--older-than")
     assert before is not None
     with open_store(locations().store_file) as store:
-        doomed, kept = store.count_prunable(before, status)
-        what = f"{status} events" if status else "events"
+        doomed, kept = store.count_prunable(before, verdict)
+        what = f"{verdict} events" if verdict else "events"
         cutoff = before[:19].replace("T", " ")
         if kept:
             output.info(
@@ -220,7 +224,7 @@ def prune(
         if not yes:
             _confirm(f"Delete {doomed:,} {what} received before {cutoff} UTC?")
         deleted = _with_progress(
-            "deleting", doomed, _batches(lambda: store.prune(before, status), doomed)
+            "deleting", doomed, _batches(lambda: store.prune(before, verdict), doomed)
         )
         _with_progress("reclaiming space", None, store.reclaim_space())
     output.info(f"Deleted {deleted:,} {what} received before {cutoff} UTC.")
@@ -270,7 +274,7 @@ def register(app: typer.Typer) -> None:
     events_app.command(
         "replay",
         epilog="Examples:\n\n  avasam events replay 42\n\n"
-        "  avasam events replay REQUEST_ID --to https://my-shop.example/avasam/stock",
+        "  avasam events replay REQUEST_ID --to https://shop.example/avasam/stock",
     )(replay)
     events_app.command(
         "prune",

@@ -196,8 +196,7 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
         "  avasam sign-test-payload --pretty\n\n"
         "  avasam sign-test-payload price --sku A-1 --price 12.5\n\n"
-        "  avasam sign-test-payload | curl -H 'Content-Type: application/json' -d @- "
-        "http://127.0.0.1:8787/webhooks/stock",
+        "  avasam sign-test-payload | curl --json @- 127.0.0.1:8787/webhooks/stock",
     )(sign_test_payload)
     app.command(
         "send-test",
@@ -205,5 +204,6 @@ def register(app: typer.Typer) -> None:
         "  avasam send-test\n\n"
         "  avasam send-test price --sku A-1 --price 12.5\n\n"
         "  avasam send-test --tamper signature\n\n"
-        "  avasam send-test --count 1000 --concurrency 20 --url https://my-shop.example/avasam/stock",
+        "  avasam send-test --count 1000 --concurrency 20\n\n"
+        "  avasam send-test --url https://my-shop.example/avasam/stock",
     )(send_test)
