@@ -35,17 +35,65 @@ def styled(text: str, style: str, stream: TextIO) -> str:
     return f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
 
 
+def terminal_columns(stream: TextIO) -> int | None:
+    """The width to wrap messages at: $COLUMNS, else the terminal's; None when piped."""
+    given = os.environ.get("COLUMNS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def fitted(message: str, stream: TextIO, label: str = "") -> str:
+    """`label message`, wrapped at spaces to the terminal's width; a line's own indent is
+    kept, and continuation lines of a labelled message are indented by two more.
+
+    Only spaces outside `backquotes` are break points, so commands and URLs stay whole;
+    piped output (no width) keeps its lines whole for logs and grep.
+    """
+    import re
+    import textwrap
+
+    head = f"{label} " if label else ""
+    width = terminal_columns(stream)
+    if width is None:
+        text = head + message
+    else:
+        lines = []
+        # A `quoted command` is one word to the wrapper: its spaces become NULs until after.
+        message = re.sub(r"`[^`\n]*`", lambda quoted: quoted[0].replace(" ", "\0"), message)
+        for number, line in enumerate(message.split("\n")):
+            own = line[: len(line) - len(line.lstrip())]
+            lines.append(
+                textwrap.fill(
+                    line.strip(),
+                    width=max(width - 1, 40),
+                    initial_indent=(head if number == 0 else "") + own,
+                    subsequent_indent=("  " if label else "") + own,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+        text = "\n".join(lines).replace("\0", " ")
+    return styled(label, _LABEL_STYLES[label], stream) + text[len(label) :] if label else text
+
+
+_LABEL_STYLES = {"Error:": "red", "Warning:": "yellow"}
+
+
 def error(message: str) -> None:
-    print(styled("Error:", "red", sys.stderr), message, file=sys.stderr)
+    print(fitted(message, sys.stderr, "Error:"), file=sys.stderr)
 
 
 def warn(message: str) -> None:
-    print(styled("Warning:", "yellow", sys.stderr), message, file=sys.stderr)
+    print(fitted(message, sys.stderr, "Warning:"), file=sys.stderr)
 
 
 def info(message: str) -> None:
     """A human note on stderr, so stdout stays clean for data."""
-    print(message, file=sys.stderr)
+    print(fitted(message, sys.stderr), file=sys.stderr)
 
 
 def out(message: str = "") -> None:
@@ -58,18 +106,37 @@ def check_line(passed: bool | None, text: str) -> None:
     print(f"{styled(label[0], label[1], sys.stdout)}  {text}")
 
 
-def table(rows: Sequence[Sequence[str]], stream: TextIO | None = None) -> None:
-    """Columns aligned with spaces; the first row is the header."""
+def table(
+    rows: Sequence[Sequence[str]],
+    stream: TextIO | None = None,
+    shrink: Sequence[tuple[int, int]] = (),
+) -> bool:
+    """Columns aligned with spaces; the first row is the header.
+
+    On a terminal too narrow for the table, the `shrink` columns (index, narrowest
+    width), in that order, are cut to fit, with "…".  Returns whether any was cut.
+    """
     target = stream or sys.stdout
     from avasam_cli.text import inert
 
     # Cells may come from requests: made inert when measured and when printed, rather
     # than copied (a listing can hold 100,000 rows).
     widths = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
+    room = terminal_columns(target)
+    excess = sum(widths) + 2 * (len(widths) - 1) - room if room else 0
+    for column, narrowest in shrink:
+        cut = min(max(excess, 0), max(widths[column] - narrowest, 0))
+        widths[column] -= cut
+        excess -= cut
     for index, row in enumerate(rows):
-        cells = (inert(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        cells = (_cell(inert(cell), width) for cell, width in zip(row, widths, strict=True))
         line = "  ".join(cells).rstrip()
         print(styled(line, "bold", target) if index == 0 else line, file=target)
+    return any(widths[column] < len(row[column]) for row in rows for column, _ in shrink)
+
+
+def _cell(text: str, width: int) -> str:
+    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
 
 
 def plural(count: int, noun: str) -> str:
@@ -159,7 +226,12 @@ class HumanEventPrinter(EventPrinter):
             self.errors.print("[green]The event store is writable again.[/]")
         self._store_failing = failure is not None
         for event in events:
-            self.print_event(event, compact)
+            # One write per block: the listener's follow-up lines ("Acknowledged ...",
+            # written by another process) then land between blocks, never inside one.
+            with self.console.capture() as block:
+                self.print_event(event, compact)
+            self.console.file.write(block.get())
+            self.console.file.flush()
 
     def print_event(self, event: Event, compact: bool = False) -> None:
         from rich.markup import escape

@@ -204,3 +204,41 @@ def test_refused_values_are_explained_in_our_words(
     said = " ".join(result.stderr.split())
     assert expected in said
     assert "Value error" not in said and "Input should" not in said
+
+
+def test_messages_wrap_at_spaces_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns a long message wraps between words, never inside a command or URL,
+    and continuation lines of an error are indented; piped (no width) it stays whole."""
+    import io
+
+    from avasam_cli.output import fitted
+
+    url = "https://my-shop.example/avasam/webhooks/stock-updates-from-avasam"
+    message = (
+        f"the forward target {url} answered 502 twice; check the shop, then run "
+        "`avasam events replay 42 --to URL` to resend it\n    an indented second line that "
+        "is long enough to need wrapping as well, keeping its own indent"
+    )
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = fitted(message, io.StringIO(), "Error:").splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].startswith("Error: the forward target")
+    assert any(url in line for line in lines)
+    assert any("`avasam events replay 42 --to URL`" in line for line in lines)
+    assert lines[1].startswith("  ") and not lines[1].startswith("   ")
+    indented = [line for line in lines if "indented" in line or "keeping" in line]
+    assert indented[0].startswith("    an indented") and indented[-1].startswith("      ")
+    monkeypatch.delenv("COLUMNS")
+    assert fitted(message, io.StringIO(), "Error:") == f"Error: {message}"
+
+
+def test_the_new_token_notice_fits_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`configure --generate-verification-token` prints the token and where to paste it,
+    each line within 80 columns and the token on a line of its own."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("configure", "--generate-verification-token")
+    assert result.exit_code == 0, result.stderr
+    said = result.stdout + result.stderr
+    # A path longer than the terminal gets a line of its own, unbroken.
+    assert all(len(line) <= 80 or " " not in line.strip() for line in said.splitlines()), said
+    assert "Settings > User management" in " ".join(said.split())

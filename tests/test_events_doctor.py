@@ -44,7 +44,7 @@ def test_events_list(cli: Cli, filled: ListenProcess) -> None:
     result = cli("events", "list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["id", "received", "kind", "status"]
+    assert lines[0].split()[:5] == ["id", "received", "(UTC)", "kind", "status"]
     assert "ev-2" in lines[1] and "pending" in lines[4]
     rejected = cli("events", "list", "--status", "rejected", "--json")
     records = [json.loads(line) for line in rejected.stdout.splitlines()]
@@ -300,3 +300,63 @@ def test_events_list_does_not_create_a_missing_store(cli: Cli, isolated_home: Pa
     result = cli("events", "list")
     assert result.exit_code == 0 and "No events stored yet" in result.stderr
     assert not (isolated_home / "data" / "events.sqlite3").exists()
+
+
+def test_human_printer_writes_each_event_block_in_one_write() -> None:
+    """An event's block (header, detail, items table) leaves in one write, so a follow-up
+    line from the listener's other process ("Acknowledged ...") lands between blocks."""
+    import io
+
+    from rich.console import Console
+
+    from avasam_cli.output import HumanEventPrinter
+    from avasam_cli.store.events import Event
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.calls.append(text)
+            return super().write(text)
+
+    out = Writes()
+    console = Console(file=out, width=80, no_color=True, highlight=False)
+    items = [
+        {"sku": f"SKU-{n}", "quantity": n, "updatedOn": "2026-11-28T10:00:00Z"} for n in range(5)
+    ]
+    events = [
+        Event("2026-11-28T10:00:01.000+00:00", "stock", "verified", 200, "[]", b"", id=n,
+              request_id=f"r-{n}", item_count=5, data_json=json.dumps(items).encode())
+        for n in (1, 2)
+    ]  # fmt: skip
+    HumanEventPrinter(console, console)(events)
+    written = [call for call in out.calls if call]
+    assert len(written) == 2, written
+    for call, event in zip(written, events, strict=True):
+        assert event.request_id is not None and event.request_id in call
+        assert call.count("SKU-") == 5 and call.endswith("\n")
+
+
+def test_events_list_fits_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns the request ids are cut (with …) to fit and the note says so; piped
+    output, and --json, keep them whole."""
+    import uuid
+
+    from avasam_cli.paths import locations
+    from tests.helpers import store_event
+
+    ids = [str(uuid.UUID(int=n + 10**30)) for n in range(3)]
+    for request_id in ids:
+        store_event(locations().store_file, request_id)
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli("events", "list")
+    assert narrow.exit_code == 0
+    lines = narrow.stdout.splitlines()
+    assert len(lines) == 4 and all(len(line) <= 80 for line in lines), lines
+    assert "…" in lines[1] and ids[2] not in narrow.stdout
+    assert "--json shows them whole" in narrow.stderr
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = cli("events", "list")
+    assert all(request_id in wide.stdout for request_id in ids) and not wide.stderr

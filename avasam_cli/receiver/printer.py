@@ -94,7 +94,9 @@ def make_printer(mode: str, fd: int) -> BackgroundPrinter | None:
         return BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")))
     from rich.console import Console
 
-    text = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    # Block-buffered, flushed once per event (see HumanEventPrinter): large enough for
+    # an event's block to leave in one write.
+    text = open(fd, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - process-long
     return BackgroundPrinter(
         output.HumanEventPrinter(
             Console(file=text, highlight=False, soft_wrap=False),
