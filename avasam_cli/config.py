@@ -104,27 +104,32 @@ def token_length_warning(token: str) -> str | None:
 
 def normalize_base_url(url: str) -> str:
     """Validate a base URL and drop a trailing slash; raise ConfigError when malformed."""
+    from avasam_cli.net import url_problem
+
     candidate = url.strip()
-    problem = None
-    try:
+    problem = url_problem(candidate)
+    if problem is None:
         parts = urlsplit(candidate)
-        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as error:
-        problem = str(error)
-    else:
-        if parts.scheme not in ("http", "https"):
-            problem = "it must start with https:// (or http:// for a local server)"
-        elif not parts.hostname:
-            problem = "it has no host name"
-        elif parts.query or parts.fragment:
+        if parts.query or parts.fragment:
             problem = "it must not have a query or fragment"
-        elif any(ch.isspace() for ch in candidate) or port == 0:
-            problem = "it contains spaces or an invalid port"
+        elif parts.path.rstrip("/").lower().endswith("/api"):
+            # Every API path starts with /api already: /api/api-seller/... would be a 404.
+            fixed = candidate.rstrip("/")[: -len("/api")]
+            problem = f"leave out the /api at the end (the API paths add it): {fixed}"
     if problem:
         raise ConfigError(
             f"malformed base URL {url!r}: {problem}; for example --base-url {DEFAULT_BASE_URL}"
         )
     return candidate.rstrip("/")
+
+
+def normalize_host(host: str) -> str:
+    from avasam_cli.net import host_problem
+
+    problem = host_problem(host.strip())
+    if problem:
+        raise ConfigError(f"invalid listener host {host!r}: {problem}; for example 127.0.0.1")
+    return host.strip()
 
 
 def normalize_port(port: str) -> str:
@@ -185,6 +190,7 @@ NORMALIZERS: Mapping[str, Callable[[str], str]] = {
     **{f"{kind}_path": normalize_path for kind in DEFAULT_WEBHOOK_PATHS},
     "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,
+    "listen_host": normalize_host,
     "listen_port": normalize_port,
     "auth_scheme": normalize_auth_scheme,
 }
@@ -402,12 +408,14 @@ def resolve(
     flags: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
     lenient: bool = False,
+    flag_options: Mapping[str, str] | None = None,
 ) -> Settings:
     """Combine flags, environment, the chosen profile and defaults into effective settings.
 
     A bad value is a ConfigError naming where it came from; with `lenient` (for
     `config show` and `doctor`, which must run to diagnose it) it is kept as given,
-    with the error in `Setting.problem`.
+    with the error in `Setting.problem`.  `flag_options` names the option a flag came
+    from where the command spells it differently (`listen --host` for listen_host).
     """
     env = os.environ if environ is None else environ
     flags = flags or {}
@@ -427,16 +435,19 @@ def resolve(
             try:
                 value = NORMALIZERS[name](value)
             except ConfigError as error:
-                problem = f"{error.message} (from {_origin(name, source, config, profile)})"
+                origin = _origin(name, source, config, profile, flag_options or {})
+                problem = f"{error.message} (from {origin})"
                 if not lenient:
                     raise ConfigError(problem) from None
         values[name] = Setting(name, value, source, problem)
     return Settings(profile, profile_source, values)
 
 
-def _origin(name: str, source: str, config: ConfigFile, profile: str) -> str:
+def _origin(
+    name: str, source: str, config: ConfigFile, profile: str, flag_options: Mapping[str, str]
+) -> str:
     if source == "flag":
-        return f"--{name.replace('_', '-')}"
+        return flag_options.get(name, f"--{name.replace('_', '-')}")
     if source == "environment":
         return f"the environment variable {ENV_VARS[name]}"
     if source == "profile":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import re
 import socket
+from urllib.parse import urlsplit
 
 from avasam_cli.errors import UsageError
 
@@ -23,6 +25,68 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.I)
+
+
+def host_problem(host: str) -> str | None:
+    """What makes `host` unusable as a host to listen on or connect to, or None."""
+    import ipaddress
+
+    if host in WILDCARD_HOSTS and host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if len(host) <= 253 and _HOST_NAME.fullmatch(host):
+        return None
+    return "it is neither an IP address nor a host name"
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable as an http(s) URL to send to, or None.
+
+    The one place URLs given on the command line, in the environment or in the
+    profile are checked (send-test --url, events replay --to, --forward-to, the base URL).
+    """
+    candidate = url.strip()
+    if "://" not in candidate:
+        return "it has no http:// or https:// in front"
+    try:
+        parts = urlsplit(candidate)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as error:
+        return str(error)
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it has no host name"
+    if any(ch.isspace() for ch in candidate):
+        return "it contains spaces"
+    if port == 0:
+        return "port 0 cannot be reached"
+    return host_problem(parts.hostname)
+
+
+def checked_url(url: str, option: str, example: str) -> str:
+    """`url` if it is usable, else a UsageError naming `option`, the problem and a fix."""
+    problem = url_problem(url)
+    if problem is None:
+        return url.strip()
+    if "://" not in url and url_problem(f"http://{url.strip()}") is None:
+        example = f"http://{url.strip()}"
+    raise UsageError(f"{option} {url!r}: {problem}; for example {option} {example}")
+
+
+def checked_host(host: str, option: str = "--host") -> str:
+    problem = host_problem(host.strip())
+    if problem is None:
+        return host.strip()
+    raise UsageError(f"{option} {host!r}: {problem}; for example {option} 127.0.0.1")
 
 
 def connectable_host(host: str) -> str:

@@ -481,3 +481,81 @@ def test_a_weak_token_does_not_silently_replace_a_strong_one(cli: Cli) -> None:
     assert forced.exit_code == 0
     assert "A running `avasam listen` keeps the token it started with" in forced.stderr
     assert ConfigFile(config_file()).profile("default")["verification_token"] == "short"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("send-test", "--url", "127.0.0.1:20002/webhooks/stock"),
+         "--url '127.0.0.1:20002/webhooks/stock': it has no http:// or https:// in front; "
+         "for example --url http://127.0.0.1:20002/webhooks/stock"),
+        (("events", "replay", "1", "--to", "localhost:3000"),
+         "--to 'localhost:3000': it has no http:// or https:// in front; "
+         "for example --to http://localhost:3000"),
+        (("listen", "--forward-price-to", "ftp://shop"),
+         "--forward-price-to 'ftp://shop': it must start with http:// or https://"),
+        (("send-test", "--url", "http://my shop/x"), "--url 'http://my shop/x': it contains"),
+        (("ack", "--pending", "--base-url", "https://app.avasam.com/api/"),
+         "leave out the /api at the end (the API paths add it): https://app.avasam.com"),
+        (("listen", "--host", "not a host"),
+         "invalid listener host 'not a host': it is neither an IP address nor a host name; "
+         "for example 127.0.0.1 (from --host)"),
+        (("configure", "--listen-host", "not a host"), "invalid listener host 'not a host'"),
+        (("send-test", "--host", "bad_host!"), "invalid listener host 'bad_host!'"),
+    ],
+)  # fmt: skip
+def test_urls_and_hosts_are_checked_in_one_place(
+    cli: Cli, args: tuple[str, ...], expected: str
+) -> None:
+    """Every URL and host from the command line is checked before use: exit 2, the
+    option, the problem and an example of a good value (no httpx wording)."""
+    result = cli(*args)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, said
+    assert expected in said
+    assert "protocol" not in said and "Traceback" not in result.output
+    assert not config_file().exists() or "not a host" not in config_file().read_text()
+
+
+def test_secret_dash_at_a_terminal_is_asked_for_without_echo(isolated_home: Path) -> None:
+    """`configure --secret-key -` with a terminal on stdin names what it waits for, and
+    what is typed is not echoed; the secret is saved."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    controller, terminal = pty.openpty()
+    secret = "typed-secret-" + "x" * 20
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "configure", "--secret-key", "-"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "AVASAM_HOME": str(isolated_home)},
+    )
+    try:
+        assert process.stderr is not None
+        said = b""
+        deadline = time.monotonic() + 30
+        while b"(not shown): " not in said and time.monotonic() < deadline:
+            if select.select([process.stderr], [], [], 1)[0]:
+                said += os.read(process.stderr.fileno(), 1024)
+        assert b"Secret key (not shown): " in said  # printed once echo is off
+        os.write(controller, f"{secret}\n".encode())
+        out, err = process.communicate(timeout=30)
+        echoed = b""
+        while select.select([controller], [], [], 0.2)[0]:
+            try:
+                echoed += os.read(controller, 1024)
+            except OSError:
+                break
+    finally:
+        process.kill()
+        os.close(controller)
+        os.close(terminal)
+    assert process.returncode == 0, err
+    assert secret.encode() not in echoed and secret.encode() not in out + err
+    assert f'secret_key = "{secret}"' in config_file().read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -360,3 +361,30 @@ def test_events_list_fits_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("COLUMNS", "200")
     wide = cli("events", "list")
     assert all(request_id in wide.stdout for request_id in ids) and not wide.stderr
+
+
+def test_events_replay_explains_and_resigns(cli: Cli, filled: ListenProcess) -> None:
+    """A plain replay to the listener says in one line why it was answered duplicate;
+    --resign sends the same items under a new request id, verified as a new update."""
+    from tests.helpers import store_rows
+
+    plain = cli("events", "replay", "ev-1", "--port", str(filled.port))
+    assert plain.exit_code == 0, plain.output
+    assert "Answered duplicate" in plain.stderr and "--resign" in plain.stderr
+    resigned = cli("events", "replay", "ev-1", "--port", str(filled.port), "--resign")
+    assert resigned.exit_code == 0, resigned.output
+    assert '"status":"ok"' in resigned.stdout
+    assert "Re-signed the items of event 1 as a new update" in " ".join(resigned.stderr.split())
+    new_id = json.loads(resigned.stdout.splitlines()[1])["requestId"]
+    assert new_id != "ev-1"
+    store = filled.home / "data" / "events.sqlite3"
+    for _ in range(50):  # the listener commits in batches
+        rows = store_rows(store, f"request_id = '{new_id}'")
+        if rows:
+            break
+        time.sleep(0.1)
+    original = store_rows(store, "request_id = 'ev-1' AND status = 'verified'")[0]
+    assert rows[0]["status"] == "verified"
+    assert json.loads(rows[0]["body"])["data"] == json.loads(original["body"])["data"]
+    refused = cli("events", "replay", "3", "--port", str(filled.port), "--resign")
+    assert refused.exit_code == 2 and "no list of items to re-sign" in refused.stderr

@@ -405,3 +405,26 @@ def test_verify_says_how_much_leeway_an_old_body_needs(
     forged = dict(body, token=sign.sign_token("old-1", "another" * 6, now=two_hours_ago))
     path.write_text(json.dumps(forged))
     assert "--leeway" not in cli("verify", str(path)).stdout  # a bad signature is not a time
+
+
+def test_single_send_times_the_request_not_the_client(
+    cli: Cli, listener: ListenProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latency shown runs from the request being written to the answer: a client that
+    takes 1 s to make (TLS context, pools) does not show as 1 s."""
+    import time
+
+    import httpx
+
+    made = httpx.Client.__init__
+
+    def slow_to_make(self: httpx.Client, *args: object, **kwargs: object) -> None:
+        time.sleep(1.0)
+        made(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Client, "__init__", slow_to_make)
+    result = cli("send-test", "--url", f"{listener.url}/webhooks/stock")
+    assert result.exit_code == 0, result.output
+    status, _, milliseconds = result.stdout.split()[:3]
+    assert status == "200"
+    assert float(milliseconds) < 1000, result.stdout

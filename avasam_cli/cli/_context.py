@@ -94,8 +94,12 @@ def _settings(
 ) -> Settings:
     from avasam_cli.config import resolve
 
+    # Only `configure` spells them --listen-host/--listen-port; the others say --host/--port.
+    spelled = (
+        {} if ctx.info_name == "configure" else {"listen_host": "--host", "listen_port": "--port"}
+    )
     try:
-        return resolve(config, profile_flag(ctx), flags, lenient=lenient)
+        return resolve(config, profile_flag(ctx), flags, lenient=lenient, flag_options=spelled)
     finally:
         say_config_warnings(config)  # a misspelled key may be why a value is missing
 
@@ -117,14 +121,22 @@ def say_config_warnings(config: ConfigFile) -> None:
 
 
 def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[str, str | None]:
-    """Replace each `-` with the next line of standard input, in the order of FIELDS."""
+    """Replace each `-` with the next line of standard input, in the order of FIELDS; at a
+    terminal, each is asked for by name and typed without echo."""
     from avasam_cli.config import FIELDS, LABELS
 
     resolved = dict(given)
     for name in FIELDS:
         if resolved.get(name) != STDIN_MARKER:
             continue
-        line = stdin.readline()
+        typed = stdin.isatty()
+        line = (
+            read_unechoed(f"{LABELS[name].capitalize()} (not shown): ", stdin)
+            if typed
+            else stdin.readline()
+        )
+        if not line and typed:
+            raise UsageError(f"no {LABELS[name]} was typed: nothing was changed")
         if not line:
             raise UsageError(
                 f"--{name.replace('_', '-')} - expects the {LABELS[name]} on standard input, "
@@ -133,6 +145,26 @@ def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[st
             )
         resolved[name] = line.rstrip("\r\n")
     return resolved
+
+
+def read_unechoed(prompt: str, terminal: TextIO) -> str:
+    """A line typed at `terminal` (standard input) without echo, after `prompt` on stderr.
+
+    Not getpass: it reads /dev/tty, which need not be the terminal on standard input.
+    """
+    import termios
+
+    descriptor = terminal.fileno()
+    before = termios.tcgetattr(descriptor)
+    quiet = termios.tcgetattr(descriptor)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(descriptor, termios.TCSAFLUSH, quiet)
+    try:
+        print(prompt, end="", file=sys.stderr, flush=True)  # once echo is off: safe to type
+        return terminal.readline()
+    finally:
+        termios.tcsetattr(descriptor, termios.TCSAFLUSH, before)
+        print(file=sys.stderr)
 
 
 def verification_token_for(ctx: typer.Context, flag: str | None) -> str:

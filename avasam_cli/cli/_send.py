@@ -44,12 +44,22 @@ def post_and_show(
 
     from avasam_cli.text import excerpt
 
-    start = time.perf_counter()
-    try:
-        response = httpx.post(url, content=content, headers=headers, timeout=timeout)
-    except httpx.HTTPError as error:
-        raise connection_failure(url, error, timeout, url_option) from None
-    elapsed = (time.perf_counter() - start) * 1000
+    written: list[float] = []
+
+    def trace(event: str, info: object) -> None:
+        if event.endswith("send_request_headers.started"):
+            written.append(time.perf_counter())
+
+    # The clock runs from the request being written to the whole answer read, as curl's
+    # does: making the client (TLS context, pools) is not the receiver's time.
+    with httpx.Client(timeout=timeout) as client:
+        try:
+            response = client.post(
+                url, content=content, headers=headers, extensions={"trace": trace}
+            )
+        except httpx.HTTPError as error:
+            raise connection_failure(url, error, timeout, url_option) from None
+        elapsed = (time.perf_counter() - written[-1]) * 1000
     output.out(f"{response.status_code} {response.reason_phrase}  {elapsed:.1f} ms  {url}")
     output.out(excerpt(response.text, 300))
     return response

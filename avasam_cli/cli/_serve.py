@@ -63,18 +63,6 @@ def check_paths(paths: Mapping[str, str]) -> None:
         )
 
 
-def check_forward_targets(targets: Mapping[str, str]) -> None:
-    from urllib.parse import urlsplit
-
-    for kind, url in targets.items():
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(
-                f"invalid forward URL for {kind} updates {url!r}: give a full http(s) URL, "
-                "e.g. --forward-to http://127.0.0.1:3000/avasam"
-            )
-
-
 def make_followup(options: ListenOptions, resolved: Settings, where: Locations) -> FollowUp | None:
     """Acknowledging and forwarding after each answer, when asked for; None otherwise."""
     if not options.auto_ack and not options.forward_to:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.cli._context import group
+from avasam_cli.cli._context import group, settings
 from avasam_cli.cli._options import KIND_CHOICES, Kind, ListenerHostOption, ListenerPortOption
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    import httpx
 
     from avasam_cli.store.events import StoredEvent
 
@@ -68,7 +71,6 @@ def list_events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List received requests, newest first."""
-    import json
 
     from avasam_cli import output
     from avasam_cli.paths import locations
@@ -107,7 +109,6 @@ def show(
     raw: Annotated[bool, typer.Option(help="Print the stored body exactly, nothing else.")] = False,
 ) -> None:
     """Show one stored request: headers, body, verification, acknowledgement."""
-    import json
 
     from avasam_cli import output
     from avasam_cli.paths import locations
@@ -159,19 +160,31 @@ def replay(
     to: Annotated[
         str | None, typer.Option(help="Where to send it (default: the local listener).")
     ] = None,
+    resign: Annotated[
+        bool,
+        typer.Option(
+            "--resign",
+            help="Send the stored items as a new update: a new request id, signed now with "
+            "the profile's verification token.",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 10.0,
     host: ListenerHostOption = None,
     port: ListenerPortOption = None,
 ) -> None:
     """Send a stored request again, body and headers as received, and show the answer."""
+    from avasam_cli import output
     from avasam_cli.cli._send import post_and_show
     from avasam_cli.cli.send_test import local_endpoint
     from avasam_cli.delivery.forward import passed_on
+    from avasam_cli.net import checked_url
     from avasam_cli.store.events import REDACTED
     from avasam_cli.webhooks.kinds import KINDS
 
     if to is not None and (host or port):
         raise UsageError("give --to, or --host/--port for the local listener, not both")
+    if to is not None:
+        to = checked_url(to, "--to", "https://my-shop.example/avasam/stock")
     event = _find(key)
     if to is None and event.kind not in KINDS:
         raise UsageError(
@@ -179,9 +192,61 @@ def replay(
         )
     target = to or local_endpoint(ctx, host, port, event.kind)
     headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
-    response = post_and_show(target, event.body, headers, timeout, url_option="--to")
+    body = event.body
+    if resign:
+        body, request_id = _resigned(ctx, event)
+        output.info(
+            f"Re-signed the items of event {event.id} as a new update: request id "
+            f"{request_id}, signed now with profile '{settings(ctx).profile}''s token."
+        )
+    response = post_and_show(target, body, headers, timeout, url_option="--to")
+    why = None if resign else _replay_outcome(response)
+    if why:
+        output.info(why)
     if not response.is_success:
         raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
+
+
+def _resigned(ctx: typer.Context, event: StoredEvent) -> tuple[bytes, str]:
+    """The stored items in a freshly signed envelope: (body, its new request id)."""
+    from datetime import UTC, datetime
+
+    from avasam_cli.cli._context import verification_token_for
+    from avasam_cli.webhooks import sign as signing
+
+    try:
+        items = json.loads(event.body)["data"]
+        if not isinstance(items, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise UsageError(
+            f"event {event.id} holds no list of items to re-sign (its body is not an Avasam "
+            "update): replay it as it is, without --resign"
+        ) from None
+    token = verification_token_for(ctx, None)
+    body = signing.build_body(items, token, now=datetime.now(UTC))
+    return signing.encode(body), body["requestId"]
+
+
+def _replay_outcome(response: httpx.Response) -> str | None:
+    """One line on why a plain replay was answered as it was, when that is not obvious."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    if answer.get("status") == "duplicate":
+        return (
+            "Answered duplicate: the receiver has this request id already, so it passed "
+            "nothing on. `--resign` sends the items as a new update."
+        )
+    if answer.get("error") == "expired":
+        return (
+            "Refused as expired: the stored token's lifetime is over (Avasam's tokens last "
+            "minutes). `--resign` signs the items afresh with a new request id."
+        )
+    return None
 
 
 def prune(

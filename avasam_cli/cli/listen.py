@@ -133,12 +133,12 @@ def listen(
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.cli._serve import (
         ListenOptions,
-        check_forward_targets,
         check_paths,
         ensure_token,
         make_followup,
         serve,
     )
+    from avasam_cli.net import checked_url
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import ReceiverSettings
 
@@ -149,6 +149,11 @@ def listen(
     flags["stock_path"], flags["price_path"] = stock_path, price_path
     resolved = settings(ctx, config, **flags)
     paths = endpoint_paths(resolved)
+    given = {"--forward-to": forward_to, "--forward-stock-to": forward_stock_to,
+             "--forward-price-to": forward_price_to}  # fmt: skip
+    for option, url in given.items():
+        if url is not None:
+            checked_url(url, option, "http://127.0.0.1:3000/avasam")
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
     options = ListenOptions(
         host=resolved.require("listen_host"),
@@ -169,7 +174,6 @@ def listen(
         shutdown_wait=shutdown_wait,
     )
     check_paths(options.paths)
-    check_forward_targets(options.forward_to)
     if options.tunnel is not None:
         from avasam_cli.tunnel import find_tool
 

@@ -144,12 +144,12 @@ def send_test(
 ) -> None:
     """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
     from avasam_cli.cli._simulate import ItemOptions, build_body, send_load, send_one, tampered
+    from avasam_cli.net import checked_url
 
-    signing_options = _signing_options(
-        ctx, verification_token, request_id, on, alg, expires_in, iat
-    )
     if url is not None and (host or port):
         raise UsageError("give --url, or --host/--port for the local listener, not both")
+    if url is not None:
+        url = checked_url(url, "--url", "http://127.0.0.1:8787/webhooks/stock")
     chosen = kind.value
     given = ctx.get_parameter_source("kind")
     if url is not None and (given is None or given.name == "DEFAULT"):
@@ -157,6 +157,9 @@ def send_test(
     item_options = ItemOptions(chosen, tuple(sku or ()), quantity, price, items, data_file)
     if url is None:
         url = local_endpoint(ctx, host, port, chosen)
+    signing_options = _signing_options(
+        ctx, verification_token, request_id, on, alg, expires_in, iat
+    )
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
     if count > 1:
