@@ -116,23 +116,39 @@ def table(
     On a terminal too narrow for the table, the `shrink` columns (index, narrowest
     width), in that order, are cut to fit, with "…".  Returns whether any was cut.
     """
-    target = stream or sys.stdout
     from avasam_cli.text import inert
 
+    target = stream or sys.stdout
     # Cells may come from requests: made inert when measured and when printed, rather
     # than copied (a listing can hold 100,000 rows).
-    widths = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
-    room = terminal_columns(target)
-    excess = sum(widths) + 2 * (len(widths) - 1) - room if room else 0
-    for column, narrowest in shrink:
-        cut = min(max(excess, 0), max(widths[column] - narrowest, 0))
-        widths[column] -= cut
-        excess -= cut
+    natural = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
+    widths = fitted_widths(natural, target, shrink)
     for index, row in enumerate(rows):
-        cells = (_cell(inert(cell), width) for cell, width in zip(row, widths, strict=True))
-        line = "  ".join(cells).rstrip()
+        line = table_line(row, widths)
         print(styled(line, "bold", target) if index == 0 else line, file=target)
-    return any(widths[column] < len(row[column]) for row in rows for column, _ in shrink)
+    return widths != natural
+
+
+def fitted_widths(
+    widths: Sequence[int], stream: TextIO, shrink: Sequence[tuple[int, int]]
+) -> list[int]:
+    """`widths`, with the `shrink` columns narrowed as far as needed to fit the terminal."""
+    fitted = list(widths)
+    room = terminal_columns(stream)
+    excess = sum(fitted) + 2 * (len(fitted) - 1) - room if room else 0
+    for column, narrowest in shrink:
+        cut = min(max(excess, 0), max(fitted[column] - narrowest, 0))
+        fitted[column] -= cut
+        excess -= cut
+    return fitted
+
+
+def table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One row: each cell made inert, padded or cut (with "…") to its column's width."""
+    from avasam_cli.text import inert
+
+    shown = (_cell(inert(cell), width) for cell, width in zip(cells, widths, strict=True))
+    return "  ".join(shown).rstrip()
 
 
 def _cell(text: str, width: int) -> str:

@@ -388,3 +388,61 @@ def test_events_replay_explains_and_resigns(cli: Cli, filled: ListenProcess) -> 
     assert json.loads(rows[0]["body"])["data"] == json.loads(original["body"])["data"]
     refused = cli("events", "replay", "3", "--port", str(filled.port), "--resign")
     assert refused.exit_code == 2 and "no list of items to re-sign" in refused.stderr
+
+
+def test_events_list_follow_tails_a_store_shared_by_two_listeners(
+    cli: Cli, isolated_home: Path
+) -> None:
+    """`events list --follow --kind stock --json` prints the stored stock event, then the
+    new ones from both listeners sharing the store as they are committed, and nothing of
+    the other kind; Ctrl-C (SIGINT) stops it with 130."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    first = ListenProcess(isolated_home, env=env)
+    second = ListenProcess(isolated_home, env=env)
+    follower = None
+    try:
+        httpx.post(f"{first.url}/webhooks/stock", content=signed_body(request_id="old-1"),
+                   headers=JSON_HEADERS)  # fmt: skip
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "avasam_cli", "events", "list", "--follow", "--kind",
+             "stock", "--json", "--limit", "5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "AVASAM_HOME": str(isolated_home)},
+        )  # fmt: skip
+        assert follower.stdout is not None
+        seen: list[str] = []
+
+        def read_until(count: int) -> None:
+            buffered = b""
+            deadline = time.monotonic() + 20
+            while len(seen) < count and time.monotonic() < deadline:
+                if select.select([follower.stdout], [], [], 0.5)[0]:
+                    buffered += os.read(follower.stdout.fileno(), 65536)
+                    *lines, buffered_rest = buffered.split(b"\n")
+                    seen.extend(json.loads(line)["requestId"] for line in lines)
+                    buffered = buffered_rest
+
+        read_until(1)
+        assert seen == ["old-1"]
+        for listener, request_id in ((second, "new-1"), (first, "new-2"), (second, "new-3")):
+            httpx.post(f"{listener.url}/webhooks/stock", content=signed_body(request_id=request_id),
+                       headers=JSON_HEADERS)  # fmt: skip
+            httpx.post(f"{listener.url}/webhooks/price",
+                       content=signed_body("price", request_id=f"p-{request_id}"),
+                       headers=JSON_HEADERS)  # fmt: skip
+        read_until(4)
+        assert seen == ["old-1", "new-1", "new-2", "new-3"]
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 130
+    finally:
+        if follower is not None:
+            follower.kill()
+            follower.communicate()
+        first.stop()
+        second.stop()

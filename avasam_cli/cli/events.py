@@ -69,9 +69,17 @@ def list_events(
     kind: Annotated[Kind | None, typer.Option(help=f"Only {KIND_CHOICES}.")] = None,
     status: StatusOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Show the last --limit oldest first, then each new one as it is stored, "
+            "by any listener sharing the store, until Ctrl-C.",
+        ),
+    ] = False,
 ) -> None:
     """List received requests, newest first."""
-
     from avasam_cli import output
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
@@ -79,6 +87,9 @@ def list_events(
 
     chosen = kind.value if kind else None
     verdict = status.value if status else None
+    if follow:
+        _follow(limit, chosen, verdict, as_json)
+        return
     with open_store(locations().store_file, read_only=True) as store:
         if as_json:  # streamed: one row, body included, at a time
             for event in store.latest(limit, chosen, verdict):
@@ -86,9 +97,7 @@ def list_events(
             return
         # The table needs only the columns: no body or headers are read, and each row is
         # turned into its cells at once.
-        table: list[tuple[str, ...]] = [
-            ("id", "received (UTC)", "kind", "status", "request id", "items", "ack")
-        ]
+        table: list[tuple[str, ...]] = [LIST_HEADER]
         table += map(_row, store.latest(limit, chosen, verdict, with_body=False))
         total = sum(store.count_by_status().values()) if len(table) == 1 else 0
     if len(table) == 1 and total:
@@ -100,8 +109,53 @@ def list_events(
         return
     # At 80 columns the request ids (then the reasons) are cut: the id column is what
     # `events show` takes, and --json keeps everything whole.
-    if output.table(table, shrink=((4, 9), (3, 8))):
-        output.info("Columns were cut to fit the terminal: --json shows them whole.")
+    if output.table(table, shrink=LIST_SHRINK):
+        output.info(CUT_NOTE)
+
+
+LIST_HEADER = ("id", "received (UTC)", "kind", "status", "request id", "items", "ack")
+LIST_SHRINK = ((4, 9), (3, 8))  # (column, narrowest): request ids first, then reasons
+CUT_NOTE = "Columns were cut to fit the terminal: --json shows them whole."
+# --follow cannot measure rows still to come: room for a six-digit id, the longest
+# status (a rejection with its reason) and a UUID.
+FOLLOW_WIDTHS = (6, 19, 5, 33, 36, 5, 7)
+FOLLOW_SHRINK = ((3, 9), (4, 9))  # statuses first: most are short
+FOLLOW_POLL_SECONDS = 0.25
+FOLLOW_BATCH = 500
+
+
+def _follow(limit: int, kind: str | None, status: str | None, as_json: bool) -> None:
+    """`events list --follow`: the last `limit` rows oldest first, then each new row as
+    it is committed, by whichever process, until Ctrl-C (exit 130)."""
+    import time
+
+    from avasam_cli import output
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.events import event_json
+
+    path = locations().store_file
+    if not path.exists():
+        output.info(f"No event store yet at {path}: waiting for the first event.")
+    try:
+        while not path.exists():
+            time.sleep(FOLLOW_POLL_SECONDS)
+        widths = output.fitted_widths(FOLLOW_WIDTHS, sys.stdout, FOLLOW_SHRINK)
+        if not as_json:
+            output.out(output.styled(output.table_line(LIST_HEADER, widths), "bold", sys.stdout))
+        with open_store(path, read_only=True) as store:
+            shown = list(store.latest(limit, kind, status, with_body=as_json))[::-1]
+            last_id = 0
+            while True:
+                for event in shown:
+                    line = json.dumps(event_json(event)) if as_json else None
+                    output.out(line or output.table_line(_row(event), widths))
+                    last_id = event.id or last_id
+                sys.stdout.flush()
+                time.sleep(FOLLOW_POLL_SECONDS)
+                shown = list(store.after(last_id, FOLLOW_BATCH, kind, status, as_json))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 def show(

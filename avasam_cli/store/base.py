@@ -54,6 +54,17 @@ class EventStore(ResultLog, Protocol):
         """Newest first, optionally of one kind and status, read as they are iterated;
         without `with_body`, headers and body are left empty (a listing)."""
 
+    def after(
+        self,
+        last_id: int,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        """Oldest first, the rows stored after row `last_id` (as `latest` filters them):
+        what `events list --follow` has not shown yet."""
+
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""
 

@@ -386,6 +386,23 @@ class SqliteStore:
             _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
+    def after(
+        self,
+        last_id: int,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        """Oldest first, the rows after row `last_id`.  SQLite has one writer at a time, so
+        row ids grow in commit order, across all the processes sharing the file."""
+        return self._select(
+            "id > ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
+            (last_id, kind, kind, status, status, limit),
+            "ORDER BY id LIMIT ?",
+            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+        )
+
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""
         if id_or_request_id.isdigit():
