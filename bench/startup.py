@@ -36,32 +36,62 @@ CASES = [
 
 
 def minimal_app_source() -> str:
-    """A Typer app with our command tree, each command doing nothing."""
+    """A Typer app with our command tree and options, each command doing nothing.
+
+    Each command takes the same options (as plain text or flags), and help is plain
+    as ours is: Typer >= 0.25 imports pydantic to coerce any option (about 100 ms), and
+    rich help imports rich, so a baseline without them would not be the same app.
+    """
+    import typer.main
+
     from avasam_cli.cli import app
 
     lines = [
+        "from typing import Optional",
         "import typer",
-        "app = typer.Typer()",
+        "app = typer.Typer(rich_markup_mode=None)",
     ]
-    for group in app.registered_groups:
-        lines.append(f"{group.name}_app = typer.Typer()")
-        lines.append(f"app.add_typer({group.name}_app, name={group.name!r})")
-        assert group.typer_instance is not None
-        for command in group.typer_instance.registered_commands:
-            lines.append(
-                f"@{group.name}_app.command({command.name!r})\ndef _{command.name}(): pass"
-            )
-    for command in app.registered_commands:
-        assert command.callback is not None
-        name = command.name or command.callback.__name__.replace("_", "-")
-        fn = name.replace("-", "_")
-        lines.append(f"@app.command({name!r})\ndef _{fn}(): pass")
+    root = typer.main.get_command(app)
+    for name, command in sorted(root.commands.items()):  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            lines.append(_command_source("app", name, command))
+            continue
+        lines.append(f"{_identifier(name)}_app = typer.Typer(rich_markup_mode=None)")
+        lines.append(f"app.add_typer({_identifier(name)}_app, name={name!r})")
+        for sub_name, sub in sorted(subcommands.items()):
+            lines.append(_command_source(f"{_identifier(name)}_app", sub_name, sub))
     lines.append(
-        "@app.callback()\ndef root(version: bool = typer.Option(False, '--version')):\n"
+        "@app.callback()\ndef root(version: bool = typer.Option(False, '--version'),\n"
+        "         profile: Optional[str] = typer.Option(None, '--profile', '-p')):\n"
         "    if version:\n        print('0')\n        raise typer.Exit()"
     )
     lines.append("app()")
     return "\n".join(lines) + "\n"
+
+
+def _identifier(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def _command_source(app_name: str, name: str, command: object) -> str:
+    """`@app.command(name) def _name(...): pass`, taking the command's parameters."""
+    parameters = []
+    for param in command.params:  # type: ignore[attr-defined]
+        if param.name == "help":
+            continue
+        if param.param_type_name == "argument":
+            many = "list[str]" if param.nargs != 1 else "str"
+            parameters.append(f"{param.name}: Optional[{many}] = typer.Argument(None)")
+        elif getattr(param, "is_flag", False):
+            declared = " / ".join(param.opts[:1] + param.secondary_opts[:1])
+            parameters.append(f"{param.name}: bool = typer.Option(False, {declared!r})")
+        else:
+            many = "list[str]" if param.multiple else "str"
+            opts = ", ".join(repr(opt) for opt in param.opts)
+            parameters.append(f"{param.name}: Optional[{many}] = typer.Option(None, {opts})")
+    signature = ", ".join(parameters)
+    return f"@{app_name}.command({name!r})\ndef _{_identifier(app_name + name)}({signature}): pass"
 
 
 def run_once(script: Path, args: list[str], env: dict[str, str]) -> float:
@@ -74,6 +104,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=21)
     options = parser.parse_args()
+    # As installed from a wheel: pip compiles the bytecode at install time.  An editable
+    # install under PYTHONDONTWRITEBYTECODE would compile our sources on every run.
+    import compileall
+
+    import avasam_cli
+
+    compileall.compile_dir(Path(avasam_cli.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         minimal = folder / "minimal.py"

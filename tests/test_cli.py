@@ -242,3 +242,42 @@ def test_the_new_token_notice_fits_80_columns(cli: Cli, monkeypatch: pytest.Monk
     # A path longer than the terminal gets a line of its own, unbroken.
     assert all(len(line) <= 80 or " " not in line.strip() for line in said.splitlines()), said
     assert "Settings > User management" in " ".join(said.split())
+
+
+def test_every_command_quoted_in_a_message_exists() -> None:
+    """Each `avasam ...` quoted in the source (messages, hints) names a real command, and
+    each of its options is one that command takes (#9: no advice that fails)."""
+    import re
+
+    import typer.main
+
+    from avasam_cli.cli import app
+
+    root = typer.main.get_command(app)
+    quoted: set[str] = set()
+    for source in (ROOT / "avasam_cli").rglob("*.py"):
+        for found in re.finditer(r"`avasam ([^`]+)`", source.read_text()):
+            quoted.add(re.sub(r"\{[^}]*\}", "X", found[1]))
+    assert len(quoted) > 15
+    for text in sorted(quoted):
+        words = text.replace("\\n", " ").split()
+        command: object = root
+        index = 0
+        while index < len(words):
+            word = words[index]
+            if word in ("-p", "--profile"):
+                index += 2
+                continue
+            subcommands = getattr(command, "commands", None)
+            if subcommands is None or word.startswith("-"):
+                break
+            for name in word.split("|"):  # `avasam events list|show` in a docstring
+                assert name in subcommands, f"`avasam {text}`: no command {name!r}"
+            command = subcommands[word.split("|")[0]]
+            index += 1
+        params = command.params  # type: ignore[attr-defined]
+        known = {"--help", "-h"} | {o for p in params for o in p.opts + p.secondary_opts}
+        for word in words[index:]:
+            if word.startswith("-") and word != "-":
+                option = word.split("=", 1)[0]
+                assert option in known, f"`avasam {text}`: {option} is not an option"

@@ -5,8 +5,6 @@ Heavy modules (httpx, starlette, uvicorn, jwt, sqlite3, rich) are imported
 inside the commands that need them, so `avasam --help` starts quickly.
 """
 
-from __future__ import annotations
-
 import os
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`avasam ack`: acknowledge stock updates through the Avasam API."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -80,7 +78,7 @@ class _AckRun:
     def waiting(self, seconds: float) -> None:
         self.progress.update(self.task, description=f"rate limited: waiting {seconds:g} s")
 
-    def go(self, acknowledge: Callable[[str], str], store: ResultLog) -> None:
+    def go(self, acknowledge: Callable[[str], str], store: "ResultLog") -> None:
         from avasam_cli import output
         from avasam_cli.api.client import WaitBudgetSpent
         from avasam_cli.delivery.acknowledge import acknowledge_one

@@ -1,7 +1,5 @@
 """`avasam api`: an authenticated call to any seller endpoint, as `gh api` does for GitHub."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """`avasam config show` and `avasam config path`."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,7 +13,7 @@ if TYPE_CHECKING:
     from avasam_cli.paths import Locations
 
 
-def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None:
+def show_settings(settings: "Settings", config: "ConfigFile", as_json: bool) -> None:
     import json
 
     from avasam_cli import output
@@ -47,7 +45,7 @@ def show_settings(settings: Settings, config: ConfigFile, as_json: bool) -> None
         raise AlreadyReported
 
 
-def show_paths(where: Locations, as_json: bool) -> None:
+def show_paths(where: "Locations", as_json: bool) -> None:
     import json
 
     from avasam_cli import output

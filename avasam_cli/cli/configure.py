@@ -1,7 +1,5 @@
 """`avasam configure`: store credentials and the verification token in a profile."""
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -50,7 +48,7 @@ def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, s
 
 def save(
     *,
-    config: ConfigFile,
+    config: "ConfigFile",
     profile_flag: str | None,
     given: Mapping[str, str | None],
     generate_token: bool,

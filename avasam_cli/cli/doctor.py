@@ -1,7 +1,5 @@
 """`avasam doctor`: check that everything an integration needs is in place."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,13 +16,13 @@ if TYPE_CHECKING:
 Check = tuple[str, Callable[[], str]]  # (what, run): run returns a note or raises AvasamError
 
 
-def _configuration(resolved: Settings) -> str:
+def _configuration(resolved: "Settings") -> str:
     for name in ("consumer_key", "secret_key", "verification_token"):
         resolved.require(name)
     return f"profile '{resolved.profile}' has keys and a verification token"
 
 
-def _token_strength(resolved: Settings) -> str:
+def _token_strength(resolved: "Settings") -> str:
     from avasam_cli.config import token_length_warning
 
     token = resolved.get("verification_token")
@@ -38,14 +36,14 @@ def _token_strength(resolved: Settings) -> str:
     return f"{len(token.encode())} bytes"
 
 
-def _credentials(resolved: Settings, where: Locations) -> str:
+def _credentials(resolved: "Settings", where: "Locations") -> str:
     with client_for(resolved, where) as client:
         entry, _ = client.token_entry(renew=True)
     customer = f" (customer id {entry.customer_id})" if entry.customer_id else ""
     return f"accepted by {resolved.values['base_url'].shown}{customer}"
 
 
-def _token_scheme(resolved: Settings, where: Locations) -> str:
+def _token_scheme(resolved: "Settings", where: "Locations") -> str:
     """A read-only call (the stock list, one row) shows which form of the token works."""
     from avasam_cli.api.client import AUTH_SCHEME_LABELS, STOCK_LIST_PATH
 
@@ -57,7 +55,7 @@ def _token_scheme(resolved: Settings, where: Locations) -> str:
     return f"{AUTH_SCHEME_LABELS[used]} ({how}: auth_scheme {setting})"
 
 
-def _store(where: Locations) -> str:
+def _store(where: "Locations") -> str:
     from avasam_cli.store.base import open_store
 
     with open_store(where.store_file) as store:
@@ -65,7 +63,7 @@ def _store(where: Locations) -> str:
         return store.location
 
 
-def _port(resolved: Settings) -> str:
+def _port(resolved: "Settings") -> str:
     from avasam_cli.net import bind
 
     host, port = resolved.require("listen_host"), int(resolved.require("listen_port"))
@@ -112,7 +110,7 @@ def _report_tunnel_tools() -> None:
     output.check_line(True, f"tunnel tools: {found}")
 
 
-def run_checks(resolved: Settings, where: Locations, offline: bool) -> None:
+def run_checks(resolved: "Settings", where: "Locations", offline: bool) -> None:
     from avasam_cli import output
 
     for setting in resolved.values.values():

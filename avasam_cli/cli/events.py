@@ -1,9 +1,8 @@
 """`avasam events list|show|replay`: the history of everything received."""
 
-from __future__ import annotations
-
 import json
 import sys
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,8 +13,6 @@ from avasam_cli.cli._options import KIND_CHOICES, Kind, ListenerHostOption, List
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
     import httpx
 
     from avasam_cli.store.events import StoredEvent
@@ -32,7 +29,7 @@ class Status(StrEnum):
 StatusOption = Annotated[Status | None, typer.Option(help="Only requests with this verdict.")]
 
 
-def _find(key: str) -> StoredEvent:
+def _find(key: str) -> "StoredEvent":
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
 
@@ -43,14 +40,14 @@ def _find(key: str) -> StoredEvent:
     return event
 
 
-def _ack_state(event: StoredEvent) -> str:
+def _ack_state(event: "StoredEvent") -> str:
     from avasam_cli.webhooks.kinds import KINDS
 
     awaited = event.kind in KINDS and KINDS[event.kind].acknowledged and event.status == "verified"
     return event.ack_status or ("pending" if awaited else "")
 
 
-def _row(event: StoredEvent) -> tuple[str, ...]:
+def _row(event: "StoredEvent") -> tuple[str, ...]:
     shown = event.status if event.status != "rejected" else f"rejected ({event.reason})"
     return (
         str(event.id),
@@ -261,7 +258,7 @@ def replay(
         raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
 
 
-def _resigned(ctx: typer.Context, event: StoredEvent) -> tuple[bytes, str]:
+def _resigned(ctx: typer.Context, event: "StoredEvent") -> tuple[bytes, str]:
     """The stored items in a freshly signed envelope: (body, its new request id)."""
     from datetime import UTC, datetime
 
@@ -282,7 +279,7 @@ def _resigned(ctx: typer.Context, event: StoredEvent) -> tuple[bytes, str]:
     return signing.encode(body), body["requestId"]
 
 
-def _replay_outcome(response: httpx.Response) -> str | None:
+def _replay_outcome(response: "httpx.Response") -> str | None:
     """One line on why a plain replay was answered as it was, when that is not obvious."""
     try:
         answer = response.json()

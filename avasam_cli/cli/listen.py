@@ -1,7 +1,5 @@
 """`avasam listen`: run the receiver until Ctrl-C or SIGTERM."""
 
-from __future__ import annotations
-
 import sys
 from enum import StrEnum
 from typing import Annotated

@@ -1,7 +1,5 @@
 """`avasam reconcile`: did we miss a webhook?  Avasam's stock now against the last webhooks."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`avasam sign-test-payload` and `avasam send-test`: play Avasam, on demand."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -71,7 +69,7 @@ def _signing_options(
     alg: Algorithm,
     expires_in: int,
     iat: bool,
-) -> SigningOptions:
+) -> "SigningOptions":
     from avasam_cli.cli._simulate import SigningOptions
 
     return SigningOptions(

@@ -1,7 +1,5 @@
 """`avasam stock list`: the seller's stock as Avasam reports it now, every page."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
@@ -21,7 +19,7 @@ PageSizeOption = Annotated[
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")]
 
 
-def fetch_stock(client: AvasamClient, page_size: int) -> list[StockRow]:
+def fetch_stock(client: "AvasamClient", page_size: int) -> list["StockRow"]:
     """Every row of the stock list, with a progress bar on stderr."""
     from rich.progress import Progress
 

@@ -1,7 +1,5 @@
 """`avasam verify`: check a saved webhook body offline."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
