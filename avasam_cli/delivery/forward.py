@@ -31,6 +31,10 @@ class ForwardResult(NamedTuple):
     status: str  # the HTTP status as text, or "failed" when there was no answer
     detail: str  # latency and an excerpt of the answer, or the error's name
     answered: bool
+    code: int | None = None  # the HTTP status
+    latency_ms: float | None = None
+    excerpt: str = ""  # of the answer, or the error
+    retry_after: float | None = None  # seconds, from a 429's or 503's Retry-After
 
 
 ANSWER_READ = 64 * 1024  # of a target's answer, only an excerpt is kept: read no more
@@ -43,10 +47,13 @@ async def forward(
     headers: list[tuple[str, str]],
     body: bytes,
     deadline: float,
+    extra: list[tuple[str, str]] | None = None,
 ) -> ForwardResult:
-    """POST a verified update to `url`, marked with its kind and as verified; the whole
-    exchange within `deadline` seconds, and at most ANSWER_READ bytes of the answer read."""
+    """POST a verified update to `url`, marked with its kind and as verified (plus the
+    `extra` headers); the whole exchange within `deadline` seconds, and at most
+    ANSWER_READ bytes of the answer read."""
     sent = [*passed_on(headers), ("x-avasam-event", kind), ("x-avasam-verified", "true")]
+    sent += extra or []
     start = time.perf_counter()
     try:
         async with (
@@ -59,10 +66,24 @@ async def forward(
                 if len(answer) >= ANSWER_READ:
                     break
     except TimeoutError:
-        return ForwardResult("failed", f"no answer within {deadline:g} s", answered=False)
+        why = f"no answer within {deadline:g} s"
+        return ForwardResult("failed", why, answered=False, excerpt=why)
     except httpx.HTTPError as error:
-        return ForwardResult("failed", type(error).__name__, answered=False)
+        why = type(error).__name__
+        return ForwardResult("failed", why, answered=False, excerpt=why)
     elapsed = (time.perf_counter() - start) * 1000
-    text = answer[:ANSWER_READ].decode("utf-8", "replace")
-    detail = f"{elapsed:.0f} ms {excerpt(text, 80)}".strip()
-    return ForwardResult(str(response.status_code), detail, answered=True)
+    shown = excerpt(answer[:ANSWER_READ].decode("utf-8", "replace"), 80)
+    detail = f"{elapsed:.0f} ms {shown}".strip()
+    code = response.status_code
+    return ForwardResult(
+        str(code), detail, True, code, elapsed, shown, retry_after(response.headers)
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
+    value = headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from avasam_cli.delivery.outbox import Plan
+from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 
 
@@ -33,9 +35,47 @@ class EventStore(ResultLog, Protocol):
 
     def __exit__(self, *_: object) -> None: ...
 
-    def insert(self, events: Sequence[Event]) -> None:
+    def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
         """Commit `events`, setting each one's `id`; a verified event whose (kind, request
-        id) is stored already becomes a "duplicate" row.  Raises on failure, storing none."""
+        id) is stored already becomes a "duplicate" row.  Raises on failure, storing none.
+        With a `plan`, the delivery jobs of the new verified updates are committed with
+        them."""
+
+    # --- the outbox -------------------------------------------------------------
+    def claim_deliveries(
+        self, runner: str, now: float, lease: float, per_target: int
+    ) -> list[DeliveryJob]:
+        """Jobs due at `now`, held by `runner` for `lease` seconds (see outbox_sqlite)."""
+
+    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts and the new states of their jobs, releasing them."""
+
+    def release_deliveries(self, job_ids: Sequence[int], runner: str) -> None:
+        """Give claimed jobs back untried."""
+
+    def deliveries(
+        self,
+        state: str | None = None,
+        target: str | None = None,
+        limit: int = 50,
+        event_id: int | None = None,
+    ) -> list[DeliveryRow]:
+        """Jobs, newest first."""
+
+    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
+        """(at, status, latency ms, excerpt) of each attempt, oldest first."""
+
+    def delivery_counts(self) -> dict[str, int]: ...
+
+    def change_deliveries(
+        self,
+        to: str,
+        from_states: Sequence[str],
+        ids: Sequence[int] = (),
+        target: str | None = None,
+        every: bool = False,
+    ) -> int:
+        """Move jobs to state `to` (retry: pending; cancel: cancelled); how many moved."""
 
     def ensure_present(self) -> str | None:
         """Re-open the store if it vanished or was replaced under us; a message saying so,

@@ -86,3 +86,42 @@ def check_schema(version: int, location: str) -> bool:
             "AVASAM_HOME elsewhere (the file was left untouched)"
         )
     return version == len(MIGRATIONS)
+
+
+@migration
+def m002_deliveries(conn: sqlite3.Connection) -> None:
+    """The outbox: what must follow each 200 (forwards, acknowledgements), and every
+    attempt at it.  Written in the transaction that stores the update."""
+    conn.execute(
+        """
+        CREATE TABLE deliveries (
+            id              INTEGER PRIMARY KEY,
+            event_id        INTEGER NOT NULL,  -- events.id
+            job             TEXT    NOT NULL,  -- forward | acknowledge
+            target          TEXT    NOT NULL,  -- the URL, or avasam-api
+            state           TEXT    NOT NULL DEFAULT 'pending',
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            queued_at       REAL    NOT NULL,  -- Unix time
+            next_attempt_at REAL    NOT NULL,
+            claimed_by      TEXT,              -- host:pid of the runner delivering it
+            claimed_until   REAL,
+            last_result     TEXT
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX deliveries_pending ON deliveries (target, id) WHERE state = 'pending'"
+    )
+    conn.execute("CREATE INDEX deliveries_event ON deliveries (event_id)")
+    conn.execute(
+        """
+        CREATE TABLE delivery_attempts (
+            delivery_id INTEGER NOT NULL,
+            at          TEXT    NOT NULL,
+            status      TEXT    NOT NULL,  -- the HTTP status, or failed
+            latency_ms  REAL,
+            excerpt     TEXT               -- of the answer, or the error
+        )
+        """
+    )
+    conn.execute("CREATE INDEX delivery_attempts_job ON delivery_attempts (delivery_id)")

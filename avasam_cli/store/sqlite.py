@@ -14,12 +14,16 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
+from avasam_cli.store import outbox_sqlite
+from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
@@ -201,7 +205,9 @@ def _insert(
     return conn.total_changes - before, cursor.lastrowid or 0
 
 
-def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+def insert_events(
+    conn: sqlite3.Connection, events: Sequence[Event], plan: Plan | None = None
+) -> None:
     """Store a batch; a verified event whose request id was seen becomes a duplicate.
 
     The whole batch is one multi-row INSERT inside one transaction: every call into
@@ -220,6 +226,8 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
                 event.id = rowid
         else:
             _mark_duplicates(conn, events, first=last - inserted + 1, last=last)
+        if plan:  # the follow-ups are as durable as the updates: same transaction
+            outbox_sqlite.enqueue(conn, events, plan, time.time())
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -331,9 +339,46 @@ class SqliteStore:
         self.close()
 
     # --- writing -----------------------------------------------------------------
-    def insert(self, events: Sequence[Event]) -> None:
+    def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
         for start in range(0, len(events), MAX_BATCH):
-            insert_events(self.conn, events[start : start + MAX_BATCH])
+            insert_events(self.conn, events[start : start + MAX_BATCH], plan)
+
+    # --- the outbox (see outbox_sqlite) -------------------------------------------
+    def claim_deliveries(
+        self, runner: str, now: float, lease: float, per_target: int
+    ) -> list[DeliveryJob]:
+        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target)
+
+    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
+        outbox_sqlite.finish(self.conn, attempts)
+
+    def release_deliveries(self, job_ids: Sequence[int], runner: str) -> None:
+        outbox_sqlite.release(self.conn, job_ids, runner)
+
+    def deliveries(
+        self,
+        state: str | None = None,
+        target: str | None = None,
+        limit: int = 50,
+        event_id: int | None = None,
+    ) -> list[DeliveryRow]:
+        return outbox_sqlite.rows(self.conn, state, target, limit, event_id)
+
+    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
+        return outbox_sqlite.attempts_of(self.conn, job_id)
+
+    def delivery_counts(self) -> dict[str, int]:
+        return outbox_sqlite.counts(self.conn)
+
+    def change_deliveries(
+        self,
+        to: str,
+        from_states: Sequence[str],
+        ids: Sequence[int] = (),
+        target: str | None = None,
+        every: bool = False,
+    ) -> int:
+        return outbox_sqlite.change_state(self.conn, to, from_states, ids, target, every)
 
     def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
         self._update(

@@ -1,0 +1,216 @@
+"""The delivery runner: takes due jobs from the outbox and delivers them.
+
+One runs inside `avasam listen` (in a process of its own, off the request path),
+and `avasam deliveries run` is one that stops when nothing is due.  Any number
+may run at once on one store: claims are exclusive (see the store's outbox).
+
+Each forward target is served by one task, in the order its jobs were queued;
+a failure leaves the rest of its queue waiting behind it.  Acknowledgements go
+through the API client (its token renewal and retries included), one at a time
+on a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
+from avasam_cli.delivery.forward import forward
+from avasam_cli.delivery.outbox import ACKNOWLEDGE, RetryRules, Verdict, judge
+from avasam_cli.errors import ApiError, NetworkError
+from avasam_cli.store.base import EventStore
+from avasam_cli.store.deliveries import Attempt, DeliveryJob
+from avasam_cli.store.events import REDACTED
+
+Say = Callable[[str], None]
+PER_TARGET = 200  # jobs claimed at once per target
+LEASE_MARGIN = 60.0  # seconds a claim outlives the time its jobs may take
+FLUSH_EVERY = 50  # attempts recorded per transaction while a queue drains
+# An attempt's outcome: verdict, status, latency (ms), excerpt, Retry-After (s).
+Outcome = tuple[Verdict, str, float | None, str, float | None]
+
+
+@dataclass
+class Tally:
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.delivered += other.delivered
+        self.retrying += other.retrying
+        self.dead += other.dead
+
+    def count(self, state: str) -> None:
+        if state == "delivered":
+            self.delivered += 1
+        elif state == "dead":
+            self.dead += 1
+        else:
+            self.retrying += 1
+
+
+@dataclass
+class DeliveryRunner:
+    store: EventStore
+    name: str
+    say: Say
+    acknowledge: Callable[[str], str] | None = None  # the API client's
+    rules: RetryRules = field(default_factory=RetryRules)
+    timeout: float = DEFAULT_FORWARD_TIMEOUT
+    extra_headers: Sequence[tuple[str, str]] = ()
+    verify: bool | str = True  # TLS: False, or a CA bundle's path, for a local HTTPS shop
+    clock: Callable[[], float] = time.time
+    on_progress: Callable[[Tally], None] | None = None
+    _client: httpx.AsyncClient | None = None
+    _down: set[str] = field(default_factory=set)
+    _said_no_keys: bool = False
+
+    async def __aenter__(self) -> DeliveryRunner:
+        self._client = httpx.AsyncClient(timeout=self.timeout, verify=self.verify)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def run_due(self) -> Tally:
+        """Deliver what is due now, pass after pass, until nothing due is left."""
+        total = Tally()
+        while True:
+            lease = self.timeout * PER_TARGET + LEASE_MARGIN
+            jobs = self.store.claim_deliveries(self.name, self.clock(), lease, PER_TARGET)
+            if not jobs:
+                return total
+            queues: dict[tuple[str, str], list[DeliveryJob]] = defaultdict(list)
+            for job in jobs:
+                queues[(job.job, job.target)].append(job)
+            tallies = await asyncio.gather(*(self._drain(queue) for queue in queues.values()))
+            progress = Tally()
+            for tally in tallies:
+                progress.add(tally)
+            total.add(progress)
+            if progress.delivered + progress.dead == 0:
+                return total  # everything claimed is waiting for a retry: nothing more is due
+
+    async def watch(self, stop: asyncio.Event, poll: float = 0.2) -> Tally:
+        """Deliver as jobs become due, until `stop` is set."""
+        total = Tally()
+        while not stop.is_set():
+            total.add(await self.run_due())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll)
+        return total
+
+    async def _drain(self, queue: list[DeliveryJob]) -> Tally:
+        """Deliver one target's claimed jobs in order; the first failure gives the rest
+        back, to wait behind it."""
+        tally = Tally()
+        done: list[Attempt] = []
+        try:
+            for index, job in enumerate(queue):
+                attempt = await self._attempt(job)
+                if attempt is None:  # cannot be tried here (no API keys): give it back
+                    self.store.release_deliveries([j.id for j in queue[index:]], self.name)
+                    break
+                done.append(attempt)
+                tally.count(attempt.state)
+                self._tell(job, attempt)
+                if attempt.state == "pending" and job.job != ACKNOWLEDGE:
+                    self.store.finish_deliveries(done)
+                    done = []
+                    self.store.release_deliveries([j.id for j in queue[index + 1 :]], self.name)
+                    break
+                if len(done) >= FLUSH_EVERY:
+                    self.store.finish_deliveries(done)
+                    done = []
+                    if self.on_progress is not None:
+                        self.on_progress(tally)
+        finally:
+            self.store.finish_deliveries(done)
+        return tally
+
+    async def _attempt(self, job: DeliveryJob) -> Attempt | None:
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        if job.job == ACKNOWLEDGE:
+            if self.acknowledge is None:
+                if not self._said_no_keys:
+                    self._said_no_keys = True
+                    self.say(
+                        "Warning: acknowledgements are waiting in the outbox, and this run "
+                        "has no API keys to send them: `avasam configure` adds them"
+                    )
+                return None
+            verdict, status, latency, text, after = await self._acknowledge(job)
+        else:
+            verdict, status, latency, text, after = await self._forward(job)
+        state, wait = self.rules.next_state(
+            verdict, job.attempts + 1, self.clock() - job.queued_at, after
+        )
+        return Attempt(job.id, at, status, latency, text, state, self.clock() + wait)
+
+    async def _forward(
+        self, job: DeliveryJob
+    ) -> tuple[Verdict, str, float | None, str, float | None]:
+        assert self._client is not None
+        headers = [
+            (name, value) for name, value in json.loads(job.headers_json) if value != REDACTED
+        ]
+        extra = [*self.extra_headers, ("x-avasam-delivery-attempt", str(job.attempts + 1))]
+        result = await forward(
+            self._client, job.target, job.kind, headers, job.body, self.timeout, extra
+        )
+        return (
+            judge(result.code),
+            result.status,
+            result.latency_ms,
+            result.excerpt,
+            (result.retry_after),
+        )
+
+    async def _acknowledge(self, job: DeliveryJob) -> Outcome:
+        assert self.acknowledge is not None
+        start = time.perf_counter()
+        try:
+            answer = await asyncio.to_thread(self.acknowledge, job.request_id)
+        except NetworkError as error:
+            return "unreachable", "failed", None, error.message, None
+        except ApiError as error:
+            code = error.status_code
+            return judge(code), str(code or "failed"), None, error.message, None
+        latency = (time.perf_counter() - start) * 1000
+        return "delivered", answer.split(" ", 1)[0], latency, answer, None
+
+    def _tell(self, job: DeliveryJob, attempt: Attempt) -> None:
+        """One line per outcome; a target going down is said once, and its return."""
+        what = "Acknowledged" if job.job == ACKNOWLEDGE else f"Forwarded {job.kind}"
+        where = "" if job.job == ACKNOWLEDGE else f" to {job.target}"
+        if attempt.state == "delivered":
+            if job.target in self._down:
+                self._down.discard(job.target)
+                self.say(f"{job.target} is reachable again: delivering what waited")
+            self.say(f"{what} {job.request_id}{where}: {attempt.status} {attempt.excerpt}".strip())
+            return
+        if attempt.state == "dead":
+            self.say(
+                f"Error: gave up on delivery {job.id} ({job.job} {job.request_id}{where}) "
+                f"after {job.attempts + 1} attempts: {attempt.status} {attempt.excerpt}; "
+                f"`avasam deliveries retry {job.id}` tries again"
+            )
+            return
+        if job.target not in self._down:
+            self._down.add(job.target)
+            wait = max(0.0, attempt.next_attempt_at - self.clock())
+            self.say(
+                f"Warning: {job.job} of {job.request_id}{where} failed ({attempt.status} "
+                f"{attempt.excerpt}); kept in the outbox, next try in {wait:.0f} s"
+            )

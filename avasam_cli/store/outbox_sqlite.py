@@ -1,0 +1,268 @@
+"""The outbox in SQLite: jobs written with their update, claimed by one runner at a time.
+
+Claims happen inside `BEGIN IMMEDIATE` (SQLite's one writer), so two runners, in
+one process or several, never hold the same job.  A claim is a lease: a runner
+that died (kill -9) loses its jobs when the lease ends, or at once when it ran
+on this host and its process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan
+from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
+from avasam_cli.store.events import Event
+
+_JOB_COLUMNS = (
+    "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
+    "e.headers, e.body"
+)
+_ROW_COLUMNS = (
+    "d.id, d.event_id, e.kind, e.request_id, d.job, d.target, d.state, d.attempts, "
+    "d.queued_at, d.next_attempt_at, d.last_result, "
+    "(d.job = 'acknowledge' AND d.state = 'pending' AND EXISTS (SELECT 1 FROM deliveries f "
+    "WHERE f.event_id = d.event_id AND f.job = 'forward' AND f.state != 'delivered'))"
+)
+# An acknowledgement waits until every forward of its update is delivered: Avasam is
+# told an update was handled only once the shop has it.
+_FORWARDS_DONE = (
+    "NOT EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = d.event_id "
+    "AND f.job = 'forward' AND f.state != 'delivered')"
+)
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: float) -> None:
+    """The jobs of the new verified updates among `events` (inside their transaction)."""
+    rows: list[Any] = []
+    for event in events:
+        if event.status == "verified" and event.id is not None:
+            for job, target in plan.jobs_for(event.kind):
+                rows += (event.id, job, target, now, now)
+    for start in range(0, len(rows), 5 * 200):
+        chunk = rows[start : start + 5 * 200]
+        marks = ", ".join(["(?, ?, ?, ?, ?)"] * (len(chunk) // 5))
+        conn.execute(
+            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
+            f"VALUES {marks}",
+            chunk,
+        )
+
+
+def _release_dead_runners(conn: sqlite3.Connection, now: float) -> None:
+    """Jobs claimed by a runner on this host whose process is gone: claimable at once."""
+    host = socket.gethostname()
+    claimants = conn.execute(
+        "SELECT DISTINCT claimed_by FROM deliveries WHERE state = 'pending' AND claimed_until >= ?",
+        (now,),
+    ).fetchall()
+    for (claimant,) in claimants:
+        name, _, pid = (claimant or "").rpartition(":")
+        if name != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            conn.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by = ? AND state = 'pending'",
+                (claimant,),
+            )
+        except PermissionError:  # alive, another user's
+            continue
+
+
+def claim(
+    conn: sqlite3.Connection, runner: str, now: float, lease: float, per_target: int
+) -> list[DeliveryJob]:
+    """Due jobs for this runner: for each forward target, its oldest pending jobs in
+    order up to the first that is not due or is held by another runner (so updates
+    reach a target in the order they were received); due acknowledgements whose
+    forwards are delivered."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _release_dead_runners(conn, now)
+        taken: list[int] = []
+        targets = conn.execute(
+            "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = ?",
+            (FORWARD,),
+        ).fetchall()
+        for (target,) in targets:
+            queue = conn.execute(
+                "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
+                "WHERE state = 'pending' AND target = ? AND job = ? ORDER BY id LIMIT ?",
+                (target, FORWARD, per_target),
+            )
+            for job_id, due, claimant, until in queue:
+                if due > now or (claimant not in (None, runner) and until >= now):
+                    break
+                taken.append(job_id)
+        taken += [
+            job_id
+            for (job_id,) in conn.execute(
+                f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
+                f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
+                f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
+                (ACKNOWLEDGE, now, runner, now, per_target),
+            )
+        ]
+        jobs: list[DeliveryJob] = []
+        for start in range(0, len(taken), 500):
+            chunk = taken[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            conn.execute(
+                f"UPDATE deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",  # noqa: S608
+                (runner, now + lease, *chunk),
+            )
+            jobs += [
+                DeliveryJob(*row)
+                for row in conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
+                    f"WHERE d.id IN ({marks}) ORDER BY d.id",
+                    chunk,
+                )
+            ]
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return jobs
+
+
+def finish(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> None:
+    """Record attempts and the jobs' new states in one transaction; the update's own
+    acknowledgement and forward columns follow (for `events list` and `ack --pending`)."""
+    if not attempts:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(a.job_id, a.at, a.status, a.latency_ms, a.excerpt) for a in attempts],
+        )
+        conn.executemany(
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, "
+            "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
+            [
+                (a.state, a.next_attempt_at, f"{a.status} {a.excerpt}".strip(), a.job_id)
+                for a in attempts
+            ],
+        )
+        for attempt in attempts:
+            _note_on_event(conn, attempt)
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _note_on_event(conn: sqlite3.Connection, attempt: Attempt) -> None:
+    job, event_id = conn.execute(
+        "SELECT job, event_id FROM deliveries WHERE id = ?", (attempt.job_id,)
+    ).fetchone()
+    detail = f"{attempt.status} {attempt.excerpt}".strip()
+    if job == FORWARD:
+        conn.execute(
+            "UPDATE events SET forward_status = ?, forward_detail = ? WHERE id = ?",
+            (attempt.status if attempt.state != "pending" else "retrying", detail, event_id),
+        )
+    elif attempt.state == "delivered":
+        conn.execute(
+            "UPDATE events SET ack_status = 'acknowledged', ack_detail = ?, ack_at = ? "
+            "WHERE id = ?",
+            (attempt.excerpt, attempt.at, event_id),
+        )
+    else:  # a failure never overwrites an earlier success
+        conn.execute(
+            "UPDATE events SET ack_status = 'failed', ack_detail = ?, ack_at = ? "
+            "WHERE id = ? AND ack_status IS NOT 'acknowledged'",
+            (detail, attempt.at, event_id),
+        )
+
+
+def release(conn: sqlite3.Connection, job_ids: Iterable[int], runner: str) -> None:
+    ids = list(job_ids)
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        conn.execute(
+            f"UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "  # noqa: S608
+            f"WHERE claimed_by = ? AND id IN ({marks})",
+            (runner, *ids),
+        )
+
+
+def rows(
+    conn: sqlite3.Connection,
+    state: str | None = None,
+    target: str | None = None,
+    limit: int = 50,
+    event_id: int | None = None,
+) -> list[DeliveryRow]:
+    return [
+        DeliveryRow._make((*row[:-1], bool(row[-1])))
+        for row in conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
+            "WHERE (? IS NULL OR d.state = ?) AND (? IS NULL OR d.target = ?) "
+            "AND (? IS NULL OR d.event_id = ?) ORDER BY d.id DESC LIMIT ?",
+            (state, state, target, target, event_id, event_id, limit),
+        )
+    ]
+
+
+def attempts_of(conn: sqlite3.Connection, job_id: int) -> list[tuple[str, str, float, str]]:
+    return conn.execute(
+        "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
+        "WHERE delivery_id = ? ORDER BY rowid",
+        (job_id,),
+    ).fetchall()
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall())
+
+
+def change_state(
+    conn: sqlite3.Connection,
+    to: str,
+    from_states: Sequence[str],
+    ids: Sequence[int] = (),
+    target: str | None = None,
+    every: bool = False,
+) -> int:
+    """Move jobs (by id, by target, or all `from_states` ones) to `to`; how many moved.
+    Jobs put back to pending are due now, with their attempts counted afresh."""
+    marks = ", ".join("?" * len(from_states))
+    where = f"state IN ({marks})"
+    params: list[Any] = list(from_states)
+    if ids:
+        where += f" AND id IN ({', '.join('?' * len(ids))})"
+        params += ids
+    elif target is not None:
+        where += " AND target = ?"
+        params.append(target)
+    elif not every:
+        return 0
+    now = time.time()
+    pending = to == "pending"
+    reset = (
+        ", attempts = 0, next_attempt_at = ?, queued_at = ?, claimed_by = NULL" if pending else ""
+    )
+    head = [to, now, now] if pending else [to]
+    cursor = conn.execute(
+        f"UPDATE deliveries SET state = ?{reset} WHERE {where}",  # noqa: S608 - marks only
+        [*head, *params],
+    )
+    return cursor.rowcount

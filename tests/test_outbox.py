@@ -1,0 +1,296 @@
+"""The durable outbox: jobs written with their update, delivered by runners on a real
+store to real local servers, on a controllable clock (no test sleeps through a backoff)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avasam_cli.delivery.outbox import (
+    DEFAULT_SCHEDULE,
+    Plan,
+    RetryRules,
+    describe_schedule,
+    judge,
+    parse_schedule,
+)
+from avasam_cli.delivery.runner import DeliveryRunner
+from avasam_cli.store.base import EventStore, open_store
+from avasam_cli.store.events import Event
+from tests.helpers import free_port
+
+
+class Shop:
+    """A real HTTP server standing in for the seller's shop: records each request id
+    received, in order, and answers `codes[request_id]` (default 200)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/avasam"
+        self.received: list[str] = []
+        self.attempt_headers: list[str] = []
+        self.codes: dict[str, int] = {}
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        shop = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                shop.received.append(body["requestId"])
+                shop.attempt_headers.append(self.headers.get("x-avasam-delivery-attempt", ""))
+                code = shop.codes.get(body["requestId"], 200)
+                self.send_response(code)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def shop() -> Iterator[Shop]:
+    served = Shop()
+    served.start()
+    yield served
+    served.stop()
+
+
+class Clock:
+    """Starts a minute ahead of the real time (jobs are queued at the real time, so the
+    ones queued during the test are due at once), then moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = time.time() + 60
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def store_updates(
+    store: EventStore, count: int, plan: Plan, kind: str = "stock", prefix: str = "r"
+) -> list[str]:
+    """`count` verified updates stored as the listener stores them, with their jobs."""
+    ids = [f"{prefix}-{n}" for n in range(count)]
+    events = [
+        Event(
+            received_at="2026-11-28T10:00:00.000+00:00",
+            kind=kind,
+            status="verified",
+            http_status=200,
+            headers_json=json.dumps([["content-type", "application/json"]]),
+            body=json.dumps({"requestId": request_id, "data": []}).encode(),
+            request_id=request_id,
+            item_count=0,
+        )
+        for request_id in ids
+    ]
+    store.insert(events, plan)
+    return ids
+
+
+def runner(store: EventStore, clock: Clock, said: list[str], **options: Any) -> DeliveryRunner:
+    return DeliveryRunner(store, "test-runner", said.append, clock=clock, timeout=5, **options)
+
+
+def drain(run: DeliveryRunner, clock: Clock, rounds: int = 20, step: float = 4000) -> None:
+    """Run what is due, move the clock past the longest wait, again."""
+
+    async def go() -> None:
+        async with run:
+            for _ in range(rounds):
+                await run.run_due()
+                clock.advance(step)
+
+    asyncio.run(go())
+
+
+def states(store: EventStore) -> dict[str, int]:
+    return store.delivery_counts()
+
+
+def test_the_rules() -> None:
+    assert [judge(c) for c in (None, 200, 204, 301, 400, 404, 408, 429, 500, 503)] == [
+        "unreachable", "delivered", "delivered", "dead", "dead", "dead",
+        "retry", "retry", "retry", "retry",
+    ]  # fmt: skip
+    rules = RetryRules(max_attempts=3, max_age=100)
+    assert rules.next_state("retry", 3, 0)[0] == "dead"
+    state, wait = rules.next_state("retry", 1, 0)
+    assert state == "pending" and 0.8 <= wait <= 1.2
+    assert rules.next_state("unreachable", 9, 50) == ("pending", 50)  # a last try at 100 s
+    assert rules.next_state("unreachable", 10, 100)[0] == "dead"
+    assert rules.next_state("retry", 1, 0, retry_after=20)[1] >= 20
+    assert parse_schedule("1s,5s,30s,2m,10m,30m,1h") == DEFAULT_SCHEDULE
+    assert parse_schedule("1x") is None and parse_schedule("0s") is None
+    assert describe_schedule(DEFAULT_SCHEDULE) == "1s,5s,30s,2m,10m,30m,1h"
+
+
+def test_jobs_are_written_with_the_update_and_only_for_new_verified_ones(
+    tmp_path: Path, shop: Shop
+) -> None:
+    plan = Plan({"stock": shop.url}, acknowledge=True)
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store_updates(store, 3, plan)
+        store_updates(store, 3, plan)  # the same ids again: duplicates get no jobs
+        store_updates(store, 2, plan, kind="price", prefix="p")  # not forwarded, not acked
+        rows = store.deliveries(limit=100)
+    assert sorted((row.job, row.request_id) for row in rows) == [
+        ("acknowledge", "r-0"), ("acknowledge", "r-1"), ("acknowledge", "r-2"),
+        ("forward", "r-0"), ("forward", "r-1"), ("forward", "r-2"),
+    ]  # fmt: skip
+    assert all(row.waits_for_forward for row in rows if row.job == "acknowledge")
+
+
+def test_target_down_then_up_gets_every_update_once_in_order(tmp_path: Path) -> None:
+    """50 updates arrive while the shop is down; once it is up, each reaches it exactly
+    once, in the order received."""
+    shop = Shop()  # not started: connection refused
+    clock, said = Clock(), []
+    with open_store(tmp_path / "s.sqlite3") as store:
+        ids = store_updates(store, 50, Plan({"stock": shop.url}))
+        drain(runner(store, clock, said), clock, rounds=3, step=60)
+        assert states(store) == {"pending": 50}
+        assert sum("kept in the outbox" in line for line in said) == 1  # said once
+        shop.start()
+        try:
+            drain(runner(store, clock, said), clock, rounds=3)
+        finally:
+            shop.stop()
+        assert states(store) == {"delivered": 50}
+    assert shop.received == ids
+    assert shop.attempt_headers[0] == "4"  # three refused attempts before
+
+
+def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(tmp_path: Path, shop: Shop) -> None:
+    shop.codes["r-3"] = 500
+    clock, said = Clock(), []
+    with open_store(tmp_path / "s.sqlite3") as store:
+        ids = store_updates(store, 10, Plan({"stock": shop.url}))
+        drain(runner(store, clock, said), clock)
+        assert states(store) == {"delivered": 9, "dead": 1}
+        (dead,) = store.deliveries(state="dead")
+        assert dead.request_id == "r-3" and dead.attempts == 5
+        assert len(store.delivery_attempts(dead.id)) == 5
+    assert shop.received == ids[:3] + ["r-3"] * 5 + ids[4:]
+    assert any("gave up on delivery" in line and "deliveries retry" in line for line in said)
+
+
+def test_other_4xx_is_dead_at_once(tmp_path: Path, shop: Shop) -> None:
+    shop.codes["r-0"] = 404
+    clock, said = Clock(), []
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store_updates(store, 2, Plan({"stock": shop.url}))
+        drain(runner(store, clock, said), clock, rounds=2)
+        assert states(store) == {"dead": 1, "delivered": 1}
+    assert shop.received == ["r-0", "r-1"]
+
+
+def test_acknowledgement_waits_for_the_forward_and_retries(
+    tmp_path: Path, shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a forward target, the acknowledgement goes only once the shop has the update
+    (never while the forward fails); Avasam answering 503 twice, then 200, acknowledges it."""
+    from avasam_cli.api.client import AvasamClient, TokenCache
+    from tests.standin import running_avasam
+
+    monkeypatch.setattr("avasam_cli.api.client.TRIES", 1)  # the outbox retries, not the client
+    shop.codes["r-0"] = 503
+    clock, said = Clock(), []
+    with (
+        contextlib.ExitStack() as cleanup,
+        running_avasam() as avasam,
+        open_store(tmp_path / "s.sqlite3") as store,
+    ):
+        avasam.ack_script = [503, 503]
+        client = AvasamClient(
+            avasam.url,
+            avasam.consumer_key,
+            avasam.secret_key,
+            TokenCache(tmp_path / "t.json"),
+            "test",
+        )
+        cleanup.callback(client.close)
+        store_updates(store, 1, Plan({"stock": shop.url}, acknowledge=True))
+        drain(runner(store, clock, said, acknowledge=client.acknowledge), clock, rounds=2)
+        assert not [p for p in avasam.paths() if "Acknowledge" in p]  # the shop lacks it
+        shop.codes.clear()
+        drain(runner(store, clock, said, acknowledge=client.acknowledge), clock, rounds=6)
+        assert states(store) == {"delivered": 2}
+        event = store.find("r-0")
+        assert event is not None and event.ack_status == "acknowledged"
+        assert event.forward_status == "200"
+        acks = [p for p in avasam.paths() if "Acknowledge" in p]
+    assert len(acks) == 3
+
+
+def test_two_runners_deliver_each_job_once(tmp_path: Path, shop: Shop) -> None:
+    """Two runners (separate connections, as two processes) draining one store at once:
+    every job is delivered exactly once."""
+    path = tmp_path / "s.sqlite3"
+    with open_store(path) as store:
+        ids = store_updates(store, 300, Plan({"stock": shop.url, "price": shop.url}))
+        ids += store_updates(store, 300, Plan({"price": shop.url}), kind="price", prefix="p")
+
+    def run(name: str) -> None:
+        with open_store(path) as own:
+            worker = DeliveryRunner(own, name, lambda _: None, timeout=5)
+
+            async def go() -> None:
+                async with worker:
+                    for _ in range(5):
+                        await worker.run_due()
+
+            asyncio.run(go())
+
+    threads = [threading.Thread(target=run, args=(f"runner-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(shop.received) == sorted(ids)
+    stock = [r for r in shop.received if r.startswith("r-")]
+    assert stock == sorted(stock, key=lambda r: int(r[2:]))  # each target in order
+    with open_store(path) as store:
+        assert states(store) == {"delivered": 600}
+
+
+def test_retry_and_cancel(tmp_path: Path, shop: Shop) -> None:
+    shop.codes["r-0"] = 400
+    clock, said = Clock(), []
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store_updates(store, 3, Plan({"stock": shop.url}))
+        drain(runner(store, clock, said), clock, rounds=1)
+        assert [row.request_id for row in store.deliveries(state="dead")] == ["r-0"]
+        shop.codes.clear()
+        assert store.change_deliveries("pending", ("dead",), every=True) == 1
+        drain(runner(store, clock, said), clock, rounds=1)
+        assert states(store) == {"delivered": 3}
+        store_updates(store, 2, Plan({"stock": "http://127.0.0.1:9/wrong"}), prefix="w")
+        moved = store.change_deliveries(
+            "cancelled", ("pending",), target="http://127.0.0.1:9/wrong"
+        )
+        assert moved == 2 and states(store) == {"delivered": 3, "cancelled": 2}
+    assert shop.received.count("r-0") == 2
