@@ -67,6 +67,7 @@ class Target:
         return (
             f"POST {self.path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+            "X-Avasam-Cli-Test: 1\r\n"  # see delivery.outbox.TEST_MARKER
             "User-Agent: avasam-cli send-test\r\n\r\n"
         ).encode("latin-1")
 

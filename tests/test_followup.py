@@ -88,20 +88,25 @@ def test_auto_ack_without_keys_is_configuration_error(
     assert "consumer key" in result.stderr
 
 
-def test_pending_acks_at_shutdown_are_listed_and_picked_up(
+def test_pending_acks_at_shutdown_stay_in_the_outbox_and_are_delivered_later(
     isolated_home: Path, avasam: Avasam, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Acknowledgements not done at shutdown are listed; `ack --pending` sends them later."""
-    avasam.ack_script = ["drop"] * 3  # the first acknowledgement retries for a while
+    """Acknowledgements not done at shutdown stay pending in the outbox, and the stop says
+    so; `deliveries run` sends them later, without a listener."""
+    avasam.ack_script = ["drop"] * 3  # the first acknowledgement fails (the client's 3 tries)
     listener = ListenProcess(isolated_home, "--auto-ack", env=listen_env(avasam))
     for index in range(4):
         post(listener, "stock", signed_body(request_id=f"late-{index}"))
+    wait_for(
+        lambda: sum(r["ack_status"] == "acknowledged" for r in rows(isolated_home).values()) == 3
+    )
     _, _, err = listener.stop()
-    assert "acknowledgements still pending" in err and "avasam ack --pending" in err
+    assert "Outbox: 1 pending (`avasam deliveries run` delivers them)" in err
     for name, value in listen_env(avasam).items():
         monkeypatch.setenv(name, value)
-    result = cli("ack", "--pending")
+    result = cli("deliveries", "run")
     assert result.exit_code == 0, result.output
+    assert "Delivered 1;" in result.stderr
     assert all(row["ack_status"] == "acknowledged" for row in rows(isolated_home).values())
 
 
@@ -166,22 +171,18 @@ def test_forward_target_down_is_one_warning(isolated_home: Path) -> None:
         isolated_home, "--forward-stock-to", target, env={"AVASAM_VERIFICATION_TOKEN": TOKEN}
     )
     answers = [post(listener, "stock", signed_body(request_id=f"down-{i}")) for i in range(5)]
-    wait_for(
-        lambda: (
-            all(r["forward_status"] == "failed" for r in rows(isolated_home).values())
-            and len(rows(isolated_home)) == 5
-        )
-    )
+    wait_for(lambda: rows(isolated_home)["down-0"]["forward_status"] == "retrying")
     code, _, err = listener.stop()
     assert code == 0
     assert all(answer.status_code == 200 for answer in answers)
-    assert err.count("is not reachable") + err.count("is down") == 1, "one warning per outage"
+    assert err.count("is not reachable") == 1 and err.count("kept in the outbox") == 1
+    assert "Outbox: 5 pending" in err
     assert "Traceback" not in err
 
 
 def test_a_target_that_never_answers_is_given_up_in_time(isolated_home: Path) -> None:
-    """A forward target that accepts and then says nothing: the forward is recorded failed
-    after --forward-timeout, and stopping the listener does not wait for it."""
+    """A forward target that accepts and then says nothing: the attempt is recorded as
+    failed after --forward-timeout, and stopping the listener does not wait for it."""
     import socket
 
     silent = socket.socket()
@@ -209,7 +210,7 @@ def test_a_target_that_never_answers_is_given_up_in_time(isolated_home: Path) ->
             env={"AVASAM_VERIFICATION_TOKEN": TOKEN},
         )
         assert post(listener, "stock", signed_body(request_id="silent-1")).status_code == 200
-        wait_for(lambda: rows(isolated_home)["silent-1"]["forward_status"] == "failed", 15)
+        wait_for(lambda: rows(isolated_home)["silent-1"]["forward_status"] == "retrying", 15)
         start = time.monotonic()
         listener.stop()
         stopped_in = time.monotonic() - start
@@ -218,7 +219,7 @@ def test_a_target_that_never_answers_is_given_up_in_time(isolated_home: Path) ->
         silent.close()
         for conn in held:
             conn.close()
-    assert rows(isolated_home)["silent-1"]["forward_detail"] == "no answer within 1 s"
+    assert rows(isolated_home)["silent-1"]["forward_detail"] == "failed no answer within 1 s"
     assert stopped_in < 8
 
 
@@ -282,7 +283,7 @@ def test_an_acknowledgement_in_flight_does_not_hold_the_stop(
     isolated_home: Path, avasam: Avasam
 ) -> None:
     """A stop waits --shutdown-wait for an acknowledgement that hangs, not the API's own
-    30 s deadline; the update stays pending and is named."""
+    30 s deadline; the job stays pending in the outbox, and the stop says so."""
     avasam.ack_script = ["stall"]
     listener = ListenProcess(
         isolated_home, "--auto-ack", "--shutdown-wait", "1", env=listen_env(avasam)
@@ -295,6 +296,26 @@ def test_an_acknowledgement_in_flight_does_not_hold_the_stop(
     code, _, err = listener.stop()
     assert time.monotonic() - started < 15  # the API deadline alone is 30 s
     assert code == 0
-    assert "acknowledgement of hung-1 was still in flight after 1 s" in err
-    assert "1 acknowledgements still pending (hung-1)" in err
+    assert "deliveries still in flight after 1 s were stopped" in err
+    assert "Outbox: 1 pending" in err
     assert rows(isolated_home)["hung-1"]["ack_status"] is None
+
+
+def test_send_test_updates_are_never_acknowledged(
+    isolated_home: Path, avasam: Avasam, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `send-test` sends carries its marker: stored and shown as a test event, and no
+    acknowledgement job is made for it (Avasam did not send it); a real update is."""
+    listener = ListenProcess(isolated_home, "--auto-ack", env=listen_env(avasam))
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", TOKEN)
+    sent = cli("send-test", "--port", str(listener.port), "--request-id", "from-send-test")
+    assert sent.exit_code == 0, sent.output
+    post(listener, "stock", signed_body(request_id="from-avasam"))
+    wait_for(lambda: rows(isolated_home)["from-avasam"]["ack_status"] == "acknowledged")
+    listener.stop()
+    assert [r.body for r in avasam.received if r.path == ACK] == [{"requestId": "from-avasam"}]
+    shown = cli("events", "show", "from-send-test")
+    assert "test event:   sent by `avasam send-test`" in shown.stdout
+    assert "delivery" not in shown.stdout
+    real = cli("events", "show", "from-avasam").stdout
+    assert "acknowledge: delivered, 1 attempts" in real and "test event" not in real

@@ -294,3 +294,114 @@ def test_retry_and_cancel(tmp_path: Path, shop: Shop) -> None:
         )
         assert moved == 2 and states(store) == {"delivered": 3, "cancelled": 2}
     assert shop.received.count("r-0") == 2
+
+
+# --- End to end: real listeners, real runners, the real CLI -------------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_store_from_the_previous_release_upgrades_in_place(isolated_home: Path, cli: Any) -> None:
+    """tests/fixtures/store-v1.sqlite3 was written by the release before the outbox: it
+    gains the outbox tables in place, every row kept, and the commands read it."""
+    import shutil
+    import sqlite3
+
+    from tests.helpers import store_rows
+
+    store_file = isolated_home / "data" / "events.sqlite3"
+    store_file.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "store-v1.sqlite3", store_file)
+    before = store_rows(store_file)
+    with open_store(store_file) as store:
+        assert store.deliveries() == [] and store.delivery_counts() == {}
+    with sqlite3.connect(store_file) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store_rows(store_file) == before and len(before) == 5
+    listed = cli("events", "list", "--json")
+    assert listed.exit_code == 0
+    assert {json.loads(line)["requestId"] for line in listed.stdout.splitlines()} == {
+        "v1-a", "v1-b", "v1-p", "v1-r",
+    }  # fmt: skip
+    assert cli("deliveries", "list").exit_code == 0
+
+
+def _send(listener: Any, request_id: str) -> None:
+    import httpx
+
+    from tests.helpers import JSON_HEADERS, signed_body
+
+    answer = httpx.post(
+        f"{listener.url}/webhooks/stock", content=signed_body(request_id=request_id),
+        headers=JSON_HEADERS, timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 200
+
+
+def _wait(condition: Any, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_kill_9_with_jobs_pending_then_the_next_listener_delivers_them(
+    isolated_home: Path,
+) -> None:
+    """The shop is down; 20 updates are answered 200 and their jobs wait.  The listener
+    is killed (-9).  The next `avasam listen`, started without --forward-to, delivers every
+    job once the shop is up, in order."""
+    import signal
+
+    from tests.helpers import TOKEN, ListenProcess
+
+    shop = Shop()  # down
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    first = ListenProcess(isolated_home, "--forward-to", shop.url, env=env)
+    ids = [f"k-{n}" for n in range(20)]
+    for request_id in ids:
+        _send(first, request_id)
+    first.stop(signal.SIGKILL)
+    shop.start()
+    try:
+        second = ListenProcess(isolated_home, env=env)  # whatever its options
+        try:
+            _wait(lambda: len(shop.received) >= 20)
+        finally:
+            _, _, err = second.stop()
+    finally:
+        shop.stop()
+    assert shop.received == ids
+    with open_store(isolated_home / "data" / "events.sqlite3") as store:
+        assert store.delivery_counts() == {"delivered": 20}
+    assert "Outbox: 20 pending" in err
+
+
+def test_deliveries_run_beside_a_listener_delivers_each_job_once(
+    isolated_home: Path, shop: Shop
+) -> None:
+    """A `deliveries run --watch` process and a listener's own runner share the outbox:
+    300 updates reach the shop exactly once each, in order."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import TOKEN, ListenProcess
+
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    listener = ListenProcess(isolated_home, "--forward-to", shop.url, env=env)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "deliveries", "run", "--watch"],
+        env={**os.environ, "AVASAM_HOME": str(isolated_home)},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ids = [f"both-{n}" for n in range(300)]
+        for request_id in ids:
+            _send(listener, request_id)
+        _wait(lambda: len(shop.received) >= 300, 60)
+        time.sleep(0.5)  # anything delivered twice would arrive now
+    finally:
+        other.terminate()
+        other.wait(30)
+        listener.stop()
+    assert shop.received == ids

@@ -396,7 +396,7 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
         def ensure_present(self) -> None:
             return None
 
-        def insert(self, events: list[Event]) -> None:
+        def insert(self, events: list[Event], plan: object = None) -> None:
             for number, event in enumerate(events, start=1):
                 event.id = number  # as a real insert does before its COMMIT fails
             raise OSError("disk full")

@@ -29,6 +29,8 @@ METAVARS = {
     "--data-file": "FILE",
     "--request-id": "ID",
     "--to": "URL",
+    "--forward-ca": "FILE",
+    "--forward-header": "'NAME: VALUE'",
     "--port": "PORT",
     "--inspect-port": "PORT",
 }

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from avasam_cli.defaults import HEALTH_PATH
 from avasam_cli.errors import ConfigError, UsageError
@@ -18,8 +19,9 @@ from avasam_cli.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     import socket
 
+    from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
-    from avasam_cli.delivery.followup import FollowUp
+    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import Locations
     from avasam_cli.receiver.app import ReceiverSettings
     from avasam_cli.tunnel import Tunnel
@@ -48,6 +50,7 @@ class ListenOptions:
     max_connections: int
     retain: int | None  # seconds: older events are pruned on a timer
     shutdown_wait: float
+    delivery: DeliveryConfig
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -63,26 +66,92 @@ def check_paths(paths: Mapping[str, str]) -> None:
         )
 
 
-def make_followup(options: ListenOptions, resolved: Settings, where: Locations) -> FollowUp | None:
-    """Acknowledging and forwarding after each answer, when asked for; None otherwise."""
-    if not options.auto_ack and not options.forward_to:
-        return None
-    from avasam_cli import output
-    from avasam_cli.cli._context import client_for
-    from avasam_cli.delivery.followup import FollowUp
+def delivery_plan(options: ListenOptions) -> Plan:
+    from avasam_cli.delivery.outbox import Plan
 
-    acknowledge = None
-    if options.auto_ack:
-        # Missing keys are a configuration error now, not at the first acknowledgement.
-        acknowledge = client_for(resolved, where).acknowledge
-    return FollowUp(
-        own_port=options.port,
-        say=output.info,
-        acknowledge=acknowledge,
-        forward_to=dict(options.forward_to),
-        forward_timeout=options.forward_timeout,
-        shutdown_wait=options.shutdown_wait,
-    )
+    return Plan(dict(options.forward_to), options.auto_ack)
+
+
+def check_forward_targets(options: ListenOptions) -> None:
+    """Say at start whether each forward target answers (jobs wait for it if not), and
+    catch a forward to this listener itself."""
+    import httpx
+
+    from avasam_cli import output
+    from avasam_cli.net import WILDCARD_HOSTS, is_loopback_host
+
+    for url in sorted(set(options.forward_to.values())):
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if port == options.port and (
+            is_loopback_host(parts.hostname) or parts.hostname in WILDCARD_HOSTS
+        ):
+            output.warn(
+                f"forward target {url} is this listener itself: forwarded updates would come "
+                "back as duplicates. Did you mean your shop's port?"
+            )
+            continue
+        try:
+            answer = httpx.get(url, timeout=options.forward_timeout, verify=options.delivery.verify)
+        except httpx.HTTPError as error:
+            output.warn(
+                f"forward target {url} is not reachable ({type(error).__name__}); updates "
+                "are still stored and answered, and wait in the outbox until it is"
+            )
+        else:
+            output.info(f"Forwarding verified updates to {url} (it answered {answer.status_code})")
+
+
+class RunnerProcess:
+    """The listener's delivery runner: `avasam deliveries run --watch` in a process of its
+    own, so that delivering never competes with answering."""
+
+    def __init__(self, options: ListenOptions, resolved: Settings) -> None:
+        import subprocess
+
+        profile = ["--profile", resolved.profile] if resolved.profile_source != "default" else []
+        self.wait = options.shutdown_wait
+        # Its standard input is a pipe we never write to: when we are gone, even by kill
+        # -9, it reads end-of-file and stops (the jobs stay for the next runner).
+        self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+            [sys.executable, "-m", "avasam_cli", *profile, "deliveries", "run", "--watch",
+             "--stop-on-eof", *options.delivery.as_args()],
+            stdin=subprocess.PIPE,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Let it finish what is in flight (at most the shutdown wait); the rest stays in
+        the outbox for the next runner."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(self.wait)
+        except subprocess.TimeoutExpired:
+            from avasam_cli import output
+
+            output.warn(
+                f"deliveries still in flight after {self.wait:g} s were stopped; they stay "
+                "pending in the outbox and are tried again by the next runner"
+            )
+            self.process.kill()
+            self.process.wait()
+
+
+def outbox_line(counts: Mapping[str, int]) -> str | None:
+    """How many jobs wait or gave up, with the commands for them; None when none."""
+    pending, dead = counts.get("pending", 0), counts.get("dead", 0)
+    if not pending and not dead:
+        return None
+    parts = []
+    if pending:
+        parts.append(f"{pending:,} pending (`avasam deliveries run` delivers them)")
+    if dead:
+        parts.append(f"{dead:,} dead (`avasam deliveries retry --dead` tries them again)")
+    return "Outbox: " + "; ".join(parts) + "."
 
 
 def ensure_token(resolved: Settings, config: ConfigFile) -> str:
@@ -260,7 +329,6 @@ def serve(
     receiver: ReceiverSettings,
     resolved: Settings,
     where: Locations,
-    followup: FollowUp | None,
 ) -> None:
     import uvicorn
 
@@ -269,7 +337,8 @@ def serve(
     from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
     from avasam_cli.store.base import open_store
 
-    open_store(where.store_file).close()  # an unusable store stops us before we listen
+    with open_store(where.store_file) as store:  # an unusable store stops us before we listen
+        waiting = store.delivery_counts()
     sock = bind(options.host, options.port)
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -287,7 +356,7 @@ def serve(
         where.store_file,
         output=("json" if options.as_json else "human") if output_fd is not None else "none",
         output_fd=output_fd,
-        followup=followup,
+        plan=delivery_plan(options),
         on_ready=_say_ready,
         retain=options.retain,
     )
@@ -307,6 +376,15 @@ def serve(
         )
     )
     banner(options, sock, resolved, where, tunnel.url if tunnel else None)
+    if options.forward_to:
+        check_forward_targets(options)
+    said = outbox_line(waiting)
+    if said:
+        from avasam_cli import output
+
+        output.info(said)
+    # Jobs left by an earlier run are delivered whatever this run's options.
+    runner = RunnerProcess(options, resolved) if delivery_plan(options) or said else None
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
@@ -319,5 +397,18 @@ def serve(
         sock.close()
         if tunnel is not None:
             tunnel.stop()
+        if runner is not None:
+            runner.stop()
+            _say_outbox_left(where)
     if not server.started:
         raise UsageError("the receiver could not start (see the messages above)")
+
+
+def _say_outbox_left(where: Locations) -> None:
+    from avasam_cli import output
+    from avasam_cli.store.base import open_store
+
+    with open_store(where.store_file, read_only=True) as store:
+        said = outbox_line(store.delivery_counts())
+    if said:
+        output.info(said)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from avasam_cli import output
 from avasam_cli.cli._send import connection_failure, post_and_show
+from avasam_cli.delivery.outbox import TEST_MARKER
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -
 def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None) -> None:
     from avasam_cli.webhooks import sign as signing
 
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", TEST_MARKER: "1"}
     response = post_and_show(url, signing.encode(body), headers, timeout)
     if tamper is None:
         if not response.is_success:

@@ -162,6 +162,7 @@ def show(
     """Show one stored request: headers, body, verification, acknowledgement."""
 
     from avasam_cli import output
+    from avasam_cli.delivery.outbox import is_test_event
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.text import inert
@@ -188,13 +189,23 @@ def show(
         f"{event.ack_detail or ''}".rstrip()
     )
     say(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
+    if is_test_event(event.headers_json):
+        say("test event:   sent by `avasam send-test`, so never acknowledged to Avasam")
     if event.status == "verified" and event.request_id:
         with open_store(locations().store_file, read_only=True) as store:
             again = store.duplicates_of(event.kind, event.request_id)
+            jobs = store.deliveries(event_id=event.id)
+            attempts = {job.id: store.delivery_attempts(job.id) for job in jobs}
         if again:  # how a seller sees that Avasam retried
             say(f"received again: {output.plural(len(again), 'time')}, answered as duplicates")
             for received_at, client in again:
                 say(f"  {received_at} from {client or '?'}")
+        for job in reversed(jobs):
+            where = "" if job.job == "acknowledge" else f" to {job.target}"
+            say(f"delivery {job.id}: {job.job}{where}: {job.state}, {job.attempts} attempts")
+            for at, status, latency, excerpt in attempts[job.id]:
+                took = f" {latency:.0f} ms" if latency is not None else ""
+                say(f"  {at}  {status}{took}  {excerpt}".rstrip())
     say("headers:")
     for name, value in event.headers:
         say(f"  {name}: {value}")

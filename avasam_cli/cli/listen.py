@@ -6,7 +6,25 @@ from typing import Annotated
 
 import typer
 
-from avasam_cli.cli._context import config_file, endpoint_paths, read_stdin_values, settings
+from avasam_cli.cli._context import (
+    client_for,
+    config_file,
+    endpoint_paths,
+    read_stdin_values,
+    settings,
+)
+from avasam_cli.cli._deliver import (
+    DEFAULT_MAX_AGE_TEXT,
+    DEFAULT_SCHEDULE_TEXT,
+    DeliveryMaxAgeOption,
+    ForwardCaOption,
+    ForwardHeaderOption,
+    ForwardInsecureOption,
+    ForwardTimeoutOption,
+    MaxAttemptsOption,
+    RetryScheduleOption,
+    delivery_config,
+)
 from avasam_cli.cli._options import STDIN_HELP, LeewayOption
 from avasam_cli.defaults import (
     DEFAULT_BODY_TIMEOUT,
@@ -20,6 +38,7 @@ from avasam_cli.defaults import (
     DEFAULT_SHUTDOWN_WAIT,
     DEFAULT_TUNNEL_TIMEOUT,
 )
+from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
 
 
 class TunnelTool(StrEnum):
@@ -92,13 +111,18 @@ def listen(
     forward_price_to: Annotated[
         str | None, typer.Option(help="Forward verified price updates to this URL.")
     ] = None,
-    forward_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the forward target.", min=0.1)
-    ] = DEFAULT_FORWARD_TIMEOUT,
+    forward_timeout: ForwardTimeoutOption = DEFAULT_FORWARD_TIMEOUT,
+    forward_header: ForwardHeaderOption = None,
+    forward_ca: ForwardCaOption = None,
+    forward_insecure: ForwardInsecureOption = False,
+    retry_schedule: RetryScheduleOption = DEFAULT_SCHEDULE_TEXT,
+    max_attempts: MaxAttemptsOption = DEFAULT_MAX_ATTEMPTS,
+    delivery_max_age: DeliveryMaxAgeOption = DEFAULT_MAX_AGE_TEXT,
     shutdown_wait: Annotated[
         float,
         typer.Option(
-            help="Seconds a stop waits for forwards and acknowledgements in flight.", min=0
+            help="Seconds a stop waits for deliveries in flight (the rest stay in the outbox).",
+            min=0,
         ),
     ] = DEFAULT_SHUTDOWN_WAIT,
     retain: Annotated[
@@ -133,7 +157,6 @@ def listen(
         ListenOptions,
         check_paths,
         ensure_token,
-        make_followup,
         serve,
     )
     from avasam_cli.net import checked_url
@@ -170,17 +193,22 @@ def listen(
         max_connections=max_connections,
         retain=_retention(retain),
         shutdown_wait=shutdown_wait,
-    )
+        delivery=delivery_config(
+            retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
+            forward_ca, forward_insecure,
+        ),
+    )  # fmt: skip
     check_paths(options.paths)
     if options.tunnel is not None:
         from avasam_cli.tunnel import find_tool
 
         find_tool(options.tunnel)  # a missing tool stops us before anything is written
     where = locations()
-    followup = make_followup(options, resolved, where)
+    if auto_ack:  # missing keys are a configuration error now, not at the first acknowledgement
+        client_for(resolved, where).close()
     token = ensure_token(resolved, config)
     receiver = ReceiverSettings(token, paths, leeway, max_body_size, max_header_size)
-    serve(options, receiver, resolved, where, followup)
+    serve(options, receiver, resolved, where)
 
 
 def register(app: typer.Typer) -> None:

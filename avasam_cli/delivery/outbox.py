@@ -23,6 +23,9 @@ ACKNOWLEDGE = "acknowledge"
 # The target of acknowledgement jobs: Avasam's API, with the keys of whoever runs them.
 AVASAM_API = "avasam-api"
 STATES = ("pending", "delivered", "dead", "cancelled")
+# `avasam send-test` marks what it sends: such an update is stored and forwarded like any
+# other, but never acknowledged to Avasam, which did not send it.
+TEST_MARKER = "x-avasam-cli-test"
 
 # About 1 s, 5 s, 30 s, 2 min, 10 min, 30 min, then hourly (see the README).
 DEFAULT_SCHEDULE: tuple[float, ...] = (1, 5, 30, 120, 600, 1800, 3600)
@@ -39,13 +42,13 @@ class Plan:
     forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
     acknowledge: bool = False
 
-    def jobs_for(self, kind: str) -> list[tuple[str, str]]:
+    def jobs_for(self, kind: str, test: bool = False) -> list[tuple[str, str]]:
         """(job, target) for an update of `kind`; the forward first: an acknowledgement
-        waits until the shop has the update."""
+        waits until the shop has the update.  A `test` update is not acknowledged."""
         jobs = []
         if kind in self.forward_to:
             jobs.append((FORWARD, self.forward_to[kind]))
-        if self.acknowledge and kind in KINDS and KINDS[kind].acknowledged:
+        if self.acknowledge and not test and kind in KINDS and KINDS[kind].acknowledged:
             jobs.append((ACKNOWLEDGE, AVASAM_API))
         return jobs
 
@@ -59,6 +62,11 @@ class Plan:
 
     def __bool__(self) -> bool:
         return bool(self.forward_to) or self.acknowledge
+
+
+def is_test_event(headers_json: str) -> bool:
+    """Whether stored headers (a JSON list, names lower-case) carry send-test's marker."""
+    return f'"{TEST_MARKER}"' in headers_json
 
 
 Verdict = Literal["delivered", "retry", "unreachable", "dead"]

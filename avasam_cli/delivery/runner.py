@@ -70,7 +70,7 @@ class DeliveryRunner:
     extra_headers: Sequence[tuple[str, str]] = ()
     verify: bool | str = True  # TLS: False, or a CA bundle's path, for a local HTTPS shop
     clock: Callable[[], float] = time.time
-    on_progress: Callable[[Tally], None] | None = None
+    on_attempt: Callable[[str], None] | None = None  # the job's state after each attempt
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
@@ -83,12 +83,16 @@ class DeliveryRunner:
         if self._client is not None:
             await self._client.aclose()
 
-    async def run_due(self) -> Tally:
-        """Deliver what is due now, pass after pass, until nothing due is left."""
+    async def run_due(self, everything: bool = False) -> Tally:
+        """Deliver what is due now, pass after pass, until nothing due is left; with
+        `everything`, the first pass takes every pending job, waits of the schedule
+        skipped (`deliveries run`: the target is back, deliver now)."""
         total = Tally()
+        due_by: float | None = float("inf") if everything else None
         while True:
             lease = self.timeout * PER_TARGET + LEASE_MARGIN
-            jobs = self.store.claim_deliveries(self.name, self.clock(), lease, PER_TARGET)
+            jobs = self.store.claim_deliveries(self.name, self.clock(), lease, PER_TARGET, due_by)
+            due_by = None
             if not jobs:
                 return total
             queues: dict[tuple[str, str], list[DeliveryJob]] = defaultdict(list)
@@ -125,6 +129,8 @@ class DeliveryRunner:
                 done.append(attempt)
                 tally.count(attempt.state)
                 self._tell(job, attempt)
+                if self.on_attempt is not None:
+                    self.on_attempt(attempt.state)
                 if attempt.state == "pending" and job.job != ACKNOWLEDGE:
                     self.store.finish_deliveries(done)
                     done = []
@@ -133,8 +139,6 @@ class DeliveryRunner:
                 if len(done) >= FLUSH_EVERY:
                     self.store.finish_deliveries(done)
                     done = []
-                    if self.on_progress is not None:
-                        self.on_progress(tally)
         finally:
             self.store.finish_deliveries(done)
         return tally
@@ -188,7 +192,8 @@ class DeliveryRunner:
             code = error.status_code
             return judge(code), str(code or "failed"), None, error.message, None
         latency = (time.perf_counter() - start) * 1000
-        return "delivered", answer.split(" ", 1)[0], latency, answer, None
+        status, _, said = answer.partition(" ")  # the client's "200 <excerpt>"
+        return "delivered", status, latency, said, None
 
     def _tell(self, job: DeliveryJob, attempt: Attempt) -> None:
         """One line per outcome; a target going down is said once, and its return."""

@@ -31,7 +31,7 @@ from avasam_cli.defaults import (
     DEFAULT_WEBHOOK_PATHS,
     HEALTH_PATH,
 )
-from avasam_cli.delivery.followup import FollowUp, describe_pending
+from avasam_cli.delivery.outbox import Plan
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
@@ -123,12 +123,10 @@ class WebhookEndpoint:
         kind: str,
         settings: ReceiverSettings,
         store: StoreWriter,
-        followup: FollowUp | None = None,
     ) -> None:
         self.kind = kind
         self.settings = settings
         self.store = store
-        self.followup = followup if followup is not None and followup.active else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.time()
@@ -168,8 +166,6 @@ class WebhookEndpoint:
         else:
             answer = "ok" if outcome.status == "verified" else "duplicate"
             await _answer(send, 200, {"status": answer, "requestId": request_id})
-            if self.followup is not None and outcome.status == "verified" and request_id:
-                self.followup.submit(self.kind, request_id, headers, body)
 
     async def _read_request(
         self, scope: Scope, headers: list[tuple[bytes, bytes]], receive: Receive
@@ -255,15 +251,15 @@ def create_app(
     store_path: Path,
     output: str = "none",
     output_fd: int | None = None,
-    followup: FollowUp | None = None,
+    plan: Plan | None = None,
     on_ready: Callable[[], None] | None = None,
     retain: int | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
-    and prunes events older than `retain` seconds; `on_ready` is called once everything
-    has started (the forward check included)."""
-    store = StoreWriter(store_path, output, output_fd, retain=retain)
+    prunes events older than `retain` seconds, and commits each new verified update with
+    the delivery jobs of `plan`; `on_ready` is called once everything has started."""
+    store = StoreWriter(store_path, output, output_fd, retain=retain, plan=plan)
 
     async def health(_: Request) -> Response:
         """200 while requests can be stored; 503 with the reason while they cannot."""
@@ -277,23 +273,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await store.start()
-        if followup is not None:
-            await followup.start(store)
         if on_ready is not None:
             on_ready()
-        pending: list[str] = []
         try:
             yield
         finally:
-            if followup is not None:  # its results are written through the store writer
-                pending = await followup.close()
             await store.close()  # after the last answer: every answered request is stored
-            if pending and followup is not None:
-                followup.say(describe_pending(pending))
 
     webhooks = {
-        path: WebhookEndpoint(kind, settings, store, followup)
-        for kind, path in settings.paths.items()
+        path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths.items()
     }
     return ReceiverApp(
         webhooks,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avasam_cli.defaults import restart_delay
+from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
 from avasam_cli.store.events import Event, WireRequest
 
@@ -47,8 +48,6 @@ STOP_TIMEOUT = 60.0
 # An answer waits at most this long for its commit; then 503, and Avasam retries.
 COMMIT_TIMEOUT = 5.0
 PIPE_SIZE = 1 << 20
-# Follow-up results, applied by the child with the store method of the same name.
-RESULT_OPERATIONS = ("record_acknowledgement", "record_forward")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +93,7 @@ class _OutcomeReader(asyncio.Protocol):
 
 
 class StoreWriter:
-    """The parent's side: `record` sends a request to the child and waits for its commit.
-
-    It is also the `ResultLog` of the follow-ups while the receiver runs, so that
-    every write goes through the one writer; those calls may come from any thread.
-    """
+    """The parent's side: `record` sends a request to the child and waits for its commit."""
 
     def __init__(
         self,
@@ -107,6 +102,7 @@ class StoreWriter:
         output_fd: int | None = None,
         say: Callable[[str], None] | None = None,
         retain: int | None = None,
+        plan: Plan | None = None,
     ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
@@ -116,6 +112,7 @@ class StoreWriter:
         self.output = output
         self.output_fd = output_fd
         self.retain = retain
+        self.plan = plan
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
         self._sent: collections.deque[tuple[int, float]] = collections.deque()
         self._closing = False
@@ -157,6 +154,7 @@ class StoreWriter:
                     str(requests_read),
                     str(outcomes_write),
                     str(self.retain or 0),
+                    *([self.plan.to_json()] if self.plan else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -217,16 +215,6 @@ class StoreWriter:
         if not self._outgoing:  # one write per loop iteration, however many requests
             self._loop.call_soon(self._flush)
         self._outgoing.append(data)
-
-    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
-        self._send_result(("record_acknowledgement", request_id, status, detail, at))
-
-    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
-        self._send_result(("record_forward", kind, request_id, status, detail))
-
-    def _send_result(self, operation: tuple[str, ...]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._send, frame(operation))
 
     def _flush(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -330,18 +318,15 @@ def commit_loop(
     on_committed: Callable[[Sequence[Event]], None],
     requests: int,
     outcomes: int,
+    plan: Plan | None = None,
 ) -> None:
-    """Read request frames until that pipe closes; commit, answer, then hand the events on."""
+    """Read request frames until that pipe closes; commit (each new verified update with
+    the delivery jobs of `plan`), answer, then hand the events on."""
     buffer = bytearray()
     while chunk := os.read(requests, 1 << 20):
         buffer += chunk
         arrived: list[tuple[int, Event]] = []
         for payload in split_frames(buffer):
-            if isinstance(payload[0], str):  # a follow-up result
-                if payload[0] in RESULT_OPERATIONS:
-                    with contextlib.suppress(Exception):  # a lost note must not stop storing
-                        getattr(store, payload[0])(*payload[1:])
-                continue
             arrived.append((payload[0], Event.from_wire(WireRequest(*payload[1:]))))
         # Bounded transactions: each batch is answered as soon as it is committed.
         for start in range(0, len(arrived), store.batch_size):
@@ -351,7 +336,7 @@ def commit_loop(
                 notice = store.ensure_present()
                 if notice is not None:
                     print(f"Error: {notice}", file=sys.stderr, flush=True)
-                store.insert(events)
+                store.insert(events, plan)
             except Exception as error:  # an answer must go back whatever happened
                 for event in events:
                     event.store_error = str(error) or type(error).__name__
@@ -377,6 +362,7 @@ def worker_main(argv: Sequence[str]) -> int:
     sys.setswitchinterval(0.0005)
     path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
     requests, outcomes, retain = int(argv[3]), int(argv[4]), int(argv[5])
+    plan = Plan.from_json(argv[6]) if len(argv) > 6 else None
     try:
         store = open_store(path, bulk_writer=True)
     except StoreError as error:
@@ -386,7 +372,8 @@ def worker_main(argv: Sequence[str]) -> int:
     printer = make_printer(mode, fd)
     retention = Retention(path, retain, _say) if retain else None
     try:
-        commit_loop(store, printer if printer is not None else lambda _: None, requests, outcomes)
+        shown = printer if printer is not None else lambda _: None
+        commit_loop(store, shown, requests, outcomes, plan)
     finally:
         if retention is not None:
             retention.close()

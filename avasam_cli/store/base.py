@@ -43,9 +43,10 @@ class EventStore(ResultLog, Protocol):
 
     # --- the outbox -------------------------------------------------------------
     def claim_deliveries(
-        self, runner: str, now: float, lease: float, per_target: int
+        self, runner: str, now: float, lease: float, per_target: int, due_by: float | None = None
     ) -> list[DeliveryJob]:
-        """Jobs due at `now`, held by `runner` for `lease` seconds (see outbox_sqlite)."""
+        """Jobs due by `due_by` (default `now`), held by `runner` for `lease` seconds from
+        `now` (see outbox_sqlite)."""
 
     def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
         """Record attempts and the new states of their jobs, releasing them."""

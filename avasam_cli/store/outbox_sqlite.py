@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan
+from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event
 
@@ -47,7 +47,7 @@ def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: 
     rows: list[Any] = []
     for event in events:
         if event.status == "verified" and event.id is not None:
-            for job, target in plan.jobs_for(event.kind):
+            for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json)):
                 rows += (event.id, job, target, now, now)
     for start in range(0, len(rows), 5 * 200):
         chunk = rows[start : start + 5 * 200]
@@ -83,12 +83,18 @@ def _release_dead_runners(conn: sqlite3.Connection, now: float) -> None:
 
 
 def claim(
-    conn: sqlite3.Connection, runner: str, now: float, lease: float, per_target: int
+    conn: sqlite3.Connection,
+    runner: str,
+    now: float,
+    lease: float,
+    per_target: int,
+    due_by: float | None = None,
 ) -> list[DeliveryJob]:
-    """Due jobs for this runner: for each forward target, its oldest pending jobs in
-    order up to the first that is not due or is held by another runner (so updates
-    reach a target in the order they were received); due acknowledgements whose
-    forwards are delivered."""
+    """Jobs due by `due_by` (default: now) for this runner: for each forward target, its
+    oldest pending jobs in order up to the first that is not due or is held by another
+    runner (so updates reach a target in the order they were received); acknowledgements
+    whose forwards are delivered."""
+    due_by = now if due_by is None else due_by
     conn.execute("BEGIN IMMEDIATE")
     try:
         _release_dead_runners(conn, now)
@@ -104,7 +110,7 @@ def claim(
                 (target, FORWARD, per_target),
             )
             for job_id, due, claimant, until in queue:
-                if due > now or (claimant not in (None, runner) and until >= now):
+                if due > due_by or (claimant not in (None, runner) and until >= now):
                     break
                 taken.append(job_id)
         taken += [
@@ -113,7 +119,7 @@ def claim(
                 f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
                 f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
                 f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
-                (ACKNOWLEDGE, now, runner, now, per_target),
+                (ACKNOWLEDGE, due_by, runner, now, per_target),
             )
         ]
         jobs: list[DeliveryJob] = []

@@ -345,9 +345,9 @@ class SqliteStore:
 
     # --- the outbox (see outbox_sqlite) -------------------------------------------
     def claim_deliveries(
-        self, runner: str, now: float, lease: float, per_target: int
+        self, runner: str, now: float, lease: float, per_target: int, due_by: float | None = None
     ) -> list[DeliveryJob]:
-        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target)
+        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target, due_by)
 
     def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
         outbox_sqlite.finish(self.conn, attempts)

@@ -1,0 +1,276 @@
+"""`avasam deliveries list|run|retry|cancel`: the outbox of forwards and acknowledgements."""
+
+import contextlib
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from avasam_cli.cli._context import group, settings
+from avasam_cli.cli._deliver import (
+    DEFAULT_MAX_AGE_TEXT,
+    DEFAULT_SCHEDULE_TEXT,
+    DeliveryMaxAgeOption,
+    ForwardCaOption,
+    ForwardHeaderOption,
+    ForwardInsecureOption,
+    ForwardTimeoutOption,
+    MaxAttemptsOption,
+    RetryScheduleOption,
+    delivery_config,
+)
+from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
+from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
+from avasam_cli.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.delivery.runner import DeliveryRunner, Tally
+
+
+class State(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    dead = "dead"
+    cancelled = "cancelled"
+
+
+def _moment(unix: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_deliveries(
+    state: Annotated[State | None, typer.Option(help="Only jobs in this state.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Only jobs for this target URL (or avasam-api).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List delivery jobs, newest first: attempts, state and the next attempt's time."""
+    from avasam_cli import output
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    with open_store(locations().store_file, read_only=True) as store:
+        rows = store.deliveries(state.value if state else None, target, limit)
+        counts = store.delivery_counts()
+    if as_json:
+        for row in rows:
+            output.out(json.dumps(row._asdict()))
+        return
+    if not rows:
+        makes = "`avasam listen --forward-to URL` or `--auto-ack` makes them"
+        output.info("No delivery jobs match." if state or target else f"No jobs yet: {makes}.")
+        return
+    table = [("id", "event", "job", "target", "request id", "state", "tries", "next / last")]
+    for row in rows:
+        if row.state == "pending":
+            waiting = "after the forward" if row.waits_for_forward else _moment(row.next_attempt_at)
+        else:
+            waiting = row.last_result or ""
+        table.append((str(row.id), str(row.event_id), row.job, row.target, row.request_id,
+                      row.state, str(row.attempts), waiting))  # fmt: skip
+    if output.table(table, shrink=((7, 12), (3, 16), (4, 9))):
+        output.info("Columns were cut to fit the terminal: --json shows them whole.")
+    output.info(_counts_line(counts))
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    shown = ", ".join(f"{counts.get(s, 0):,} {s}" for s in ("pending", "dead", "delivered"))
+    return f"Outbox: {shown}."
+
+
+def run(
+    ctx: typer.Context,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Keep running, delivering jobs as they become due, until stopped."
+        ),
+    ] = False,
+    stop_on_eof: Annotated[
+        bool,
+        typer.Option(
+            "--stop-on-eof",
+            hidden=True,  # how `listen` runs its runner: it stops when the listener is gone
+            help="With --watch: stop when standard input closes.",
+        ),
+    ] = False,
+    retry_schedule: RetryScheduleOption = DEFAULT_SCHEDULE_TEXT,
+    max_attempts: MaxAttemptsOption = DEFAULT_MAX_ATTEMPTS,
+    delivery_max_age: DeliveryMaxAgeOption = DEFAULT_MAX_AGE_TEXT,
+    forward_timeout: ForwardTimeoutOption = DEFAULT_FORWARD_TIMEOUT,
+    forward_header: ForwardHeaderOption = None,
+    forward_ca: ForwardCaOption = None,
+    forward_insecure: ForwardInsecureOption = False,
+) -> None:
+    """Deliver every pending job now (forwards, acknowledgements), then exit.
+
+    Needs no listener: from cron, or after the listener died or the shop came back.
+    The retry schedule's waits are skipped; each target still gets its updates in
+    the order received, and a job that fails again stays pending.
+    """
+    import asyncio
+
+    from avasam_cli.cli._deliver import say_line
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.outbox_sqlite import runner_name
+
+    config = delivery_config(
+        retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
+        forward_ca, forward_insecure,
+    )  # fmt: skip
+    resolved = settings(ctx)
+    where = locations()
+    from avasam_cli.delivery.runner import DeliveryRunner
+
+    with contextlib.ExitStack() as resources:
+        acknowledge = None
+        if resolved.get("consumer_key") and resolved.get("secret_key"):
+            from avasam_cli.cli._context import client_for
+
+            acknowledge = resources.enter_context(client_for(resolved, where)).acknowledge
+        store = resources.enter_context(open_store(where.store_file))
+        due = store.delivery_counts().get("pending", 0)
+        runner = DeliveryRunner(
+            store,
+            runner_name(),
+            say_line,
+            acknowledge=acknowledge,
+            rules=config.rules,
+            timeout=config.timeout,
+            extra_headers=config.headers,
+            verify=config.verify,
+        )
+        if watch:
+            asyncio.run(_watch(runner, stop_on_eof))
+            return
+        tally = _run_once(runner, due)
+        left = store.delivery_counts()
+    summary = (
+        f"Delivered {tally.delivered:,}; {tally.retrying:,} failed and will be retried, "
+        f"{tally.dead:,} went dead. {_counts_line(left)}"
+    )
+    if tally.dead:
+        raise OperationFailed(f"{summary} `avasam deliveries list --state dead` shows why.")
+    say_line(summary)
+
+
+def _run_once(runner: "DeliveryRunner", due: int) -> "Tally":
+    """One pass over what is due, with a progress bar on a terminal."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from avasam_cli import output
+
+    console = output.make_console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("delivering", total=due or None)
+        runner.on_attempt = lambda _: progress.advance(task)
+
+        async def go() -> "Tally":
+            async with runner:
+                return await runner.run_due(everything=True)
+
+        try:
+            return asyncio.run(go())
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+async def _watch(runner: "DeliveryRunner", stop_on_eof: bool) -> None:
+    """Deliver until SIGTERM or Ctrl-C (or, with `stop_on_eof`, until standard input
+    closes: the listener that started us is gone, even by kill -9); what is in flight
+    finishes first."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if stop_on_eof:
+
+        def check_input() -> None:
+            if not os.read(sys.stdin.fileno(), 4096):
+                loop.remove_reader(sys.stdin.fileno())
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), check_input)
+    async with runner:
+        await runner.watch(stop)
+
+
+def retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="Ids of dead jobs.")] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead job.")] = False,
+) -> None:
+    """Put dead jobs back to pending: tried again now, with their attempts counted afresh."""
+    _change("pending", ("dead",), ids, None, dead, "put back to pending", "--dead")
+
+
+def cancel(
+    ids: Annotated[list[int] | None, typer.Argument(help="Ids of pending or dead jobs.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Every pending or dead job for this target URL.")
+    ] = None,
+) -> None:
+    """Drop jobs (recorded as cancelled): when a target was wrong."""
+    _change("cancelled", ("pending", "dead"), ids, target, False, "cancelled", "--target URL")
+
+
+def _change(
+    to: str,
+    from_states: tuple[str, ...],
+    ids: list[int] | None,
+    target: str | None,
+    every: bool,
+    done: str,
+    selector: str,
+) -> None:
+    from avasam_cli import output
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    if sum((bool(ids), target is not None, every)) != 1:
+        raise UsageError(f"give job ids (see `avasam deliveries list`) or {selector}")
+    with open_store(locations().store_file) as store:
+        moved = store.change_deliveries(to, from_states, ids or (), target, every)
+    if ids and moved < len(ids):
+        output.warn(
+            f"{len(ids) - moved} of the ids given are not {' or '.join(from_states)} jobs: "
+            "left as they were"
+        )
+    output.info(f"{moved:,} {'job' if moved == 1 else 'jobs'} {done}.")
+    if to == "pending" and moved:
+        output.info("`avasam deliveries run` (or a running listener) delivers them.")
+
+
+def register(app: typer.Typer) -> None:
+    deliveries_app = group("The outbox: forwards and acknowledgements that follow each 200.")
+    deliveries_app.command(
+        "list",
+        epilog="Examples:\n\n  avasam deliveries list\n\n"
+        "  avasam deliveries list --state dead --json",
+    )(list_deliveries)
+    deliveries_app.command(
+        "run",
+        epilog="Examples:\n\n  avasam deliveries run\n\n  avasam deliveries run --watch",
+    )(run)
+    deliveries_app.command(
+        "retry",
+        epilog="Examples:\n\n  avasam deliveries retry 12 13\n\n  avasam deliveries retry --dead",
+    )(retry)
+    deliveries_app.command(
+        "cancel",
+        epilog="Examples:\n\n  avasam deliveries cancel 12\n\n"
+        "  avasam deliveries cancel --target http://127.0.0.1:3000/wrong",
+    )(cancel)
+    app.add_typer(deliveries_app, name="deliveries")
