@@ -187,36 +187,44 @@ def wal_peak(folder: Path, env: dict[str, str], options: argparse.Namespace) -> 
     return peak, idle
 
 
+def server_command(server: str, port: int, shop_port: int) -> list[str]:
+    """bare: bench/bare_app.py; listener: `avasam listen --json`; forward: the same with
+    --forward-to the shop (its delivery runner forwards every update while wrk runs)."""
+    if server == "bare":
+        return [sys.executable, str(HERE / "bare_app.py"), str(port)]
+    command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
+    if server == "forward":
+        command += ["--forward-to", f"http://127.0.0.1:{shop_port}/webhooks/stock"]
+    return command
+
+
 def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -> bool:
     """Alternating rounds of bare and listener under wrk; True when a target is missed."""
     runs: dict[tuple[int, str], list[dict[str, float]]] = {}
     failed = False
-    for items, count in ((1, 120_000), (1000, 8_000)):
-        data = folder / f"data-{items}.json"
-        write_data(data, items)
-        # Alternating rounds: the machine's speed drifts, and both servers share it.
-        for round_ in range(options.rounds):
-            for server in ("bare", "listener"):
-                tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
-                write_tokens(tokens, count, f"{server}-{items}-{round_}")
-                port = free_port()
-                if server == "bare":
-                    command = [sys.executable, str(HERE / "bare_app.py"), str(port)]
-                else:
-                    command = [
-                        sys.executable,
-                        "-m",
-                        "avasam_cli",
-                        "listen",
-                        "--json",
-                        "--port",
-                        str(port),
-                    ]
-                with running(command, port, env, folder / f"{server}.out"):
-                    wrk(port, tokens, data, 2, options.connections)  # warm-up
-                    figures = wrk(port, tokens, data, options.duration, options.connections)
-                runs.setdefault((items, server), []).append(figures)
-                tokens.unlink()
+    # The shop that `listen --forward-to` forwards to: another bare app, up throughout.
+    shop_port = free_port()
+    shop = running([sys.executable, str(HERE / "bare_app.py"), str(shop_port)], shop_port, env,
+                   folder / "shop.out")  # fmt: skip
+    with shop:
+        for items, count in ((1, 120_000), (1000, 8_000)):
+            data = folder / f"data-{items}.json"
+            write_data(data, items)
+            # Alternating rounds: the machine's speed drifts, and the servers share it.
+            servers = ("bare", "listener", "forward") if items == 1 else ("bare", "listener")
+            for round_ in range(options.rounds):
+                for server in servers:
+                    tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
+                    write_tokens(tokens, count, f"{server}-{items}-{round_}")
+                    port = free_port()
+                    command = server_command(server, port, shop_port)
+                    # A fresh store each time: the forward jobs of one run are not the next's.
+                    shutil.rmtree(folder / "home", ignore_errors=True)
+                    with running(command, port, env, folder / f"{server}.out"):
+                        wrk(port, tokens, data, 2, options.connections)  # warm-up
+                        figures = wrk(port, tokens, data, options.duration, options.connections)
+                    runs.setdefault((items, server), []).append(figures)
+                    tokens.unlink()
     results = {
         key: {name: statistics.median(run[name] for run in values) for name in values[0]}
         for key, values in runs.items()
@@ -237,6 +245,12 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
         verdict = "PASS" if ratio >= 0.5 else "FAIL"
         failed |= ratio < 0.5
         print(f"ratio listener/bare, {items} items: {ratio:.2f} (target >= 0.5) {verdict}")
+    ratio = results[(1, "forward")]["rps"] / results[(1, "bare")]["rps"]
+    failed |= ratio < 0.45
+    print(
+        f"ratio listener --forward-to/bare, 1 items: {ratio:.2f} (target >= 0.45) "
+        f"{'PASS' if ratio >= 0.45 else 'FAIL'}"
+    )
     p99 = results[(1, "listener")]["p99_ms"]
     failed |= not p99 <= 20
     print(

@@ -246,3 +246,69 @@ def test_ack_pending_under_429_is_bounded(
         assert store.pending_acknowledgements() == [f"s-{n}" for n in range(6)]
         second = store.find("s-1")
         assert second is not None and second.ack_status is None  # not marked failed
+
+
+def test_ack_pending_goes_through_the_outbox_with_limit_and_since(cli: Cli, avasam: Avasam) -> None:
+    """`ack --pending --limit N` acknowledges the oldest N through outbox jobs (shown by
+    `deliveries list`); an update received before --since is left alone."""
+    for n in range(4):
+        store_update(f"o-{n}")
+    result = cli("ack", "--pending", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    acked = [r.body["requestId"] for r in avasam.received if "Acknowledge" in r.path]
+    assert acked == ["o-0", "o-1"]
+    with open_store(locations().store_file) as store:
+        jobs = {row.request_id: row.state for row in store.deliveries(limit=10)}
+    assert jobs == {"o-0": "delivered", "o-1": "delivered", "o-2": "pending", "o-3": "pending"}
+    assert "2 other jobs in the outbox wait" in result.stderr
+    later = cli("ack", "--pending", "--since", "1h")  # the stored updates are older
+    assert later.exit_code == 0 and "Nothing to acknowledge" in later.stderr
+    rest = cli("ack", "--pending")
+    assert rest.exit_code == 0
+    acked = [r.body["requestId"] for r in avasam.received if "Acknowledge" in r.path]
+    assert acked == ["o-0", "o-1", "o-2", "o-3"]
+    assert cli("ack", "x", "--limit", "2").exit_code == 2
+
+
+def test_ack_pending_asks_before_a_big_run_on_a_terminal(
+    isolated_home: Path, avasam: Avasam
+) -> None:
+    """Over 1,000 to send, at a terminal: asked first; "n" sends nothing, exit 1."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from avasam_cli.store.events import Event
+
+    with open_store(locations().store_file) as store:
+        store.insert([
+            Event("2026-11-27T10:00:00+00:00", "stock", "verified", 200, "[]", b"{}",
+                  request_id=f"big-{n}", item_count=1)
+            for n in range(1001)
+        ])  # fmt: skip
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "ack", "--pending"],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        said = b""
+        deadline = time.monotonic() + 30
+        while b"[y/N]" not in said and time.monotonic() < deadline:
+            if select.select([process.stderr], [], [], 1)[0]:
+                said += os.read(process.stderr.fileno(), 4096)
+        assert b"Acknowledge 1,001 stock updates (one API call each)?" in said
+        os.write(controller, b"n\n")
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        os.close(controller)
+        os.close(terminal)
+    assert process.returncode == 1 and b"nothing was acknowledged" in err
+    assert not [r for r in avasam.received if "Acknowledge" in r.path]
+    with open_store(locations().store_file) as store:
+        assert store.delivery_counts() == {"pending": 1001}  # queued, released, not sent

@@ -144,3 +144,32 @@ def test_listen_retain_prunes_off_the_request_path(isolated_home: Path) -> None:
 def test_listen_retain_needs_a_duration(cli: Cli) -> None:
     result = cli("listen", "--retain", "forever")
     assert result.exit_code == 2 and "--retain 30d" in result.stderr
+
+
+def test_prune_keeps_updates_with_a_pending_delivery_and_drops_the_rest_with_their_jobs(
+    tmp_path: Path,
+) -> None:
+    """An old price update whose forward is still pending is kept; once delivered, it goes
+    with its job and attempts."""
+    import sqlite3
+
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.store.deliveries import Attempt
+
+    path = tmp_path / "s.sqlite3"
+    with open_store(path) as store:
+        store.insert(
+            [
+                Event(days_ago(40), "price", "verified", 200, "[]", b"{}",
+                      request_id=f"fw-{n}", item_count=1)
+                for n in range(3)
+            ],
+            Plan({"price": "http://127.0.0.1:9/shop"}),
+        )  # fmt: skip
+        (job, *_) = store.claim_deliveries("t", 1e12, 60, 10, None)
+        store.finish_deliveries([Attempt(job.id, "now", "200", 1.0, "ok", "delivered", 0.0)])
+        assert store.count_prunable(days_ago(30)) == (1, 2)
+        assert store.prune(days_ago(30)) == 1
+        assert sorted(row.request_id for row in store.deliveries()) == ["fw-1", "fw-2"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM delivery_attempts").fetchone() == (0,)

@@ -52,10 +52,7 @@ def test_reads_return_named_records(tmp_path: Path) -> None:
         assert next(store.latest(10, kind="price")).request_id == "p"
         assert store.pending_acknowledgements() == ["a", "b"]  # stock only: price is not acked
         store.record_acknowledgement("a", "acknowledged", "200 ok", "2026-11-27T10:00:01+00:00")
-        store.record_forward("price", "p", "200", "3 ms ok")
         assert store.pending_acknowledgements() == ["b"]
-        p = store.find("p")
-        assert p is not None and (p.forward_status, p.forward_detail) == ("200", "3 ms ok")
 
 
 def test_one_json_shape_for_listen_and_events(tmp_path: Path) -> None:

@@ -10,8 +10,13 @@ from avasam_cli.cli._options import BaseUrlOption
 from avasam_cli.defaults import DEFAULT_ACK_MAX_WAIT
 from avasam_cli.errors import OperationFailed, UsageError
 
+# Above this many, `ack --pending` asks first on a terminal (each one is an API call).
+CONFIRM_ABOVE = 1000
+
 if TYPE_CHECKING:
-    from avasam_cli.store.base import ResultLog
+    from avasam_cli.api.client import AvasamClient
+    from avasam_cli.store.base import EventStore, ResultLog
+    from avasam_cli.store.deliveries import DeliveryJob
 
 
 def ack(
@@ -21,6 +26,19 @@ def ack(
     ] = None,
     pending: Annotated[
         bool, typer.Option(help="Acknowledge every stored stock update not acknowledged yet.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --pending: only updates received since (24h, 7d, a date)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="With --pending: at most this many, oldest first.", min=1)
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help=f"Do not ask before acknowledging over {CONFIRM_ABOVE:,}."
+        ),
     ] = False,
     max_wait: Annotated[
         float,
@@ -42,13 +60,15 @@ def ack(
         raise UsageError("give request ids or --pending, not both")
     if not pending and not request_ids:
         raise UsageError("give the request ids to acknowledge, or --pending for all pending ones")
+    if not pending and (since is not None or limit is not None):
+        raise UsageError("--since and --limit go with --pending")
     where = locations()
     client = client_for(settings(ctx, base_url=base_url), where)
     with open_store(where.store_file) as store, client:
-        ids = store.pending_acknowledgements() if pending else list(request_ids or [])
-        if not ids:
-            output.info("Nothing to acknowledge: every verified stock update is acknowledged.")
+        if pending:
+            _ack_pending(store, client, since, limit, yes, max_wait)
             return
+        ids = list(request_ids or [])
         if len(ids) > 1:
             output.info(
                 f"Acknowledging {output.plural(len(ids), 'stock update')}; retries wait at "
@@ -58,6 +78,88 @@ def ack(
         client.sleep = WaitBudget(max_wait, run.waiting).sleep
         run.go(client.acknowledge, store)
     run.finish(max_wait)
+
+
+def _ack_pending(
+    store: "EventStore",
+    client: "AvasamClient",
+    since: str | None,
+    limit: int | None,
+    yes: bool,
+    max_wait: float,
+) -> None:
+    """Through the outbox: queue a job for each update never given one, claim the due
+    acknowledgement jobs (none can go twice, even beside a listener), send them."""
+    import sys
+    import time
+
+    from avasam_cli import output
+    from avasam_cli.api.client import WaitBudget
+    from avasam_cli.cli._options import since_time
+    from avasam_cli.delivery.outbox import ACKNOWLEDGE
+    from avasam_cli.store.outbox_sqlite import runner_name
+
+    after = since_time(since)
+    store.queue_acknowledgements(after)
+    name = runner_name()
+    claimed = store.claim_deliveries(
+        name, time.time(), ACK_LEASE, limit or 10**9, float("inf"), ACKNOWLEDGE
+    )
+    jobs = [job for job in claimed if after is None or job.received_at >= after]
+    store.release_deliveries([job.id for job in claimed if job not in jobs], name)
+    waiting = store.delivery_counts().get("pending", 0) - len(jobs)
+    try:
+        if not jobs:
+            output.info("Nothing to acknowledge: every verified stock update is acknowledged.")
+            return
+        if len(jobs) > CONFIRM_ABOVE and sys.stdin.isatty() and not yes:
+            question = f"Acknowledge {len(jobs):,} stock updates (one API call each)?"
+            if not typer.confirm(question, default=False, err=True):
+                raise OperationFailed("nothing was acknowledged")
+        output.info(
+            f"Acknowledging {output.plural(len(jobs), 'stock update')}; retries wait at "
+            f"most {max_wait:g} s in all (--max-wait), then the rest stays pending."
+        )
+        run = _AckRun([job.request_id for job in jobs])
+        client.sleep = WaitBudget(max_wait, run.waiting).sleep
+        run.go(client.acknowledge, _OutboxLog(store, jobs))
+    finally:
+        store.release_deliveries([job.id for job in jobs], name)  # those not attempted
+    if waiting > 0:
+        output.info(
+            f"{output.plural(waiting, 'other job')} in the outbox wait for a retry or for "
+            "their forward to the shop: `avasam deliveries list --state pending`."
+        )
+    run.finish(max_wait)
+
+
+ACK_LEASE = 24 * 3600.0  # jobs stay this run's until it releases them (or dies)
+
+
+class _OutboxLog:
+    """Writes `ack --pending`'s outcomes as outbox attempts: a failure is retried on the
+    schedule, like any acknowledgement job."""
+
+    def __init__(self, store: "EventStore", jobs: "list[DeliveryJob]") -> None:
+        self.store = store
+        self.jobs = {job.request_id: job for job in jobs}
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
+        import time
+
+        from avasam_cli.delivery.outbox import RetryRules
+        from avasam_cli.store.deliveries import Attempt
+
+        job = self.jobs[request_id]
+        answer, _, said = detail.partition(" ")
+        if status == "acknowledged":
+            attempt = Attempt(job.id, at, answer, None, said, "delivered", 0.0)
+        else:
+            state, wait = RetryRules().next_state(
+                "retry", job.attempts + 1, time.time() - job.queued_at
+            )
+            attempt = Attempt(job.id, at, "failed", None, detail, state, time.time() + wait)
+        self.store.finish_deliveries([attempt])
 
 
 class _AckRun:

@@ -16,13 +16,10 @@ from avasam_cli.store.events import Event, StockSighting, StoredEvent
 
 
 class ResultLog(Protocol):
-    """Where the outcome of acknowledging and forwarding an update is written."""
+    """Where `avasam ack` writes the outcome of acknowledging an update."""
 
     def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
         """Note the outcome on the verified update (`status`: acknowledged or failed)."""
-
-    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
-        """Note a forward's outcome on the verified update."""
 
 
 class EventStore(ResultLog, Protocol):
@@ -43,7 +40,13 @@ class EventStore(ResultLog, Protocol):
 
     # --- the outbox -------------------------------------------------------------
     def claim_deliveries(
-        self, runner: str, now: float, lease: float, per_target: int, due_by: float | None = None
+        self,
+        runner: str,
+        now: float,
+        lease: float,
+        per_target: int,
+        due_by: float | None = None,
+        only: str | None = None,
     ) -> list[DeliveryJob]:
         """Jobs due by `due_by` (default `now`), held by `runner` for `lease` seconds from
         `now` (see outbox_sqlite)."""
@@ -67,6 +70,10 @@ class EventStore(ResultLog, Protocol):
         """(at, status, latency ms, excerpt) of each attempt, oldest first."""
 
     def delivery_counts(self) -> dict[str, int]: ...
+
+    def queue_acknowledgements(self, since: str | None = None) -> int:
+        """Acknowledgement jobs for the verified stock updates (since `since`) that have
+        none pending and are not acknowledged; how many were queued."""
 
     def change_deliveries(
         self,

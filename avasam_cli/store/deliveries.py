@@ -18,6 +18,7 @@ class DeliveryJob(NamedTuple):
     request_id: str
     headers_json: str
     body: bytes
+    received_at: str
 
 
 class Attempt(NamedTuple):

@@ -22,7 +22,7 @@ from avasam_cli.store.events import Event
 
 _JOB_COLUMNS = (
     "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
-    "e.headers, e.body"
+    "e.headers, e.body, e.received_at"
 )
 _ROW_COLUMNS = (
     "d.id, d.event_id, e.kind, e.request_id, d.job, d.target, d.state, d.attempts, "
@@ -89,20 +89,25 @@ def claim(
     lease: float,
     per_target: int,
     due_by: float | None = None,
+    only: str | None = None,
 ) -> list[DeliveryJob]:
     """Jobs due by `due_by` (default: now) for this runner: for each forward target, its
     oldest pending jobs in order up to the first that is not due or is held by another
     runner (so updates reach a target in the order they were received); acknowledgements
-    whose forwards are delivered."""
+    whose forwards are delivered.  `only`: jobs of that kind only."""
     due_by = now if due_by is None else due_by
     conn.execute("BEGIN IMMEDIATE")
     try:
         _release_dead_runners(conn, now)
         taken: list[int] = []
-        targets = conn.execute(
-            "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = ?",
-            (FORWARD,),
-        ).fetchall()
+        targets = (
+            conn.execute(
+                "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = ?",
+                (FORWARD,),
+            ).fetchall()
+            if only in (None, FORWARD)
+            else []
+        )
         for (target,) in targets:
             queue = conn.execute(
                 "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
@@ -113,15 +118,19 @@ def claim(
                 if due > due_by or (claimant not in (None, runner) and until >= now):
                     break
                 taken.append(job_id)
-        taken += [
-            job_id
-            for (job_id,) in conn.execute(
-                f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
-                f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
-                f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
-                (ACKNOWLEDGE, due_by, runner, now, per_target),
-            )
-        ]
+        taken += (
+            []
+            if only not in (None, ACKNOWLEDGE)
+            else [
+                job_id
+                for (job_id,) in conn.execute(
+                    f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
+                    f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
+                    f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
+                    (ACKNOWLEDGE, due_by, runner, now, per_target),
+                )
+            ]
+        )
         jobs: list[DeliveryJob] = []
         for start in range(0, len(taken), 500):
             chunk = taken[start : start + 500]

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from avasam_cli.delivery.outbox import Plan
+from avasam_cli.delivery.outbox import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Plan
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store import outbox_sqlite
@@ -41,6 +41,12 @@ _ACKNOWLEDGED = ", ".join("?" * len(ACKNOWLEDGED_KINDS))  # placeholders for tho
 # keeps them whatever their age.
 _AWAITING_ACK = (
     f"(kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND ack_status IS NOT 'acknowledged')"
+)
+# Kept by pruning whatever their age: also an update whose delivery (forward or
+# acknowledgement) is still pending in the outbox.
+_KEPT = (
+    f"({_AWAITING_ACK} OR EXISTS (SELECT 1 FROM deliveries d "  # noqa: S608 - literals
+    "WHERE d.event_id = events.id AND d.state = 'pending'))"
 )
 PRUNE_BATCH = 2_000  # rows per DELETE transaction
 RECLAIM_STEP = 1_000  # pages per incremental_vacuum step
@@ -345,9 +351,15 @@ class SqliteStore:
 
     # --- the outbox (see outbox_sqlite) -------------------------------------------
     def claim_deliveries(
-        self, runner: str, now: float, lease: float, per_target: int, due_by: float | None = None
+        self,
+        runner: str,
+        now: float,
+        lease: float,
+        per_target: int,
+        due_by: float | None = None,
+        only: str | None = None,
     ) -> list[DeliveryJob]:
-        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target, due_by)
+        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target, due_by, only)
 
     def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
         outbox_sqlite.finish(self.conn, attempts)
@@ -385,13 +397,6 @@ class SqliteStore:
             "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608 - marks only
             f"WHERE kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?",
             (status, detail, at, *ACKNOWLEDGED_KINDS, request_id),
-        )
-
-    def record_forward(self, kind: str, request_id: str, status: str, detail: str) -> None:
-        self._update(
-            "UPDATE events SET forward_status = ?, forward_detail = ? "
-            "WHERE kind = ? AND status = 'verified' AND request_id = ?",
-            (status, detail, kind, request_id),
         )
 
     def _update(self, sql: str, params: Sequence[Any]) -> None:
@@ -479,12 +484,28 @@ class SqliteStore:
         )
         return [request_id for (request_id,) in cursor]
 
+    def queue_acknowledgements(self, since: str | None = None) -> int:
+        """Acknowledgement jobs for the verified stock updates (received since `since`)
+        not acknowledged and without such a job pending (received without --auto-ack,
+        before the outbox, or whose job went dead); test events excepted.  How many."""
+        now = time.time()
+        cursor = self.conn.execute(
+            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
+            f"SELECT e.id, ?, ?, ?, ? FROM events e WHERE {_AWAITING_ACK} "
+            "AND (? IS NULL OR e.received_at >= ?) AND e.headers NOT LIKE ? "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id "
+            "AND d.job = ? AND d.state IN ('pending', 'delivered')) ORDER BY e.id",
+            (ACKNOWLEDGE, AVASAM_API, now, now, *ACKNOWLEDGED_KINDS, since, since,
+             f'%"{TEST_MARKER}"%', ACKNOWLEDGE),
+        )  # fmt: skip
+        return cursor.rowcount
+
     # --- retention ---------------------------------------------------------------
     def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
         """(rows received before `before` that `prune` would delete, rows it keeps because
-        their acknowledgement is still pending)."""
+        their acknowledgement or a delivery is still pending)."""
         cursor = self.conn.execute(
-            f"SELECT COALESCE(SUM(NOT {_AWAITING_ACK}), 0), COALESCE(SUM({_AWAITING_ACK}), 0) "  # noqa: S608
+            f"SELECT COALESCE(SUM(NOT {_KEPT}), 0), COALESCE(SUM({_KEPT}), 0) "  # noqa: S608
             "FROM events WHERE received_at < ? AND (? IS NULL OR status = ?)",
             (*ACKNOWLEDGED_KINDS, *ACKNOWLEDGED_KINDS, before, status, status),
         )
@@ -492,19 +513,39 @@ class SqliteStore:
         return int(deleted), int(kept)
 
     def prune(self, before: str, status: str | None = None, limit: int = PRUNE_BATCH) -> int:
-        """Delete up to `limit` rows received before `before`, oldest first, never one whose
-        acknowledgement is pending; how many went.  Small batches keep each write lock short
-        while a listener shares the store."""
+        """Delete up to `limit` rows received before `before`, oldest first, with their
+        delivery jobs, never one whose acknowledgement or a delivery is pending; how many
+        went.  Small batches keep each write lock short while a listener shares the store."""
+        conn = self.conn
         try:
-            cursor = self.conn.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events "  # noqa: S608
-                f"WHERE received_at < ? AND (? IS NULL OR status = ?) AND NOT {_AWAITING_ACK} "
-                "ORDER BY id LIMIT ?)",
-                (before, status, status, *ACKNOWLEDGED_KINDS, limit),
-            )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                doomed = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM events WHERE received_at < ? "  # noqa: S608
+                        f"AND (? IS NULL OR status = ?) AND NOT {_KEPT} ORDER BY id LIMIT ?",
+                        (before, status, status, *ACKNOWLEDGED_KINDS, limit),
+                    )
+                ]
+                for start in range(0, len(doomed), 500):
+                    chunk = doomed[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    conn.execute(
+                        "DELETE FROM delivery_attempts WHERE delivery_id IN "  # noqa: S608
+                        f"(SELECT id FROM deliveries WHERE event_id IN ({marks}))",
+                        chunk,
+                    )
+                    conn.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", chunk)  # noqa: S608
+                    conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)  # noqa: S608
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as error:
             raise StoreError(f"cannot prune the event store {self.location}: {error}") from None
-        return cursor.rowcount
+        return len(doomed)
 
     def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
         """Give the pages freed by `prune` back to the disk, yielding (done, total) pages.
