@@ -38,6 +38,7 @@ class Shop:
         self.url = f"http://127.0.0.1:{self.port}/avasam"
         self.received: list[str] = []
         self.attempt_headers: list[str] = []
+        self.shop_keys: list[str] = []
         self.codes: dict[str, int] = {}
         self.server: ThreadingHTTPServer | None = None
 
@@ -49,6 +50,7 @@ class Shop:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 shop.received.append(body["requestId"])
                 shop.attempt_headers.append(self.headers.get("x-avasam-delivery-attempt", ""))
+                shop.shop_keys.append(self.headers.get("x-shop-key", ""))
                 code = shop.codes.get(body["requestId"], 200)
                 self.send_response(code)
                 self.send_header("content-length", "2")
@@ -405,3 +407,88 @@ def test_deliveries_run_beside_a_listener_delivers_each_job_once(
         other.wait(30)
         listener.stop()
     assert shop.received == ids
+
+
+# --- The commands and the delivery options ------------------------------------------
+def test_the_deliveries_commands(isolated_home: Path, cli: Any, shop: Shop) -> None:
+    """list (table and --json), run (exit 1 when a job goes dead, with the summary),
+    retry --dead, cancel --target; bad selections are usage errors."""
+    store_file = isolated_home / "data" / "events.sqlite3"
+    shop.codes["c-1"] = 410
+    with open_store(store_file) as store:
+        store_updates(store, 3, Plan({"stock": shop.url}), prefix="c")
+        store_updates(store, 2, Plan({"price": "http://127.0.0.1:9/gone"}), "price", "g")
+    listed = cli("deliveries", "list")
+    assert listed.exit_code == 0 and "Outbox: 5 pending, 0 dead, 0 delivered." in listed.stderr
+    ran = cli("deliveries", "run", "--delivery-max-age", "1h")
+    assert ran.exit_code == 1
+    said = " ".join(ran.stderr.split())
+    assert "Delivered 2; 1 failed and will be retried, 1 went dead." in said  # g-1 waits
+    assert "Error: 1 job went dead: `avasam deliveries list --state dead` shows why" in said
+    dead = [
+        json.loads(line)
+        for line in cli("deliveries", "list", "--state", "dead", "--json").stdout.splitlines()
+    ]
+    assert [(job["request_id"], job["attempts"]) for job in dead] == [("c-1", 1)]
+    shop.codes.clear()
+    retried = cli("deliveries", "retry", "--dead")
+    assert retried.exit_code == 0 and "1 job put back to pending." in retried.stderr
+    cancelled = cli("deliveries", "cancel", "--target", "http://127.0.0.1:9/gone")
+    assert cancelled.exit_code == 0 and "2 jobs cancelled." in cancelled.stderr
+    again = cli("deliveries", "run")
+    assert again.exit_code == 0 and "Delivered 1;" in again.stderr
+    assert shop.received == ["c-0", "c-1", "c-2", "c-1"]  # the shop saw c-1 refused, then taken
+    assert cli("deliveries", "retry").exit_code == 2
+    assert cli("deliveries", "cancel", "1", "--target", "x").exit_code == 2
+    bad = cli("deliveries", "run", "--retry-schedule", "soon")
+    assert bad.exit_code == 2 and "for example --retry-schedule 1s,5s,30s" in bad.stderr
+    header = cli("deliveries", "run", "--forward-header", "no colon")
+    assert header.exit_code == 2 and "'Name: value'" in header.stderr
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: it makes the test's self-signed certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_targets_headers_and_certificates(tmp_path: Path) -> None:
+    """A local app on HTTPS with a self-signed certificate: refused as untrusted by
+    default (the job waits), delivered with its CA given or with verification off;
+    --forward-header values arrive with every forward."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    shop = Shop()
+    shop.start()
+    assert shop.server is not None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    shop.server.socket = context.wrap_socket(shop.server.socket, server_side=True)
+    url = shop.url.replace("http://", "https://")
+    clock, said = Clock(), []
+    try:
+        with open_store(tmp_path / "s.sqlite3") as store:
+            store_updates(store, 2, Plan({"stock": url}))
+            drain(runner(store, clock, said), clock, rounds=1)
+            assert states(store) == {"pending": 2} and shop.received == []
+            extra = (("X-Shop-Key", "k-1"),)
+            drain(runner(store, clock, said, verify=str(cert), extra_headers=extra), clock, 1)
+            assert states(store) == {"delivered": 2}
+            store_updates(store, 1, Plan({"stock": url}), prefix="insecure")
+            drain(runner(store, clock, said, verify=False), clock, rounds=1)
+            assert states(store) == {"delivered": 3}
+    finally:
+        shop.stop()
+    assert shop.received == ["r-0", "r-1", "insecure-0"]
+    assert shop.shop_keys[:2] == ["k-1", "k-1"]

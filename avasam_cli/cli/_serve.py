@@ -78,6 +78,7 @@ def check_forward_targets(options: ListenOptions) -> None:
     import httpx
 
     from avasam_cli import output
+    from avasam_cli.delivery.forward import tls_verify
     from avasam_cli.net import WILDCARD_HOSTS, is_loopback_host
 
     for url in sorted(set(options.forward_to.values())):
@@ -92,7 +93,8 @@ def check_forward_targets(options: ListenOptions) -> None:
             )
             continue
         try:
-            answer = httpx.get(url, timeout=options.forward_timeout, verify=options.delivery.verify)
+            verify = tls_verify(options.delivery.verify)
+            answer = httpx.get(url, timeout=options.forward_timeout, verify=verify)
         except httpx.HTTPError as error:
             output.warn(
                 f"forward target {url} is not reachable ({type(error).__name__}); updates "

@@ -155,9 +155,13 @@ def run(
         f"Delivered {tally.delivered:,}; {tally.retrying:,} failed and will be retried, "
         f"{tally.dead:,} went dead. {_counts_line(left)}"
     )
-    if tally.dead:
-        raise OperationFailed(f"{summary} `avasam deliveries list --state dead` shows why.")
     say_line(summary)
+    if tally.dead:
+        raise OperationFailed(
+            f"{tally.dead:,} {'job' if tally.dead == 1 else 'jobs'} went dead: "
+            "`avasam deliveries list --state dead` shows why, and "
+            "`avasam deliveries retry --dead` tries again"
+        )
 
 
 def _run_once(runner: "DeliveryRunner", due: int) -> "Tally":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -14,6 +15,11 @@ from avasam_cli.text import excerpt
 
 # Headers that describe the original connection, not the request: never passed on.
 HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
+
+
+def tls_verify(setting: bool | str) -> bool | ssl.SSLContext:
+    """httpx's `verify` for --forward-ca FILE (a path) or --forward-insecure (False)."""
+    return ssl.create_default_context(cafile=setting) if isinstance(setting, str) else setting
 
 
 def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import httpx
 
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
-from avasam_cli.delivery.forward import forward
+from avasam_cli.delivery.forward import forward, tls_verify
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, RetryRules, Verdict, judge
 from avasam_cli.errors import ApiError, NetworkError
 from avasam_cli.store.base import EventStore
@@ -76,7 +76,7 @@ class DeliveryRunner:
     _said_no_keys: bool = False
 
     async def __aenter__(self) -> DeliveryRunner:
-        self._client = httpx.AsyncClient(timeout=self.timeout, verify=self.verify)
+        self._client = httpx.AsyncClient(timeout=self.timeout, verify=tls_verify(self.verify))
         return self
 
     async def __aexit__(self, *_: object) -> None:
