@@ -106,11 +106,22 @@ class DeliveryRunner:
             if progress.delivered + progress.dead == 0:
                 return total  # everything claimed is waiting for a retry: nothing more is due
 
-    async def watch(self, stop: asyncio.Event, poll: float = 0.2) -> Tally:
-        """Deliver as jobs become due, until `stop` is set."""
+    async def watch(self, stop: asyncio.Event, poll: float = 0.2, recheck: float = 1.0) -> Tally:
+        """Deliver as jobs become due, until `stop` is set.
+
+        Claiming takes the store's write lock, which the listener's commits need too;
+        so every `poll` seconds only a cheap read asks whether there is anything new,
+        and claiming runs when a job was added, or at most every `recheck` seconds while
+        a job is due (it may be one waiting behind a failing target).
+        """
         total = Tally()
+        seen, next_check = -1, 0.0
         while not stop.is_set():
-            total.add(await self.run_due())
+            newest, due = self.store.outbox_marker()
+            now = self.clock()
+            if newest != seen or (due is not None and due <= now and now >= next_check):
+                seen, next_check = newest, now + recheck
+                total.add(await self.run_due())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll)
         return total

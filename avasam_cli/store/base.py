@@ -71,6 +71,9 @@ class EventStore(ResultLog, Protocol):
 
     def delivery_counts(self) -> dict[str, int]: ...
 
+    def outbox_marker(self) -> tuple[int, float | None]:
+        """(the newest job's id, the earliest due time among pending jobs, or None)."""
+
     def queue_acknowledgements(self, since: str | None = None) -> int:
         """Acknowledgement jobs for the verified stock updates (since `since`) that have
         none pending and are not acknowledged; how many were queued."""

@@ -113,6 +113,11 @@ def m002_deliveries(conn: sqlite3.Connection) -> None:
         "CREATE INDEX deliveries_pending ON deliveries (target, id) WHERE state = 'pending'"
     )
     conn.execute("CREATE INDEX deliveries_event ON deliveries (event_id)")
+    # The earliest due time among pending jobs, in one step: a runner's cheap "anything
+    # to do?" before it takes the write lock to claim.
+    conn.execute(
+        "CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending'"
+    )
     conn.execute(
         """
         CREATE TABLE delivery_attempts (

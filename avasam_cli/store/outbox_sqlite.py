@@ -245,6 +245,16 @@ def attempts_of(conn: sqlite3.Connection, job_id: int) -> list[tuple[str, str, f
     ).fetchall()
 
 
+def marker(conn: sqlite3.Connection) -> tuple[int, float | None]:
+    """(the newest job's id, the earliest due time of a pending job): read without the
+    write lock, from the primary key and an index."""
+    newest = conn.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
+    due = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+    ).fetchone()[0]
+    return newest, due
+
+
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall())
 

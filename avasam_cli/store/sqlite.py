@@ -382,6 +382,9 @@ class SqliteStore:
     def delivery_counts(self) -> dict[str, int]:
         return outbox_sqlite.counts(self.conn)
 
+    def outbox_marker(self) -> tuple[int, float | None]:
+        return outbox_sqlite.marker(self.conn)
+
     def change_deliveries(
         self,
         to: str,
