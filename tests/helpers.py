@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import uvicorn
@@ -178,3 +178,45 @@ class ListenProcess:
                 stream.close()
         out, err = bytes(self.captured["out"]), bytes(self.captured["err"])
         return self.process.returncode, out.decode(), err.decode()
+
+
+class TerminalRun(NamedTuple):
+    code: int
+    prompt: bytes  # stderr up to the answer
+    out: bytes
+    err: bytes  # stderr after the answer
+    echoed: bytes  # what the terminal showed of the typing
+
+
+def at_terminal(args: list[str], env: dict[str, str], prompt: bytes, answer: bytes) -> TerminalRun:
+    """`avasam ARGS` with a pseudo-terminal on standard input: wait for `prompt` on
+    stderr, type `answer`, and collect what happened (and what the terminal echoed)."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", *args],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        said = b""
+        deadline = time.monotonic() + 30
+        while prompt not in said and time.monotonic() < deadline:
+            if select.select([process.stderr], [], [], 1)[0]:
+                said += os.read(process.stderr.fileno(), 4096)
+        assert prompt in said, said
+        os.write(controller, answer)
+        out, err = process.communicate(timeout=30)
+        echoed = b""
+        while select.select([controller], [], [], 0.2)[0]:
+            try:
+                echoed += os.read(controller, 4096)
+            except OSError:
+                break
+    finally:
+        process.kill()
+        os.close(controller)
+        os.close(terminal)
+    return TerminalRun(process.returncode, said, out, err, echoed)

@@ -14,7 +14,7 @@ from avasam_cli.errors import ApiError, NetworkError
 from avasam_cli.paths import locations
 from avasam_cli.store.base import open_store
 from tests.conftest import Cli
-from tests.helpers import store_event
+from tests.helpers import at_terminal, store_event
 from tests.standin import Avasam
 
 ACK = "/api-seller/Product/AcknowledgeStockUpdate"
@@ -275,11 +275,6 @@ def test_ack_pending_asks_before_a_big_run_on_a_terminal(
 ) -> None:
     """Over 1,000 to send, at a terminal: asked first; "n" sends nothing, exit 1."""
     import os
-    import pty
-    import select
-    import subprocess
-    import sys
-    import time
 
     from avasam_cli.store.events import Event
 
@@ -289,26 +284,9 @@ def test_ack_pending_asks_before_a_big_run_on_a_terminal(
                   request_id=f"big-{n}", item_count=1)
             for n in range(1001)
         ])  # fmt: skip
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "avasam_cli", "ack", "--pending"],
-        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        said = b""
-        deadline = time.monotonic() + 30
-        while b"[y/N]" not in said and time.monotonic() < deadline:
-            if select.select([process.stderr], [], [], 1)[0]:
-                said += os.read(process.stderr.fileno(), 4096)
-        assert b"Acknowledge 1,001 stock updates (one API call each)?" in said
-        os.write(controller, b"n\n")
-        _, err = process.communicate(timeout=30)
-    finally:
-        process.kill()
-        os.close(controller)
-        os.close(terminal)
-    assert process.returncode == 1 and b"nothing was acknowledged" in err
+    run = at_terminal(["ack", "--pending"], os.environ.copy(), b"[y/N]", b"n\n")
+    assert b"Acknowledge 1,001 stock updates (one API call each)?" in run.prompt
+    assert run.code == 1 and b"nothing was acknowledged" in run.err
     assert not [r for r in avasam.received if "Acknowledge" in r.path]
     with open_store(locations().store_file) as store:
         assert store.delivery_counts() == {"pending": 1001}  # queued, released, not sent

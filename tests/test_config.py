@@ -13,6 +13,7 @@ from avasam_cli.config import ConfigFile, mask, resolve
 from avasam_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 from avasam_cli.paths import locations
 from tests.conftest import Cli
+from tests.helpers import at_terminal
 
 CONSUMER = "ck_live_0123456789abcdef"
 SECRET = "sk_live_secret_fedcba9876543210"
@@ -521,41 +522,13 @@ def test_secret_dash_at_a_terminal_is_asked_for_without_echo(isolated_home: Path
     """`configure --secret-key -` with a terminal on stdin names what it waits for, and
     what is typed is not echoed; the secret is saved."""
     import os
-    import pty
-    import select
-    import subprocess
-    import sys
-    import time
 
-    controller, terminal = pty.openpty()
     secret = "typed-secret-" + "x" * 20
-    process = subprocess.Popen(
-        [sys.executable, "-m", "avasam_cli", "configure", "--secret-key", "-"],
-        stdin=terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "AVASAM_HOME": str(isolated_home)},
+    env = {**os.environ, "AVASAM_HOME": str(isolated_home)}
+    run = at_terminal(
+        ["configure", "--secret-key", "-"], env, b"(not shown): ", f"{secret}\n".encode()
     )
-    try:
-        assert process.stderr is not None
-        said = b""
-        deadline = time.monotonic() + 30
-        while b"(not shown): " not in said and time.monotonic() < deadline:
-            if select.select([process.stderr], [], [], 1)[0]:
-                said += os.read(process.stderr.fileno(), 1024)
-        assert b"Secret key (not shown): " in said  # printed once echo is off
-        os.write(controller, f"{secret}\n".encode())
-        out, err = process.communicate(timeout=30)
-        echoed = b""
-        while select.select([controller], [], [], 0.2)[0]:
-            try:
-                echoed += os.read(controller, 1024)
-            except OSError:
-                break
-    finally:
-        process.kill()
-        os.close(controller)
-        os.close(terminal)
-    assert process.returncode == 0, err
-    assert secret.encode() not in echoed and secret.encode() not in out + err
+    assert b"Secret key (not shown): " in run.prompt  # printed once echo is off
+    assert run.code == 0, run.err
+    assert secret.encode() not in run.echoed + run.out + run.err
     assert f'secret_key = "{secret}"' in config_file().read_text()

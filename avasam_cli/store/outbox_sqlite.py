@@ -82,106 +82,202 @@ def _release_dead_runners(conn: sqlite3.Connection, now: float) -> None:
             continue
 
 
-def claim(
-    conn: sqlite3.Connection,
-    runner: str,
-    now: float,
-    lease: float,
-    per_target: int,
-    due_by: float | None = None,
-    only: str | None = None,
-) -> list[DeliveryJob]:
-    """Jobs due by `due_by` (default: now) for this runner: for each forward target, its
-    oldest pending jobs in order up to the first that is not due or is held by another
-    runner (so updates reach a target in the order they were received); acknowledgements
-    whose forwards are delivered.  `only`: jobs of that kind only."""
-    due_by = now if due_by is None else due_by
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _release_dead_runners(conn, now)
-        taken: list[int] = []
-        targets = (
-            conn.execute(
-                "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = ?",
-                (FORWARD,),
-            ).fetchall()
-            if only in (None, FORWARD)
-            else []
-        )
-        for (target,) in targets:
-            queue = conn.execute(
-                "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
-                "WHERE state = 'pending' AND target = ? AND job = ? ORDER BY id LIMIT ?",
-                (target, FORWARD, per_target),
-            )
-            for job_id, due, claimant, until in queue:
-                if due > due_by or (claimant not in (None, runner) and until >= now):
-                    break
-                taken.append(job_id)
-        taken += (
-            []
-            if only not in (None, ACKNOWLEDGE)
-            else [
-                job_id
-                for (job_id,) in conn.execute(
-                    f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
-                    f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
-                    f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
-                    (ACKNOWLEDGE, due_by, runner, now, per_target),
-                )
-            ]
-        )
-        jobs: list[DeliveryJob] = []
-        for start in range(0, len(taken), 500):
-            chunk = taken[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            conn.execute(
-                f"UPDATE deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",  # noqa: S608
-                (runner, now + lease, *chunk),
-            )
-            jobs += [
-                DeliveryJob(*row)
-                for row in conn.execute(
-                    f"SELECT {_JOB_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
-                    f"WHERE d.id IN ({marks}) ORDER BY d.id",
-                    chunk,
-                )
-            ]
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    return jobs
+class SqliteOutbox:
+    """The outbox's methods of `SqliteStore` (see `store.base.EventStore`)."""
 
+    conn: sqlite3.Connection
 
-def finish(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> None:
-    """Record attempts and the jobs' new states in one transaction; the update's own
-    acknowledgement and forward columns follow (for `events list` and `ack --pending`)."""
-    if not attempts:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(
-            "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(a.job_id, a.at, a.status, a.latency_ms, a.excerpt) for a in attempts],
+    def claim_deliveries(
+        self,
+        runner: str,
+        now: float,
+        lease: float,
+        per_target: int,
+        due_by: float | None = None,
+        only: str | None = None,
+    ) -> list[DeliveryJob]:
+        """Jobs due by `due_by` (default: now) for this runner: for each forward target, its
+        oldest pending jobs in order up to the first that is not due or is held by another
+        runner (so updates reach a target in the order they were received); acknowledgements
+        whose forwards are delivered.  `only`: jobs of that kind only."""
+        conn = self.conn
+        due_by = now if due_by is None else due_by
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _release_dead_runners(conn, now)
+            taken: list[int] = []
+            targets = (
+                conn.execute(
+                    "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = ?",
+                    (FORWARD,),
+                ).fetchall()
+                if only in (None, FORWARD)
+                else []
+            )
+            for (target,) in targets:
+                queue = conn.execute(
+                    "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
+                    "WHERE state = 'pending' AND target = ? AND job = ? ORDER BY id LIMIT ?",
+                    (target, FORWARD, per_target),
+                )
+                for job_id, due, claimant, until in queue:
+                    if due > due_by or (claimant not in (None, runner) and until >= now):
+                        break
+                    taken.append(job_id)
+            taken += (
+                []
+                if only not in (None, ACKNOWLEDGE)
+                else [
+                    job_id
+                    for (job_id,) in conn.execute(
+                        f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
+                        f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
+                        f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
+                        (ACKNOWLEDGE, due_by, runner, now, per_target),
+                    )
+                ]
+            )
+            jobs: list[DeliveryJob] = []
+            for start in range(0, len(taken), 500):
+                chunk = taken[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                conn.execute(
+                    "UPDATE deliveries SET claimed_by = ?, claimed_until = ? "  # noqa: S608
+                    f"WHERE id IN ({marks})",
+                    (runner, now + lease, *chunk),
+                )
+                jobs += [
+                    DeliveryJob(*row)
+                    for row in conn.execute(
+                        f"SELECT {_JOB_COLUMNS} FROM deliveries d "  # noqa: S608
+                        f"JOIN events e ON e.id = d.event_id WHERE d.id IN ({marks}) ORDER BY d.id",
+                        chunk,
+                    )
+                ]
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return jobs
+
+    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts and the jobs' new states in one transaction; the update's own
+        acknowledgement and forward columns follow (for `events list` and `ack --pending`)."""
+        conn = self.conn
+        if not attempts:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(a.job_id, a.at, a.status, a.latency_ms, a.excerpt) for a in attempts],
+            )
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
+                [
+                    (a.state, a.next_attempt_at, f"{a.status} {a.excerpt}".strip(), a.job_id)
+                    for a in attempts
+                ],
+            )
+            for attempt in attempts:
+                _note_on_event(conn, attempt)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
+        conn = self.conn
+        ids = list(job_ids)
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            conn.execute(
+                f"UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "  # noqa: S608
+                f"WHERE claimed_by = ? AND id IN ({marks})",
+                (runner, *ids),
+            )
+
+    def deliveries(
+        self,
+        state: str | None = None,
+        target: str | None = None,
+        limit: int = 50,
+        event_id: int | None = None,
+    ) -> list[DeliveryRow]:
+        conn = self.conn
+        return [
+            DeliveryRow._make((*row[:-1], bool(row[-1])))
+            for row in conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
+                "WHERE (? IS NULL OR d.state = ?) AND (? IS NULL OR d.target = ?) "
+                "AND (? IS NULL OR d.event_id = ?) ORDER BY d.id DESC LIMIT ?",
+                (state, state, target, target, event_id, event_id, limit),
+            )
+        ]
+
+    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
+        conn = self.conn
+        return conn.execute(
+            "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
+            "WHERE delivery_id = ? ORDER BY rowid",
+            (job_id,),
+        ).fetchall()
+
+    def outbox_marker(self) -> tuple[int, float | None]:
+        """(the newest job's id, the earliest due time of a pending job): read without the
+        write lock, from the primary key and an index."""
+        conn = self.conn
+        newest = conn.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
+        due = conn.execute(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+        ).fetchone()[0]
+        return newest, due
+
+    def delivery_counts(self) -> dict[str, int]:
+        conn = self.conn
+        return dict(
+            conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         )
-        conn.executemany(
-            "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, "
-            "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
-            [
-                (a.state, a.next_attempt_at, f"{a.status} {a.excerpt}".strip(), a.job_id)
-                for a in attempts
-            ],
+
+    def change_deliveries(
+        self,
+        to: str,
+        from_states: Sequence[str],
+        ids: Sequence[int] = (),
+        target: str | None = None,
+        every: bool = False,
+    ) -> int:
+        """Move jobs (by id, by target, or all `from_states` ones) to `to`; how many moved.
+        Jobs put back to pending are due now, with their attempts counted afresh."""
+        conn = self.conn
+        marks = ", ".join("?" * len(from_states))
+        where = f"state IN ({marks})"
+        params: list[Any] = list(from_states)
+        if ids:
+            where += f" AND id IN ({', '.join('?' * len(ids))})"
+            params += ids
+        elif target is not None:
+            where += " AND target = ?"
+            params.append(target)
+        elif not every:
+            return 0
+        now = time.time()
+        pending = to == "pending"
+        reset = (
+            ", attempts = 0, next_attempt_at = ?, queued_at = ?, claimed_by = NULL"
+            if pending
+            else ""
         )
-        for attempt in attempts:
-            _note_on_event(conn, attempt)
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
+        head = [to, now, now] if pending else [to]
+        cursor = conn.execute(
+            f"UPDATE deliveries SET state = ?{reset} WHERE {where}",  # noqa: S608 - marks only
+            [*head, *params],
+        )
+        return cursor.rowcount
 
 
 def _note_on_event(conn: sqlite3.Connection, attempt: Attempt) -> None:
@@ -206,88 +302,3 @@ def _note_on_event(conn: sqlite3.Connection, attempt: Attempt) -> None:
             "WHERE id = ? AND ack_status IS NOT 'acknowledged'",
             (detail, attempt.at, event_id),
         )
-
-
-def release(conn: sqlite3.Connection, job_ids: Iterable[int], runner: str) -> None:
-    ids = list(job_ids)
-    if ids:
-        marks = ", ".join("?" * len(ids))
-        conn.execute(
-            f"UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "  # noqa: S608
-            f"WHERE claimed_by = ? AND id IN ({marks})",
-            (runner, *ids),
-        )
-
-
-def rows(
-    conn: sqlite3.Connection,
-    state: str | None = None,
-    target: str | None = None,
-    limit: int = 50,
-    event_id: int | None = None,
-) -> list[DeliveryRow]:
-    return [
-        DeliveryRow._make((*row[:-1], bool(row[-1])))
-        for row in conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
-            "WHERE (? IS NULL OR d.state = ?) AND (? IS NULL OR d.target = ?) "
-            "AND (? IS NULL OR d.event_id = ?) ORDER BY d.id DESC LIMIT ?",
-            (state, state, target, target, event_id, event_id, limit),
-        )
-    ]
-
-
-def attempts_of(conn: sqlite3.Connection, job_id: int) -> list[tuple[str, str, float, str]]:
-    return conn.execute(
-        "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
-        "WHERE delivery_id = ? ORDER BY rowid",
-        (job_id,),
-    ).fetchall()
-
-
-def marker(conn: sqlite3.Connection) -> tuple[int, float | None]:
-    """(the newest job's id, the earliest due time of a pending job): read without the
-    write lock, from the primary key and an index."""
-    newest = conn.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
-    due = conn.execute(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'"
-    ).fetchone()[0]
-    return newest, due
-
-
-def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall())
-
-
-def change_state(
-    conn: sqlite3.Connection,
-    to: str,
-    from_states: Sequence[str],
-    ids: Sequence[int] = (),
-    target: str | None = None,
-    every: bool = False,
-) -> int:
-    """Move jobs (by id, by target, or all `from_states` ones) to `to`; how many moved.
-    Jobs put back to pending are due now, with their attempts counted afresh."""
-    marks = ", ".join("?" * len(from_states))
-    where = f"state IN ({marks})"
-    params: list[Any] = list(from_states)
-    if ids:
-        where += f" AND id IN ({', '.join('?' * len(ids))})"
-        params += ids
-    elif target is not None:
-        where += " AND target = ?"
-        params.append(target)
-    elif not every:
-        return 0
-    now = time.time()
-    pending = to == "pending"
-    reset = (
-        ", attempts = 0, next_attempt_at = ?, queued_at = ?, claimed_by = NULL" if pending else ""
-    )
-    head = [to, now, now] if pending else [to]
-    cursor = conn.execute(
-        f"UPDATE deliveries SET state = ?{reset} WHERE {where}",  # noqa: S608 - marks only
-        [*head, *params],
-    )
-    return cursor.rowcount

@@ -23,7 +23,6 @@ from avasam_cli.delivery.outbox import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Pla
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store import outbox_sqlite
-from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
@@ -289,7 +288,7 @@ def _mark_duplicates(
         event.id = rowid
 
 
-class SqliteStore:
+class SqliteStore(outbox_sqlite.SqliteOutbox):
     """The event store in one SQLite file (see `store.base.EventStore`)."""
 
     batch_size = MAX_BATCH
@@ -348,52 +347,6 @@ class SqliteStore:
     def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
         for start in range(0, len(events), MAX_BATCH):
             insert_events(self.conn, events[start : start + MAX_BATCH], plan)
-
-    # --- the outbox (see outbox_sqlite) -------------------------------------------
-    def claim_deliveries(
-        self,
-        runner: str,
-        now: float,
-        lease: float,
-        per_target: int,
-        due_by: float | None = None,
-        only: str | None = None,
-    ) -> list[DeliveryJob]:
-        return outbox_sqlite.claim(self.conn, runner, now, lease, per_target, due_by, only)
-
-    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
-        outbox_sqlite.finish(self.conn, attempts)
-
-    def release_deliveries(self, job_ids: Sequence[int], runner: str) -> None:
-        outbox_sqlite.release(self.conn, job_ids, runner)
-
-    def deliveries(
-        self,
-        state: str | None = None,
-        target: str | None = None,
-        limit: int = 50,
-        event_id: int | None = None,
-    ) -> list[DeliveryRow]:
-        return outbox_sqlite.rows(self.conn, state, target, limit, event_id)
-
-    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
-        return outbox_sqlite.attempts_of(self.conn, job_id)
-
-    def delivery_counts(self) -> dict[str, int]:
-        return outbox_sqlite.counts(self.conn)
-
-    def outbox_marker(self) -> tuple[int, float | None]:
-        return outbox_sqlite.marker(self.conn)
-
-    def change_deliveries(
-        self,
-        to: str,
-        from_states: Sequence[str],
-        ids: Sequence[int] = (),
-        target: str | None = None,
-        every: bool = False,
-    ) -> int:
-        return outbox_sqlite.change_state(self.conn, to, from_states, ids, target, every)
 
     def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
         self._update(
