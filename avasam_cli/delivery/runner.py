@@ -112,9 +112,11 @@ class DeliveryRunner:
         Claiming takes the store's write lock, which the listener's commits need too;
         so every `poll` seconds only a cheap read asks whether there is anything new,
         and claiming runs when a job was added, or at most every `recheck` seconds while
-        a job is due (it may be one waiting behind a failing target).
+        a job is due (it may be one waiting behind a failing target).  The first pass
+        takes every pending job, the schedule's waits skipped.
         """
-        total = Tally()
+        # A runner starting (a listener after a stop or a crash) tries what waits at once.
+        total = await self.run_due(everything=True)
         seen, next_check = -1, 0.0
         while not stop.is_set():
             newest, due = self.store.outbox_marker()
