@@ -123,9 +123,20 @@ class ListenProcess:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Tests ask for the inspector page when they want it: it is one more process.
+        inspector = [] if any(a.startswith("--inspect-port") for a in args) else ["--no-inspect"]
         full_env = {**os.environ, "AVASAM_HOME": str(home), "NO_COLOR": "1", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "avasam_cli", "listen", "--port", str(self.port), *args],
+            [
+                sys.executable,
+                "-m",
+                "avasam_cli",
+                "listen",
+                "--port",
+                str(self.port),
+                *inspector,
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,

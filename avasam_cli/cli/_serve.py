@@ -51,6 +51,7 @@ class ListenOptions:
     retain: int | None  # seconds: older events are pruned on a timer
     shutdown_wait: float
     delivery: DeliveryConfig
+    inspect_port: int | None  # None: no inspector
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -143,6 +144,58 @@ class RunnerProcess:
             self.process.wait()
 
 
+class InspectorProcess:
+    """`avasam inspect` on a loopback socket we bind (so a busy port is said here, and
+    the listener carries on without it), with the token the banner prints."""
+
+    def __init__(self, sock: socket.socket, resolved: Settings) -> None:
+        import subprocess
+
+        from avasam_cli.cli.inspect import TOKEN_ENV, page_url
+        from avasam_cli.inspector.app import new_token
+
+        token = os.environ.get(TOKEN_ENV) or new_token()  # a fixed token, for scripts
+        self.url = page_url(sock.getsockname()[1], token)
+        profile = ["--profile", resolved.profile] if resolved.profile_source != "default" else []
+        fd = sock.fileno()
+        self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+            [sys.executable, "-m", "avasam_cli", *profile, "inspect", "--fd", str(fd),
+             "--stop-on-eof"],
+            stdin=subprocess.PIPE, pass_fds=[fd], env={**os.environ, TOKEN_ENV: token},
+        )  # fmt: skip
+        sock.close()  # the child has it
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_inspector(options: ListenOptions, resolved: Settings) -> InspectorProcess | None:
+    """The inspector on 127.0.0.1:--inspect-port, or None (and why) when it cannot be."""
+    from avasam_cli import output
+    from avasam_cli.net import bind
+
+    if options.inspect_port is None:
+        return None
+    try:
+        sock = bind("127.0.0.1", options.inspect_port, "with --inspect-port")
+    except UsageError as error:
+        output.warn(f"no inspector: {error.message} (or --no-inspect)")
+        return None
+    sock.listen(64)
+    sock.set_inheritable(True)
+    return InspectorProcess(sock, resolved)
+
+
 def outbox_line(counts: Mapping[str, int]) -> str | None:
     """How many jobs wait or gave up, with the commands for them; None when none."""
     pending, dead = counts.get("pending", 0), counts.get("dead", 0)
@@ -207,6 +260,7 @@ def banner(
     resolved: Settings,
     where: Locations,
     public_url: str | None = None,
+    inspector: InspectorProcess | None = None,
 ) -> None:
     from rich.markup import escape
     from rich.padding import Padding
@@ -220,6 +274,8 @@ def banner(
     for line in _endpoints(options.paths, shown_base_url(sock)):
         console.print(line)
     console.print(f"  {'Event store':21}  {escape(str(where.store_file))}")
+    if inspector is not None:
+        console.print(f"  {'Inspector':21}  [cyan]{escape(inspector.url)}[/]", soft_wrap=True)
     if public_url is None:
         note = (
             f"Paste the endpoints into Avasam ({WEBHOOK_SETTINGS}). Avasam must reach them "
@@ -377,7 +433,8 @@ def serve(
             limit_concurrency=allow_connections(options.max_connections),
         )
     )
-    banner(options, sock, resolved, where, tunnel.url if tunnel else None)
+    inspector = start_inspector(options, resolved)
+    banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
     if options.forward_to:
         check_forward_targets(options)
     said = outbox_line(waiting)
@@ -399,6 +456,8 @@ def serve(
         sock.close()
         if tunnel is not None:
             tunnel.stop()
+        if inspector is not None:
+            inspector.stop()
         if runner is not None:
             runner.stop()
             _say_outbox_left(where)

@@ -2,7 +2,7 @@
 
 import sys
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,6 +39,9 @@ from avasam_cli.defaults import (
     DEFAULT_TUNNEL_TIMEOUT,
 )
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
+
+if TYPE_CHECKING:
+    from avasam_cli.config import Settings
 
 
 class TunnelTool(StrEnum):
@@ -125,6 +128,18 @@ def listen(
             min=0,
         ),
     ] = DEFAULT_SHUTDOWN_WAIT,
+    inspect_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Loopback port of the inspector page (default: the listener's port + 1).",
+            min=1,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
+    no_inspect: Annotated[
+        bool, typer.Option("--no-inspect", help="Do not serve the inspector page.")
+    ] = False,
     retain: Annotated[
         str | None,
         typer.Option(
@@ -193,6 +208,7 @@ def listen(
         max_connections=max_connections,
         retain=_retention(retain),
         shutdown_wait=shutdown_wait,
+        inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved),
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
             forward_ca, forward_insecure,
@@ -234,3 +250,11 @@ def _retention(value: str | None) -> int | None:
             f"--retain {value!r} is not a duration: use for example --retain 30d or --retain 12h"
         )
     return seconds
+
+
+def _inspect_port(given: int | None, resolved: "Settings") -> int | None:
+    """--inspect-port, else the listener's port + 1 (none for a listener on port 0)."""
+    if given is not None:
+        return given
+    port = int(resolved.require("listen_port"))
+    return port + 1 if 0 < port < 65535 else None

@@ -6,7 +6,7 @@ file handling leaves the backend modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -115,6 +115,17 @@ class EventStore(ResultLog, Protocol):
     ) -> Iterator[StoredEvent]:
         """Oldest first, the rows stored after row `last_id` (as `latest` filters them):
         what `events list --follow` has not shown yet."""
+
+    def search(
+        self,
+        limit: int,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[StoredEvent]:
+        """A page of the listing without bodies: newest first below `before_id`, or oldest
+        first above `after_id`; filters by kind, status, reason, request_id, sku, since,
+        until."""
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,16 @@ _KEPT = (
     "WHERE d.event_id = events.id AND d.state = 'pending'))"
 )
 PRUNE_BATCH = 2_000  # rows per DELETE transaction
+# The inspector's filters, each one condition on a row (values bound, never spliced).
+SEARCH_FILTERS = {
+    "kind": "kind = ?",
+    "status": "status = ?",
+    "reason": "reason = ?",
+    "request_id": "request_id = ?",
+    "sku": "instr(body, ?) > 0",  # the SKU as a JSON string anywhere in the body
+    "since": "received_at >= ?",
+    "until": "received_at < ?",
+}
 RECLAIM_STEP = 1_000  # pages per incremental_vacuum step
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _STORED_COLUMNS = (
@@ -407,6 +417,32 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
             (last_id, kind, kind, status, status, limit),
             "ORDER BY id LIMIT ?",
             _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+        )
+
+    def search(
+        self,
+        limit: int,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[StoredEvent]:
+        """A page of the listing, without bodies: newest first below `before_id`, or
+        oldest first above `after_id`; `filters` (see SEARCH_FILTERS) narrow it."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        if after_id is not None:
+            where.append("id > ?")
+            params.append(after_id)
+        for name, value in (filters or {}).items():
+            if value:
+                where.append(SEARCH_FILTERS[name])
+                params.append(f'"{value}"' if name == "sku" else value)
+        order = "ORDER BY id" if after_id is not None else "ORDER BY id DESC"
+        return list(
+            self._select(" AND ".join(where), (*params, limit), f"{order} LIMIT ?", _LISTED_COLUMNS)
         )
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:

@@ -1,0 +1,55 @@
+"""`avasam inspect`: the inspector page over the store, without a receiver."""
+
+from typing import Annotated
+
+import typer
+
+from avasam_cli.errors import UsageError
+
+DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serves it
+
+# How `listen` hands its child the token it printed (an environment name, not a secret).
+TOKEN_ENV = "AVASAM_INSPECTOR_TOKEN"  # noqa: S105
+
+
+def inspect(
+    port: Annotated[
+        int,
+        typer.Option(help="Loopback port to serve the page on (127.0.0.1 only).", min=0, max=65535),
+    ] = DEFAULT_INSPECT_PORT,
+    fd: Annotated[int | None, typer.Option("--fd", hidden=True)] = None,
+    stop_on_eof: Annotated[bool, typer.Option("--stop-on-eof", hidden=True)] = False,
+) -> None:
+    """Serve the live inspector page over the store: every request, its verdict and its
+    deliveries (Ctrl-C stops).  `avasam listen` serves it too, on its port + 1."""
+    import os
+    import socket
+
+    from avasam_cli import output
+    from avasam_cli.inspector.app import new_token
+    from avasam_cli.inspector.server import serve
+    from avasam_cli.net import bind
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    open_store(locations().store_file, read_only=True).close()  # an older store: said now
+    token = os.environ.get(TOKEN_ENV) or new_token()
+    if fd is not None:  # a socket `listen` bound for us
+        sock = socket.socket(fileno=fd)
+    else:
+        sock = bind("127.0.0.1", port, "with --port")
+        output.info(f"Inspector: {page_url(sock.getsockname()[1], token)}")
+        output.info("Open it in a browser on this machine; Ctrl-C stops.")
+    if sock.getsockname()[0] != "127.0.0.1":
+        raise UsageError("the inspector serves on 127.0.0.1 only")
+    serve(locations().store_file, sock, token, stop_on_eof)
+
+
+def page_url(port: int, token: str) -> str:
+    return f"http://127.0.0.1:{port}/?token={token}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        epilog="Examples:\n\n  avasam inspect\n\n  avasam inspect --port 9999",
+    )(inspect)

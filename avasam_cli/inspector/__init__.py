@@ -1,0 +1,1 @@
+"""The inspector: a local web page over the store (`avasam inspect`, `listen`)."""

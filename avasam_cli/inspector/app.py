@@ -1,0 +1,287 @@
+"""The inspector: a local web page over the store, showing every request as it arrives.
+
+It is served on its own loopback socket, never on the webhook port (the one a
+tunnel exposes), by `avasam inspect` or by a process `avasam listen` starts.
+Everything it shows came from requests anyone could send, so the page renders
+it as text only, and the server defends the page's reach:
+
+- a Host allow-list (421 for anything else): DNS rebinding cannot reach it;
+- a per-run random token, in the printed URL, then a SameSite=Strict cookie;
+- no CORS headers, and a strict Content-Security-Policy on every answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from avasam_cli.store.base import EventStore, open_store
+from avasam_cli.store.events import StoredEvent, event_json
+
+COOKIE = "avasam_inspector"
+PAGE_SIZE = 100
+STREAM_POLL = 0.1  # seconds between looks at the store for new rows
+STREAM_BATCH = 500
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+}
+STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def allowed_hosts(port: int) -> frozenset[str]:
+    """The Host values of our own origins: anything else is a rebinding attempt."""
+    return frozenset(f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]"))
+
+
+def _static(name: str) -> bytes:
+    return resources.files("avasam_cli.inspector").joinpath("static", name).read_bytes()
+
+
+def _decoded_token(token: Any) -> dict[str, Any] | None:
+    """A JWT's header and claims, decoded without verifying (the verdict is the stored
+    one): what the page shows of it."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    parts: list[Any] = []
+    for segment in token.split(".")[:2]:
+        try:
+            parts.append(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return {"header": parts[0], "claims": parts[1]}
+
+
+def _skew_seconds(body: Any, claims: Any) -> float | None:
+    """How far the token's `iat` is from the envelope's `on`: a clock skew at the sender."""
+    if not isinstance(body, dict) or not isinstance(claims, dict):
+        return None
+    iat, on = claims.get("iat"), body.get("on")
+    if not isinstance(iat, int | float) or not isinstance(on, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(on)  # Avasam's seven fractional digits included
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(iat - moment.timestamp(), 3)
+
+
+def detail_json(event: StoredEvent, store: EventStore) -> dict[str, Any]:
+    """Everything the detail view shows of one request."""
+    record = event_json(event)
+    text = event.body.decode("utf-8", "replace")
+    try:
+        body: Any = json.loads(event.body)
+    except (ValueError, RecursionError):
+        body = None
+    token = _decoded_token(body.get("token")) if isinstance(body, dict) else None
+    items = body.get("data") if isinstance(body, dict) else None
+    jobs = []
+    if event.id is not None:
+        for job in store.deliveries(event_id=event.id):
+            attempts = store.delivery_attempts(job.id)
+            jobs.append({**job._asdict(), "log": [list(a) for a in attempts]})
+    record.update(
+        {
+            "client": event.client,
+            "detail": event.detail,
+            "headers": [list(pair) for pair in event.headers],
+            "body_text": text,
+            "body_pretty": json.dumps(body, indent=2) if body is not None else None,
+            "items": items if isinstance(items, list) else None,
+            "jwt": token,
+            "skew_seconds": _skew_seconds(body, token["claims"] if token else None),
+            "deliveries": jobs,
+        }
+    )
+    return record
+
+
+class Inspector:
+    """The app's state: the store (read-only), the token, the allowed Hosts."""
+
+    def __init__(self, store_path: Path, token: str, port: int) -> None:
+        self.store_path = store_path
+        self.token = token
+        self.hosts = allowed_hosts(port)
+        self.stopping = asyncio.Event()
+        self._store: EventStore | None = None
+        self._was_missing = False
+
+    @property
+    def store(self) -> EventStore:
+        """The store, read-only; a missing one reads as empty until a listener makes it."""
+        if self._store is not None and self._was_missing and self.store_path.exists():
+            self._store.close()
+            self._store = None
+        if self._store is None:
+            self._was_missing = not self.store_path.exists()
+            self._store = open_store(self.store_path, read_only=True)
+        return self._store
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self._store is not None:
+            self._store.close()
+
+    def authorized(self, request: Request) -> bool:
+        given = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _filters(request: Request) -> dict[str, str]:
+    from avasam_cli.store.sqlite import SEARCH_FILTERS
+
+    return {
+        name: request.query_params[name] for name in SEARCH_FILTERS if name in request.query_params
+    }
+
+
+def create_inspector(store_path: Path, token: str, port: int) -> Guard:
+    """The inspector's app for a server on 127.0.0.1:`port`."""
+    state = Inspector(store_path, token, port)
+
+    async def page(request: Request) -> Response:
+        if "token" in request.query_params:  # the printed URL: keep it in a cookie, not history
+            answer: Response = RedirectResponse("/", status_code=303)
+            answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+            return answer
+        return Response(_static("index.html"), media_type="text/html")
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        suffix = Path(name).suffix
+        if name not in ("app.js", "style.css"):
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return Response(_static(name), media_type=STATIC_TYPES[suffix])
+
+    async def events(request: Request) -> Response:
+        before = request.query_params.get("before")
+        rows = state.store.search(
+            PAGE_SIZE, before_id=int(before) if before and before.isdigit() else None,
+            filters=_filters(request),
+        )  # fmt: skip
+        return JSONResponse({"events": [event_json(row) for row in rows]})
+
+    async def one(request: Request) -> Response:
+        event = state.store.find(str(request.path_params["event_id"]))
+        if event is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSONResponse(detail_json(event, state.store))
+
+    async def counts(_: Request) -> Response:
+        return JSONResponse(
+            {"events": state.store.count_by_status(), "deliveries": state.store.delivery_counts()}
+        )
+
+    async def stream(request: Request) -> Response:
+        start = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+        filters = _filters(request)
+
+        async def rows() -> AsyncIterator[bytes]:
+            last = int(start) if start.isdigit() else 0
+            yield b"retry: 1000\n\n"
+            while not state.stopping.is_set() and not await request.is_disconnected():
+                found = state.store.search(STREAM_BATCH, after_id=last, filters=filters)
+                for row in found:
+                    last = row.id or last
+                    data = json.dumps(event_json(row))
+                    yield f"id: {last}\nevent: row\ndata: {data}\n\n".encode()
+                if not found:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(state.stopping.wait(), STREAM_POLL)
+
+        return StreamingResponse(rows(), media_type="text/event-stream")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/", page),
+            Route("/static/{name}", static),
+            Route("/api/events", events),
+            Route("/api/events/{event_id:int}", one),
+            Route("/api/counts", counts),
+            Route("/api/stream", stream),
+        ],
+    )
+    return Guard(app, state)
+
+
+class Guard:
+    """Before any route: the Host allow-list, the token, and the security headers."""
+
+    def __init__(self, app: Starlette, state: Inspector) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        request = Request(scope)  # type: ignore[arg-type]
+        host = request.headers.get("host", "")
+        if host not in self.state.hosts:
+            answer: Response = JSONResponse(
+                {
+                    "error": "misdirected",
+                    "detail": "this inspector answers only on its own address",
+                },
+                status_code=421,
+            )
+        elif not self.state.authorized(request):
+            answer = JSONResponse(
+                {
+                    "error": "unauthorized",
+                    "detail": "open the URL printed by avasam, token included",
+                },
+                status_code=401,
+            )
+        else:
+            await self.app(scope, receive, _with_headers(send))  # type: ignore[arg-type]
+            return
+        await answer(scope, receive, _with_headers(send))  # type: ignore[arg-type]
+
+
+def _with_headers(send: Any) -> Any:
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", []),
+                *((name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+            ]
+        await send(message)
+
+    return sending

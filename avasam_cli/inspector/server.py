@@ -1,0 +1,53 @@
+"""Serving the inspector: uvicorn on a bound loopback socket, streams ended at a stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from avasam_cli.inspector.app import create_inspector
+
+
+class _InspectorServer(uvicorn.Server):
+    """Ends the page's event streams as soon as a stop is asked for: they must never
+    hold uvicorn's graceful shutdown (Ctrl-C with tabs open exits at once)."""
+
+    def __init__(self, config: uvicorn.Config, stopping: Any) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
+
+
+def serve(store_path: Path, sock: socket.socket, token: str, stop_on_eof: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
+    standard input closes, which it does when the listener is gone, even by kill -9."""
+    port = sock.getsockname()[1]
+    app = create_inspector(store_path, token, port)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=1,
+    )
+    server = _InspectorServer(config, app.state.stopping)
+    if stop_on_eof:
+        threading.Thread(target=_stop_at_eof, args=(server,), daemon=True).start()
+    server.run(sockets=[sock])
+
+
+def _stop_at_eof(server: uvicorn.Server) -> None:
+    while os.read(sys.stdin.fileno(), 4096):
+        pass
+    server.should_exit = True

@@ -1,0 +1,115 @@
+"use strict";
+// Everything shown came from requests anyone could send: it is set with textContent only.
+const rows = document.querySelector("#list tbody");
+const detail = document.getElementById("detail");
+const form = document.getElementById("filters");
+const counts = { received: 0, verified: 0, duplicate: 0, rejected: 0 };
+let paused = false, waiting = [], selected = null, oldest = null, stream = null;
+
+function cell(text, cls) { const td = document.createElement("td"); td.textContent = text ?? ""; if (cls) td.className = cls; return td; }
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const [name, value] of new FormData(form)) if (value) params.set(name, name === "since" || name === "until" ? new Date(value + "Z").toISOString() : value);
+  return params;
+}
+function verdict(e) { return e.status === "rejected" ? `rejected ${e.reason || ""}`.trim() : e.status; }
+function row(e) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = e.id;
+  tr.append(cell((e.received_at || "").slice(0, 19).replace("T", " ")), cell(e.kind), cell(verdict(e), e.status),
+    cell(e.http_status), cell(e.requestId || "-"), cell(e.items ?? ""), cell(e.acknowledgement?.status || ""), cell(e.forward?.status || ""));
+  tr.addEventListener("click", () => open(tr));
+  return tr;
+}
+function count(e) { counts.received++; if (e.status in counts) counts[e.status]++; showCounts(); }
+function showCounts() {
+  document.getElementById("counters").textContent =
+    `${counts.received} shown · ${counts.verified} verified · ${counts.duplicate} duplicate · ${counts.rejected} rejected` + (paused ? ` · paused (${waiting.length} waiting)` : "");
+}
+function prepend(e) { rows.prepend(row(e)); count(e); document.getElementById("empty").hidden = true; }
+
+async function load(before) {
+  const params = filterParams();
+  if (before) params.set("before", before);
+  const answer = await fetch(`/api/events?${params}`);
+  const { events } = await answer.json();
+  for (const e of events) { rows.append(row(e)); count(e); oldest = e.id; }
+  document.getElementById("more").hidden = events.length < 100;
+  document.getElementById("empty").hidden = rows.children.length > 0;
+  return events;
+}
+function listen(after) {
+  if (stream) stream.close();
+  const params = filterParams();
+  params.set("after", after || 0);
+  stream = new EventSource(`/api/stream?${params}`);
+  stream.addEventListener("row", (message) => {
+    const e = JSON.parse(message.data);
+    if (paused) { waiting.push(e); showCounts(); } else prepend(e);
+  });
+}
+async function start() {
+  rows.replaceChildren(); Object.keys(counts).forEach((k) => (counts[k] = 0)); oldest = null;
+  const events = await load();
+  listen(events.length ? events[0].id : 0);
+  showCounts();
+}
+
+function section(title, text) {
+  const h = document.createElement("h3"); h.textContent = title;
+  const pre = document.createElement("pre"); pre.textContent = text;
+  return [h, pre];
+}
+async function open(tr) {
+  if (selected) selected.classList.remove("selected");
+  selected = tr; tr.classList.add("selected"); tr.scrollIntoView({ block: "nearest" });
+  const answer = await fetch(`/api/events/${tr.dataset.id}`);
+  const e = await answer.json();
+  const title = document.createElement("h2");
+  title.textContent = `Event ${e.id}: ${e.kind} ${verdict(e)} (HTTP ${e.http_status})`;
+  const parts = [title];
+  const facts = [`received ${e.received_at} from ${e.client || "?"}`, `request id ${e.requestId || "-"}${e.status === "rejected" && e.requestId ? " (claimed, not verified)" : ""}`];
+  if (e.reason) facts.push(`refused: ${e.reason}: ${e.detail || ""}`);
+  if (e.skew_seconds !== null && e.skew_seconds !== undefined) facts.push(`iat - on: ${e.skew_seconds} s`);
+  parts.push(...section("Verdict", facts.join("\n")));
+  if (e.jwt) parts.push(...section("JWT (decoded, not verified)", JSON.stringify(e.jwt, null, 2)));
+  if (e.items) {
+    const table = document.createElement("table");
+    const keys = [...new Set(e.items.slice(0, 200).flatMap((item) => (item && typeof item === "object" ? Object.keys(item) : [])))];
+    const head = document.createElement("tr"); keys.forEach((k) => head.append(cell(k))); table.append(head);
+    for (const item of e.items.slice(0, 200)) { const tr2 = document.createElement("tr"); keys.forEach((k) => tr2.append(cell(item && typeof item === "object" ? String(item[k] ?? "") : ""))); table.append(tr2); }
+    const h = document.createElement("h3"); h.textContent = `Items (${e.items.length})`; parts.push(h, table);
+  }
+  parts.push(...section("Headers", e.headers.map(([n, v]) => `${n}: ${v}`).join("\n")));
+  parts.push(...section("Body", e.body_pretty ?? e.body_text));
+  for (const job of e.deliveries) {
+    const log = job.log.map(([at, status, ms, excerpt]) => `${at}  ${status}${ms === null ? "" : ` ${Math.round(ms)} ms`}  ${excerpt}`);
+    parts.push(...section(`Delivery ${job.id}: ${job.job}${job.job === "forward" ? ` to ${job.target}` : ""}: ${job.state}`, log.join("\n") || "not tried yet"));
+  }
+  detail.replaceChildren(...parts); detail.hidden = false;
+}
+
+document.getElementById("pause").addEventListener("click", (event) => {
+  paused = !paused; event.target.setAttribute("aria-pressed", String(paused)); event.target.textContent = paused ? "Resume" : "Pause";
+  if (!paused) { waiting.forEach(prepend); waiting = []; }
+  showCounts();
+});
+document.getElementById("more").addEventListener("click", () => load(oldest));
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const params = new URLSearchParams(new FormData(form)); for (const [k, v] of [...params]) if (!v) params.delete(k);
+  history.replaceState(null, "", params.toString() ? `?${params}` : "/");
+  start();
+});
+form.addEventListener("reset", () => setTimeout(() => { history.replaceState(null, "", "/"); start(); }));
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest && event.target.closest("form")) return;
+  const current = selected && selected.isConnected ? selected : null;
+  if (event.key === "j" || event.key === "k") {
+    const next = current ? (event.key === "j" ? current.nextElementSibling : current.previousElementSibling) : rows.firstElementChild;
+    if (next) { if (selected) selected.classList.remove("selected"); selected = next; next.classList.add("selected"); next.scrollIntoView({ block: "nearest" }); }
+  } else if (event.key === "Enter" && current) open(current);
+  else if (event.key === "Escape") detail.hidden = true;
+});
+for (const [name, value] of new URLSearchParams(location.search)) if (form.elements[name]) form.elements[name].value = value;
+start();

@@ -1,0 +1,299 @@
+"""The inspector: its defences and its data, served by a real uvicorn on a free port over
+a real store; then in a real browser (Debian's Chromium through Playwright)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from avasam_cli.delivery.outbox import Plan
+from avasam_cli.inspector.app import COOKIE, SECURITY_HEADERS, create_inspector
+from avasam_cli.store.base import open_store
+from avasam_cli.store.events import Event
+from tests.helpers import TOKEN, ListenProcess, free_port, signed_body
+
+PAGE_TOKEN = "page-token-for-tests"
+SKU = json.loads(signed_body())["data"][0]["sku"]  # every stored update here has it
+
+
+def stored(
+    request_id: str, kind: str = "stock", status: str = "verified", **extra: object
+) -> Event:
+    body = signed_body(kind, request_id=request_id) if status == "verified" else b"{"
+    return Event(
+        "2026-11-28T10:00:00.000+00:00", kind, status, 200 if status == "verified" else 400,
+        json.dumps([["content-type", "application/json"]]), body, request_id=request_id,
+        item_count=1 if status == "verified" else None, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def inspector(store_path: Path) -> Iterator[str]:
+    """The inspector app on a real uvicorn, 127.0.0.1:free port; yields its base URL."""
+    port = free_port()
+    app = create_inspector(store_path, PAGE_TOKEN, port)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", ws="none", timeout_graceful_shutdown=1)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.state.stopping.set()
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "events.sqlite3"
+    with open_store(path) as store:
+        store.insert([stored(f"r-{n:03d}") for n in range(250)])
+        store.insert([stored("p-1", "price"), stored("bad", status="rejected")])
+    return path
+
+
+def test_a_foreign_host_and_a_missing_token_are_refused(store_path: Path) -> None:
+    """421 for any Host but our own (DNS rebinding), 401 without the token; the printed
+    URL's token becomes a SameSite=Strict cookie; the security headers are on every
+    answer, and no CORS header on any."""
+    with inspector(store_path) as base, httpx.Client(base_url=base) as client:
+        port = base.rsplit(":", 1)[1]
+        foreign = client.get(f"/?token={PAGE_TOKEN}", headers={"host": f"rebind.test:{port}"})
+        assert foreign.status_code == 421
+        assert client.get("/api/events").status_code == 401
+        assert client.get("/api/events?token=wrong").status_code == 401
+        entered = client.get(f"/?token={PAGE_TOKEN}", follow_redirects=False)
+        assert entered.status_code == 303 and entered.headers["location"] == "/"
+        cookie = entered.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = client.get("/", headers={"origin": "https://evil.test"})  # the cookie, kept
+        assert page.status_code == 200 and "avasam inspector" in page.text
+        refused = httpx.get(f"{base}/api/events")
+        for answer in (foreign, entered, page, refused):
+            for name, value in SECURITY_HEADERS.items():
+                assert answer.headers[name] == value
+            assert not [h for h in answer.headers if h.startswith("access-control-")]
+        for host in ("127.0.0.1", "localhost", "[::1]"):
+            allowed = client.get("/api/counts", headers={"host": f"{host}:{port}"})
+            assert allowed.status_code == 200
+
+
+def test_the_list_is_paged_and_filtered_from_the_store(store_path: Path) -> None:
+    with (
+        inspector(store_path) as base,
+        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+    ):
+        first = client.get("/api/events").json()["events"]
+        assert len(first) == 100 and first[0]["requestId"] == "bad"
+        second = client.get(f"/api/events?before={first[-1]['id']}").json()["events"]
+        assert second[0]["id"] == first[-1]["id"] - 1
+        assert [e["requestId"] for e in client.get("/api/events?kind=price").json()["events"]] == [
+            "p-1"
+        ]
+        rejected = client.get("/api/events?status=rejected").json()["events"]
+        assert [e["requestId"] for e in rejected] == ["bad"]
+        by_id = client.get("/api/events?request_id=r-007").json()["events"]
+        assert [e["requestId"] for e in by_id] == ["r-007"]
+        by_sku = client.get(f"/api/events?sku={SKU}").json()["events"]
+        assert len(by_sku) == 100  # every generated update has it
+        assert client.get("/api/events?sku=NOPE").json()["events"] == []
+
+
+def test_the_detail_shows_the_token_items_and_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with open_store(path) as store:
+        store.insert([stored("d-1")], Plan({"stock": "http://127.0.0.1:9/shop"}))
+    with (
+        inspector(path) as base,
+        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+    ):
+        detail = client.get("/api/events/1").json()
+        assert client.get("/api/events/99").status_code == 404
+    assert detail["jwt"]["header"]["alg"] == "HS256"
+    assert detail["jwt"]["claims"]["requestId"] == "d-1"
+    assert isinstance(detail["skew_seconds"], float)
+    assert detail["items"][0]["sku"] == SKU
+    (job,) = detail["deliveries"]
+    assert job["job"] == "forward" and job["state"] == "pending" and job["log"] == []
+
+
+def test_the_stream_sends_new_rows_and_resumes_from_the_last_id(store_path: Path) -> None:
+    with (
+        inspector(store_path) as base,
+        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+    ):
+        with client.stream("GET", "/api/stream?after=251", timeout=10) as stream:
+            lines = stream.iter_lines()
+            with open_store(store_path) as store:
+                store.insert([stored("live-1")])
+            seen = []
+            for line in lines:
+                if line.startswith("id: "):
+                    seen.append(int(line[4:]))
+                if line.startswith("data: "):
+                    assert json.loads(line[6:])["requestId"] in ("bad", "live-1")
+                if 253 in seen:
+                    break
+        assert seen == [252, 253]
+        with client.stream(
+            "GET", "/api/stream", headers={"last-event-id": "252"}, timeout=10
+        ) as again:
+            for line in again.iter_lines():
+                if line.startswith("id: "):
+                    assert line == "id: 253"
+                    break
+
+
+def test_listen_serves_the_inspector_on_its_own_port(isolated_home: Path) -> None:
+    """The banner prints the page's URL (port + 1 by default); a busy port is said, and
+    the listener carries on without it."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+        listener = ListenProcess(isolated_home, "--inspect-port", str(free_port()), env=env)
+        blocked = ListenProcess(
+            isolated_home, "--inspect-port", str(busy.getsockname()[1]), env=env
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while b"Inspector" not in listener.captured["err"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            url = next(
+                word for word in listener.captured["err"].decode().split() if "?token=" in word
+            )
+            page = httpx.get(url, follow_redirects=True, timeout=10)
+            assert page.status_code == 200 and "avasam inspector" in page.text
+            assert httpx.get(url.split("?")[0], timeout=10).status_code == 401
+        finally:
+            listener.stop()
+            _, _, blocked_err = blocked.stop()
+    finally:
+        busy.close()
+    assert "no inspector: port" in blocked_err and "already in use" in blocked_err
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(url, timeout=1)
+        pytest.fail("the inspector outlived its listener")
+
+
+# --- In a real browser -------------------------------------------------------------
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed (it is in the test extra)")
+    return found
+
+
+def test_in_a_browser_rows_appear_live_filters_and_detail_work_and_stored_html_stays_inert(
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = _chromium()
+    path = tmp_path / "events.sqlite3"
+    with open_store(path) as store:
+        store.insert([stored("first-1")])
+        hostile = stored("<img src=x onerror=\"document.title='pwned'\">", status="rejected")
+        hostile.reason, hostile.detail = "bad_signature", "<script>document.title='pwned'</script>"
+        store.insert([hostile])
+    with inspector(path) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{base}/?token={PAGE_TOKEN}")
+        rows = page.locator("#list tbody tr")
+        expect(rows).to_have_count(2)
+        with open_store(path) as store:
+            store.insert([stored("live-2", "price")])
+        expect(rows.first).to_contain_text("live-2", timeout=5000)  # live, over SSE
+        rows.filter(has_text="onerror").click()
+        expect(page.locator("#detail")).to_contain_text("<script>document.title='pwned'</script>")
+        assert page.title() == "avasam inspector"  # shown as text, never run
+        assert page.locator("#detail img, #list img, script:not([src])").count() == 0
+        rows.filter(has_text="first-1").click()
+        expect(page.locator("#detail")).to_contain_text("JWT (decoded, not verified)")
+        expect(page.locator("#detail")).to_contain_text(SKU)
+        page.select_option("select[name=kind]", "price")
+        page.click("#filters button[type=submit]")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("live-2")
+        assert "kind=price" in page.url  # the filter lives in the URL
+        page.keyboard.press("Escape")
+        browser.close()
+
+
+def test_in_a_browser_a_rebound_host_and_a_missing_token_are_refused(store_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with inspector(store_path) as base, sync_playwright() as playwright:
+        port = base.rsplit(":", 1)[1]
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+        )
+        page = browser.new_page()
+        rebound = page.goto(f"http://rebind.test:{port}/?token={PAGE_TOKEN}")
+        assert rebound is not None and rebound.status == 421
+        bare = page.goto(f"{base}/")
+        assert bare is not None and bare.status == 401
+        browser.close()
+
+
+def test_ctrl_c_with_a_tab_open_exits_fast(isolated_home: Path) -> None:
+    """`avasam inspect` with a page open (its event stream connected): SIGINT ends it in
+    under a second."""
+    import signal
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "inspect", "--port", str(port)],
+        env={**os.environ, "AVASAM_INSPECTOR_TOKEN": PAGE_TOKEN}, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            time.sleep(0.05)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/?token={PAGE_TOKEN}")
+            page.wait_for_timeout(300)  # the page's stream is open
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            process.wait(10)
+            took = time.monotonic() - started
+            browser.close()
+    finally:
+        process.kill()
+        process.communicate()
+    assert took < 1.0, took
