@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,12 +40,12 @@ def stored(
 
 
 @contextlib.contextmanager
-def inspector(store_path: Path) -> Iterator[str]:
-    """The inspector app on a real uvicorn, 127.0.0.1:free port; yields its base URL."""
-    port = free_port()
-    app = create_inspector(store_path, PAGE_TOKEN, port)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", ws="none", timeout_graceful_shutdown=1)  # fmt: skip
+def serving(app: Any, port: int) -> Iterator[str]:
+    """`app` on a real uvicorn at 127.0.0.1:`port`; yields its base URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none",
+        timeout_graceful_shutdown=1,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -58,6 +59,14 @@ def inspector(store_path: Path) -> Iterator[str]:
         app.state.stopping.set()
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def inspector(store_path: Path) -> Iterator[str]:
+    """The inspector over `store_path` on a free port; yields its base URL."""
+    port = free_port()
+    with serving(create_inspector(store_path, PAGE_TOKEN, port), port) as base:
+        yield base
 
 
 @pytest.fixture
@@ -297,3 +306,103 @@ def test_ctrl_c_with_a_tab_open_exits_fast(isolated_home: Path) -> None:
         process.kill()
         process.communicate()
     assert took < 1.0, took
+
+
+# --- Actions ----------------------------------------------------------------------
+@contextlib.contextmanager
+def listener_and_inspector(home: Path) -> Iterator[tuple[ListenProcess, str]]:
+    """A real listener with one verified update stored, and the inspector over its store,
+    replaying to it."""
+    listener = ListenProcess(home, env={"AVASAM_VERIFICATION_TOKEN": TOKEN})
+    try:
+        posted = httpx.post(
+            f"{listener.url}/webhooks/stock", content=signed_body(request_id="act-1"),
+            headers={"content-type": "application/json"}, timeout=10,
+        )  # fmt: skip
+        assert posted.json()["status"] == "ok"
+        receiver = {kind: f"{listener.url}/webhooks/{kind}" for kind in ("stock", "price")}
+        port = free_port()
+        store = home / "data" / "events.sqlite3"
+        with serving(create_inspector(store, PAGE_TOKEN, port, receiver, TOKEN), port) as base:
+            yield listener, base
+    finally:
+        listener.stop()
+
+
+def _stored_ids(home: Path) -> list[str]:
+    from tests.helpers import store_rows
+
+    return [row["request_id"] for row in store_rows(home / "data" / "events.sqlite3")]
+
+
+def test_actions_need_post_our_origin_and_the_csrf_token(isolated_home: Path) -> None:
+    with listener_and_inspector(isolated_home) as (_, base), httpx.Client(base_url=base) as client:
+        client.cookies.set(COOKIE, PAGE_TOKEN)
+        csrf = client.get("/api/session").json()["csrf"]
+        good = {"origin": base, "x-avasam-csrf": csrf}
+        refusals = [
+            client.get("/api/events/1/replay", headers=good),
+            client.post("/api/events/1/replay", headers={"origin": base}),
+            client.post("/api/events/1/replay", headers={**good, "x-avasam-csrf": "forged"}),
+            client.post("/api/events/1/replay", headers={**good, "origin": "https://evil.test"}),
+            client.post("/api/events/1/replay", headers={**good, "sec-fetch-site": "cross-site"}),
+        ]
+        assert [r.status_code for r in refusals] == [403] * 5
+        assert _stored_ids(isolated_home) == ["act-1"]
+        replayed = client.post("/api/events/1/replay", headers=good).json()
+        assert replayed["status"] == 200 and '"status":"duplicate"' in replayed["answer"]
+        resigned = client.post("/api/events/1/resign", headers=good, json={"items": []}).json()
+        assert resigned["status"] == 200 and '"status":"ok"' in resigned["answer"]
+        raw = client.get("/api/events/1/raw")
+        assert raw.headers["content-disposition"] == 'attachment; filename="event-1.json"'
+    stored = _stored_ids(isolated_home)
+    assert stored[:2] == ["act-1", "act-1"] and stored[2] == resigned["request_id"]
+
+
+def test_in_a_browser_the_replay_button_works_and_other_sites_cannot_press_it(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """From the page, Replay is answered duplicate by the listener.  A page on another
+    origin trying a form POST, a no-cors fetch and a CORS fetch replays nothing."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = _chromium()
+    with listener_and_inspector(isolated_home) as (_, base), sync_playwright() as playwright:
+        target = f"{base}/api/events/1/replay"
+        attack = tmp_path / "attack.html"
+        attack.write_text(
+            f'<form id=f method=post action="{target}"><input name=a value=1></form>'
+            f"<script>fetch('{target}', "
+            "{method: 'POST', mode: 'no-cors', credentials: 'include'});"
+            f"fetch('{target}', {{method: 'POST', credentials: 'include', headers: "
+            "{'x-avasam-csrf': 'guess'}}).catch(() => {});"
+            "setTimeout(() => document.getElementById('f').submit(), 300);</script>"
+        )
+
+        class Quiet(SimpleHTTPRequestHandler):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        evil = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=evil.serve_forever, args=(0.05,), daemon=True).start()
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/?token={PAGE_TOKEN}")  # the seller's tab: the cookie is set
+            page.locator("#list tbody tr").first.click()
+            page.get_by_role("button", name="Replay to the receiver (r)").click()
+            expect(page.locator("#result")).to_contain_text("duplicate")
+            assert _stored_ids(isolated_home) == ["act-1", "act-1"]
+            other = browser.new_page()
+            other.goto(f"http://localhost:{evil.server_address[1]}/attack.html")
+            other.wait_for_timeout(1500)
+        finally:
+            browser.close()
+            evil.shutdown()
+            evil.server_close()
+    assert _stored_ids(isolated_home) == ["act-1", "act-1"]  # nothing more was replayed

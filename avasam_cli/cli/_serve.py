@@ -148,10 +148,13 @@ class InspectorProcess:
     """`avasam inspect` on a loopback socket we bind (so a busy port is said here, and
     the listener carries on without it), with the token the banner prints."""
 
-    def __init__(self, sock: socket.socket, resolved: Settings) -> None:
+    def __init__(
+        self, sock: socket.socket, resolved: Settings, receiver: Mapping[str, str], signing: str
+    ) -> None:
+        import json
         import subprocess
 
-        from avasam_cli.cli.inspect import TOKEN_ENV, page_url
+        from avasam_cli.cli.inspect import RECEIVER_ENV, TOKEN_ENV, page_url
         from avasam_cli.inspector.app import new_token
 
         token = os.environ.get(TOKEN_ENV) or new_token()  # a fixed token, for scripts
@@ -161,7 +164,9 @@ class InspectorProcess:
         self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
             [sys.executable, "-m", "avasam_cli", *profile, "inspect", "--fd", str(fd),
              "--stop-on-eof"],
-            stdin=subprocess.PIPE, pass_fds=[fd], env={**os.environ, TOKEN_ENV: token},
+            stdin=subprocess.PIPE, pass_fds=[fd],
+            env={**os.environ, TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
+                 "AVASAM_VERIFICATION_TOKEN": signing},
         )  # fmt: skip
         sock.close()  # the child has it
 
@@ -179,7 +184,9 @@ class InspectorProcess:
             self.process.wait()
 
 
-def start_inspector(options: ListenOptions, resolved: Settings) -> InspectorProcess | None:
+def start_inspector(
+    options: ListenOptions, resolved: Settings, sock: socket.socket, signing: str
+) -> InspectorProcess | None:
     """The inspector on 127.0.0.1:--inspect-port, or None (and why) when it cannot be."""
     from avasam_cli import output
     from avasam_cli.net import bind
@@ -187,13 +194,17 @@ def start_inspector(options: ListenOptions, resolved: Settings) -> InspectorProc
     if options.inspect_port is None:
         return None
     try:
-        sock = bind("127.0.0.1", options.inspect_port, "with --inspect-port")
+        page = bind("127.0.0.1", options.inspect_port, "with --inspect-port")
     except UsageError as error:
         output.warn(f"no inspector: {error.message} (or --no-inspect)")
         return None
-    sock.listen(64)
-    sock.set_inheritable(True)
-    return InspectorProcess(sock, resolved)
+    page.listen(64)
+    page.set_inheritable(True)
+    from avasam_cli.net import local_base_url
+
+    base = local_base_url(*sock.getsockname()[:2])
+    receiver = {kind: base + path for kind, path in options.paths.items()}
+    return InspectorProcess(page, resolved, receiver, signing)
 
 
 def outbox_line(counts: Mapping[str, int]) -> str | None:
@@ -433,7 +444,7 @@ def serve(
             limit_concurrency=allow_connections(options.max_connections),
         )
     )
-    inspector = start_inspector(options, resolved)
+    inspector = start_inspector(options, resolved, sock, receiver.verification_token)
     banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
     if options.forward_to:
         check_forward_targets(options)

@@ -238,9 +238,8 @@ def replay(
     from avasam_cli import output
     from avasam_cli.cli._send import post_and_show
     from avasam_cli.cli.send_test import local_endpoint
-    from avasam_cli.delivery.forward import passed_on
+    from avasam_cli.delivery.replay import replay_headers
     from avasam_cli.net import checked_url
-    from avasam_cli.store.events import REDACTED
     from avasam_cli.webhooks.kinds import KINDS
 
     if to is not None and (host or port):
@@ -253,7 +252,7 @@ def replay(
             f"event {event.id} went to no endpoint (it was answered 404): give --to URL"
         )
     target = to or local_endpoint(ctx, host, port, event.kind)
-    headers = [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
+    headers = replay_headers(event)
     body = event.body
     if resign:
         body, request_id = _resigned(ctx, event)
@@ -271,23 +270,16 @@ def replay(
 
 def _resigned(ctx: typer.Context, event: "StoredEvent") -> tuple[bytes, str]:
     """The stored items in a freshly signed envelope: (body, its new request id)."""
-    from datetime import UTC, datetime
-
     from avasam_cli.cli._context import verification_token_for
-    from avasam_cli.webhooks import sign as signing
+    from avasam_cli.delivery.replay import resigned, stored_items
 
-    try:
-        items = json.loads(event.body)["data"]
-        if not isinstance(items, list):
-            raise TypeError
-    except (ValueError, KeyError, TypeError, RecursionError):
+    items = stored_items(event)
+    if items is None:
         raise UsageError(
             f"event {event.id} holds no list of items to re-sign (its body is not an Avasam "
             "update): replay it as it is, without --resign"
-        ) from None
-    token = verification_token_for(ctx, None)
-    body = signing.build_body(items, token, now=datetime.now(UTC))
-    return signing.encode(body), body["requestId"]
+        )
+    return resigned(items, verification_token_for(ctx, None))
 
 
 def _replay_outcome(response: "httpx.Response") -> str | None:

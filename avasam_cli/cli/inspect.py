@@ -10,9 +10,11 @@ DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serv
 
 # How `listen` hands its child the token it printed (an environment name, not a secret).
 TOKEN_ENV = "AVASAM_INSPECTOR_TOKEN"  # noqa: S105
+RECEIVER_ENV = "AVASAM_INSPECTOR_RECEIVER"  # its endpoints, {kind: URL}, as JSON
 
 
 def inspect(
+    ctx: typer.Context,
     port: Annotated[
         int,
         typer.Option(help="Loopback port to serve the page on (127.0.0.1 only).", min=0, max=65535),
@@ -22,15 +24,19 @@ def inspect(
 ) -> None:
     """Serve the live inspector page over the store: every request, its verdict and its
     deliveries (Ctrl-C stops).  `avasam listen` serves it too, on its port + 1."""
+    import json
     import os
     import socket
 
     from avasam_cli import output
+    from avasam_cli.cli._context import settings
+    from avasam_cli.cli.send_test import local_endpoint
     from avasam_cli.inspector.app import new_token
     from avasam_cli.inspector.server import serve
     from avasam_cli.net import bind
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
+    from avasam_cli.webhooks.kinds import KIND_NAMES
 
     open_store(locations().store_file, read_only=True).close()  # an older store: said now
     token = os.environ.get(TOKEN_ENV) or new_token()
@@ -42,7 +48,15 @@ def inspect(
         output.info("Open it in a browser on this machine; Ctrl-C stops.")
     if sock.getsockname()[0] != "127.0.0.1":
         raise UsageError("the inspector serves on 127.0.0.1 only")
-    serve(locations().store_file, sock, token, stop_on_eof)
+    resolved = settings(ctx)
+    if RECEIVER_ENV in os.environ:  # `listen` says where it listens
+        receiver = json.loads(os.environ[RECEIVER_ENV])
+    else:
+        receiver = {kind: local_endpoint(ctx, None, None, kind) for kind in KIND_NAMES}
+    serve(
+        locations().store_file, sock, token, stop_on_eof, receiver,
+        resolved.get("verification_token"),
+    )  # fmt: skip
 
 
 def page_url(port: int, token: str) -> str:

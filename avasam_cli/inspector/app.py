@@ -125,10 +125,23 @@ def detail_json(event: StoredEvent, store: EventStore) -> dict[str, Any]:
 class Inspector:
     """The app's state: the store (read-only), the token, the allowed Hosts."""
 
-    def __init__(self, store_path: Path, token: str, port: int) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        token: str,
+        port: int,
+        receiver: Mapping[str, str] | None = None,
+        verification_token: str | None = None,
+    ) -> None:
         self.store_path = store_path
         self.token = token
         self.hosts = allowed_hosts(port)
+        self.origins = frozenset(f"http://{host}" for host in self.hosts)
+        self.csrf = secrets.token_urlsafe(24)
+        # Where replays go: the receiver's endpoint for each kind, from our configuration,
+        # never from a request (the page cannot be made to reach other hosts).
+        self.receiver = dict(receiver or {})
+        self.verification_token = verification_token
         self.stopping = asyncio.Event()
         self._store: EventStore | None = None
         self._was_missing = False
@@ -153,6 +166,20 @@ class Inspector:
         given = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
+    def action_refused(self, request: Request) -> str | None:
+        """Why a state-changing request is refused (None: it may go): POST only, from our
+        own origin, with the page's CSRF token in a custom header."""
+        if request.method != "POST":
+            return "actions are POST only"
+        if request.headers.get("origin") not in self.origins:
+            return "the request did not come from this page (Origin)"
+        if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+            return "the request did not come from this page (Sec-Fetch-Site)"
+        given = request.headers.get("x-avasam-csrf", "")
+        if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+            return "the page's CSRF token is missing or wrong: reload the page"
+        return None
+
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -165,9 +192,16 @@ def _filters(request: Request) -> dict[str, str]:
     }
 
 
-def create_inspector(store_path: Path, token: str, port: int) -> Guard:
-    """The inspector's app for a server on 127.0.0.1:`port`."""
-    state = Inspector(store_path, token, port)
+def create_inspector(
+    store_path: Path,
+    token: str,
+    port: int,
+    receiver: Mapping[str, str] | None = None,
+    verification_token: str | None = None,
+) -> Guard:
+    """The inspector's app for a server on 127.0.0.1:`port`; its replays go to the
+    `receiver` URL of each kind, re-signed ones signed with `verification_token`."""
+    state = Inspector(store_path, token, port, receiver, verification_token)
 
     async def page(request: Request) -> Response:
         if "token" in request.query_params:  # the printed URL: keep it in a cookie, not history
@@ -221,6 +255,29 @@ def create_inspector(store_path: Path, token: str, port: int) -> Guard:
 
         return StreamingResponse(rows(), media_type="text/event-stream")
 
+    async def session(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "csrf": state.csrf,
+                "receiver": state.receiver,
+                "can_resign": state.verification_token is not None,
+            }
+        )
+
+    async def raw(request: Request) -> Response:
+        event = state.store.find(str(request.path_params["event_id"]))
+        if event is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        disposition = f'attachment; filename="event-{event.id}.json"'
+        return Response(
+            event.body,
+            media_type="application/octet-stream",
+            headers={"content-disposition": disposition},
+        )
+
+    async def act(request: Request) -> Response:
+        return await _act(state, request)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -233,11 +290,63 @@ def create_inspector(store_path: Path, token: str, port: int) -> Guard:
             Route("/static/{name}", static),
             Route("/api/events", events),
             Route("/api/events/{event_id:int}", one),
+            Route("/api/events/{event_id:int}/raw", raw),
+            Route("/api/events/{event_id:int}/{action:str}", act, methods=["GET", "POST"]),
+            Route("/api/session", session),
             Route("/api/counts", counts),
             Route("/api/stream", stream),
         ],
     )
     return Guard(app, state)
+
+
+async def _act(state: Inspector, request: Request) -> Response:
+    """A state-changing action: replay a request to the receiver, or re-sign it as new."""
+    why = state.action_refused(request)
+    if why is not None:
+        return JSONResponse({"error": "forbidden", "detail": why}, status_code=403)
+    event = state.store.find(str(request.path_params["event_id"]))
+    if event is None:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    url = state.receiver.get(event.kind)
+    if url is None:
+        detail = f"no receiver endpoint for {event.kind!r} updates is configured"
+        return JSONResponse({"error": "no_target", "detail": detail}, status_code=409)
+    action = request.path_params["action"]
+    from avasam_cli.delivery.replay import replay_headers, resigned, stored_items
+
+    headers = replay_headers(event)
+    body, request_id = event.body, event.request_id
+    if action == "resign":
+        if state.verification_token is None:
+            detail = "no verification token is configured: `avasam configure`"
+            return JSONResponse({"error": "no_token", "detail": detail}, status_code=409)
+        asked = await request.json() if await request.body() else {}
+        items = asked.get("items") if isinstance(asked, dict) else None
+        items = items if isinstance(items, list) else stored_items(event)
+        if items is None:
+            detail = "this request holds no items to re-sign"
+            return JSONResponse({"error": "no_items", "detail": detail}, status_code=409)
+        body, request_id = resigned(items, state.verification_token)
+    return JSONResponse(await _send(url, body, headers) | {"request_id": request_id})
+
+
+async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    """POST to the receiver; its answer for the page."""
+    import time
+
+    import httpx
+
+    from avasam_cli.text import excerpt
+
+    start = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as error:
+        return {"status": None, "answer": f"{type(error).__name__}: nothing answered at {url}"}
+    took = round((time.perf_counter() - start) * 1000, 1)
+    return {"status": answer.status_code, "answer": excerpt(answer.text, 300), "ms": took}
 
 
 class Guard:

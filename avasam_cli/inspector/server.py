@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,18 @@ class _InspectorServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(store_path: Path, sock: socket.socket, token: str, stop_on_eof: bool = False) -> None:
+def serve(
+    store_path: Path,
+    sock: socket.socket,
+    token: str,
+    stop_on_eof: bool = False,
+    receiver: Mapping[str, str] | None = None,
+    verification_token: str | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
     port = sock.getsockname()[1]
-    app = create_inspector(store_path, token, port)
+    app = create_inspector(store_path, token, port, receiver, verification_token)
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -4,7 +4,7 @@ const rows = document.querySelector("#list tbody");
 const detail = document.getElementById("detail");
 const form = document.getElementById("filters");
 const counts = { received: 0, verified: 0, duplicate: 0, rejected: 0 };
-let paused = false, waiting = [], selected = null, oldest = null, stream = null;
+let paused = false, waiting = [], selected = null, oldest = null, stream = null, session = null, shown = null;
 
 function cell(text, cls) { const td = document.createElement("td"); td.textContent = text ?? ""; if (cls) td.className = cls; return td; }
 function filterParams() {
@@ -86,7 +86,49 @@ async function open(tr) {
     const log = job.log.map(([at, status, ms, excerpt]) => `${at}  ${status}${ms === null ? "" : ` ${Math.round(ms)} ms`}  ${excerpt}`);
     parts.push(...section(`Delivery ${job.id}: ${job.job}${job.job === "forward" ? ` to ${job.target}` : ""}: ${job.state}`, log.join("\n") || "not tried yet"));
   }
-  detail.replaceChildren(...parts); detail.hidden = false;
+  parts.push(actions(e));
+  detail.replaceChildren(...parts); detail.hidden = false; shown = e;
+}
+
+function button(label, handler) { const b = document.createElement("button"); b.type = "button"; b.textContent = label; b.addEventListener("click", handler); return b; }
+async function act(e, action, payload) {
+  const result = document.getElementById("result");
+  result.textContent = `${action}...`;
+  const answer = await fetch(`/api/events/${e.id}/${action}`, {
+    method: "POST", headers: { "content-type": "application/json", "x-avasam-csrf": session.csrf },
+    body: JSON.stringify(payload || {}),
+  });
+  const out = await answer.json();
+  result.textContent = answer.ok ? `${action}: ${out.status ?? "no answer"} ${out.ms ? out.ms + " ms" : ""} ${out.answer}${out.request_id ? " (request id " + out.request_id + ")" : ""}` : `${action} refused: ${out.detail}`;
+}
+function curl(e) {
+  const quote = (text) => `'${String(text).replaceAll("'", "'\\''")}'`;
+  const url = session.receiver[e.kind] || "URL";
+  const headers = e.headers.filter(([n]) => !["host", "content-length", "connection"].includes(n)).map(([n, v]) => `-H ${quote(`${n}: ${v}`)}`);
+  return ["curl", "-X", "POST", quote(url), ...headers, "--data-binary", quote(e.body_text)].join(" ");
+}
+function actions(e) {
+  const box = document.createElement("div"); box.className = "actions";
+  const result = document.createElement("pre"); result.id = "result";
+  const canSend = session && session.receiver[e.kind];
+  if (canSend) box.append(button("Replay to the receiver (r)", () => act(e, "replay")));
+  if (canSend && session.can_resign && e.items) {
+    box.append(button("Re-sign as new…", () => {
+      const editor = document.createElement("textarea"); editor.id = "items-editor"; editor.rows = 8; editor.cols = 60;
+      editor.value = JSON.stringify(e.items, null, 2);
+      const send = button("Send re-signed", () => {
+        let items; try { items = JSON.parse(editor.value); } catch (error) { result.textContent = `The items are not JSON: ${error.message}`; return; }
+        act(e, "resign", { items });
+      });
+      box.append(editor, send);
+    }));
+  }
+  const link = document.createElement("a"); link.href = `/api/events/${e.id}/raw`; link.textContent = "Download raw body"; link.download = `event-${e.id}.json`;
+  box.append(link, button("Copy as curl", async () => {
+    const text = curl(e); result.textContent = text;
+    try { await navigator.clipboard.writeText(text); } catch (error) { /* shown above: copy it by hand */ }
+  }), result);
+  return box;
 }
 
 document.getElementById("pause").addEventListener("click", (event) => {
@@ -112,4 +154,5 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "Escape") detail.hidden = true;
 });
 for (const [name, value] of new URLSearchParams(location.search)) if (form.elements[name]) form.elements[name].value = value;
+fetch("/api/session").then((answer) => answer.json()).then((value) => { session = value; });
 start();

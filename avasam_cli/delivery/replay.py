@@ -1,0 +1,35 @@
+"""Sending a stored request again: as it was, or its items signed afresh as a new update.
+
+Shared by `avasam events replay` and the inspector's actions.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from avasam_cli.delivery.forward import passed_on
+from avasam_cli.store.events import REDACTED, StoredEvent
+from avasam_cli.webhooks import sign as signing
+
+
+def replay_headers(event: StoredEvent) -> list[tuple[str, str]]:
+    """The stored headers that may be sent again (no connection's own, no credentials,
+    nothing redacted)."""
+    return [(name, value) for name, value in passed_on(event.headers) if value != REDACTED]
+
+
+def stored_items(event: StoredEvent) -> list[Any] | None:
+    """The update's items, or None when the body holds no list of them."""
+    try:
+        items = json.loads(event.body)["data"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return items if isinstance(items, list) else None
+
+
+def resigned(items: list[Any], verification_token: str) -> tuple[bytes, str]:
+    """`items` in a new envelope: a new request id, signed now. (body, request id)"""
+    body = signing.build_body(items, verification_token, now=datetime.now(UTC))
+    return signing.encode(body), body["requestId"]
