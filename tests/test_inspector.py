@@ -406,3 +406,48 @@ def test_in_a_browser_the_replay_button_works_and_other_sites_cannot_press_it(
             evil.shutdown()
             evil.server_close()
     assert _stored_ids(isolated_home) == ["act-1", "act-1"]  # nothing more was replayed
+
+
+def test_forward_and_acknowledge_actions(tmp_path: Path) -> None:
+    """Replay to the configured forward target (with the outbox's marker headers), and
+    acknowledge to a real stand-in for Avasam, noted on the stored event; a test event
+    from send-test is refused."""
+    from avasam_cli.api.client import AvasamClient, TokenCache
+    from tests.standin import running_avasam
+    from tests.test_outbox import Shop
+
+    path = tmp_path / "events.sqlite3"
+    test_event = stored("t-1")
+    test_event.headers_json = json.dumps([["x-avasam-cli-test", "1"]])
+    with open_store(path) as store:
+        store.insert([stored("f-1"), test_event])
+    shop = Shop()
+    shop.start()
+    port = free_port()
+    try:
+        with running_avasam() as avasam, AvasamClient(
+            avasam.url, avasam.consumer_key, avasam.secret_key, TokenCache(tmp_path / "t.json"),
+            "test",
+        ) as api:  # fmt: skip
+            app = create_inspector(path, PAGE_TOKEN, port, forward={"stock": shop.url},
+                                   acknowledge=api.acknowledge)  # fmt: skip
+            with serving(app, port) as base, httpx.Client(base_url=base) as client:
+                client.cookies.set(COOKIE, PAGE_TOKEN)
+                headers = {
+                    "origin": base,
+                    "x-avasam-csrf": client.get("/api/session").json()["csrf"],
+                }
+                forwarded = client.post("/api/events/1/forward", headers=headers).json()
+                acked = client.post("/api/events/1/acknowledge", headers=headers).json()
+                refused = client.post("/api/events/2/acknowledge", headers=headers)
+                unknown = client.post("/api/events/1/delete", headers=headers)
+            acks = [r.body for r in avasam.received if "Acknowledge" in r.path]
+    finally:
+        shop.stop()
+    assert forwarded["status"] == 200 and shop.received == ["f-1"]
+    assert acked["status"] == 200 and acks == [{"requestId": "f-1"}]
+    assert refused.status_code == 409 and "never acknowledged" in refused.json()["detail"]
+    assert unknown.status_code == 404
+    with open_store(path, read_only=True) as store:
+        event = store.find("f-1")
+    assert event is not None and event.ack_status == "acknowledged"

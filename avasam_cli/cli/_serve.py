@@ -149,12 +149,17 @@ class InspectorProcess:
     the listener carries on without it), with the token the banner prints."""
 
     def __init__(
-        self, sock: socket.socket, resolved: Settings, receiver: Mapping[str, str], signing: str
+        self,
+        sock: socket.socket,
+        resolved: Settings,
+        receiver: Mapping[str, str],
+        signing: str,
+        forward: Mapping[str, str],
     ) -> None:
         import json
         import subprocess
 
-        from avasam_cli.cli.inspect import RECEIVER_ENV, TOKEN_ENV, page_url
+        from avasam_cli.cli.inspect import FORWARD_ENV, RECEIVER_ENV, TOKEN_ENV, page_url
         from avasam_cli.inspector.app import new_token
 
         token = os.environ.get(TOKEN_ENV) or new_token()  # a fixed token, for scripts
@@ -166,7 +171,7 @@ class InspectorProcess:
              "--stop-on-eof"],
             stdin=subprocess.PIPE, pass_fds=[fd],
             env={**os.environ, TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
-                 "AVASAM_VERIFICATION_TOKEN": signing},
+                 FORWARD_ENV: json.dumps(dict(forward)), "AVASAM_VERIFICATION_TOKEN": signing},
         )  # fmt: skip
         sock.close()  # the child has it
 
@@ -204,7 +209,7 @@ def start_inspector(
 
     base = local_base_url(*sock.getsockname()[:2])
     receiver = {kind: base + path for kind, path in options.paths.items()}
-    return InspectorProcess(page, resolved, receiver, signing)
+    return InspectorProcess(page, resolved, receiver, signing, options.forward_to)
 
 
 def outbox_line(counts: Mapping[str, int]) -> str | None:

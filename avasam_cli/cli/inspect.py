@@ -11,6 +11,7 @@ DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serv
 # How `listen` hands its child the token it printed (an environment name, not a secret).
 TOKEN_ENV = "AVASAM_INSPECTOR_TOKEN"  # noqa: S105
 RECEIVER_ENV = "AVASAM_INSPECTOR_RECEIVER"  # its endpoints, {kind: URL}, as JSON
+FORWARD_ENV = "AVASAM_INSPECTOR_FORWARD"  # its forward targets, {kind: URL}, as JSON
 
 
 def inspect(
@@ -24,6 +25,7 @@ def inspect(
 ) -> None:
     """Serve the live inspector page over the store: every request, its verdict and its
     deliveries (Ctrl-C stops).  `avasam listen` serves it too, on its port + 1."""
+    import contextlib
     import json
     import os
     import socket
@@ -53,10 +55,17 @@ def inspect(
         receiver = json.loads(os.environ[RECEIVER_ENV])
     else:
         receiver = {kind: local_endpoint(ctx, None, None, kind) for kind in KIND_NAMES}
-    serve(
-        locations().store_file, sock, token, stop_on_eof, receiver,
-        resolved.get("verification_token"),
-    )  # fmt: skip
+    forward = json.loads(os.environ.get(FORWARD_ENV, "{}"))
+    with contextlib.ExitStack() as resources:
+        acknowledge = None
+        if resolved.get("consumer_key") and resolved.get("secret_key"):
+            from avasam_cli.cli._context import client_for
+
+            acknowledge = resources.enter_context(client_for(resolved, locations())).acknowledge
+        serve(
+            locations().store_file, sock, token, stop_on_eof, receiver,
+            resolved.get("verification_token"), forward, acknowledge,
+        )  # fmt: skip
 
 
 def page_url(port: int, token: str) -> str:

@@ -132,8 +132,12 @@ class Inspector:
         port: int,
         receiver: Mapping[str, str] | None = None,
         verification_token: str | None = None,
+        forward: Mapping[str, str] | None = None,
+        acknowledge: Callable[[str], str] | None = None,
     ) -> None:
         self.store_path = store_path
+        self.forward = dict(forward or {})  # kind -> the forward target, from configuration
+        self.acknowledge = acknowledge  # the API client's, when keys are configured
         self.token = token
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
@@ -198,10 +202,13 @@ def create_inspector(
     port: int,
     receiver: Mapping[str, str] | None = None,
     verification_token: str | None = None,
+    forward: Mapping[str, str] | None = None,
+    acknowledge: Callable[[str], str] | None = None,
 ) -> Guard:
     """The inspector's app for a server on 127.0.0.1:`port`; its replays go to the
-    `receiver` URL of each kind, re-signed ones signed with `verification_token`."""
-    state = Inspector(store_path, token, port, receiver, verification_token)
+    `receiver` URL of each kind (re-signed ones signed with `verification_token`) or to
+    the `forward` target of each kind; `acknowledge` is the API client's."""
+    state = Inspector(store_path, token, port, receiver, verification_token, forward, acknowledge)
 
     async def page(request: Request) -> Response:
         if "token" in request.query_params:  # the printed URL: keep it in a cookie, not history
@@ -260,7 +267,9 @@ def create_inspector(
             {
                 "csrf": state.csrf,
                 "receiver": state.receiver,
+                "forward": state.forward,
                 "can_resign": state.verification_token is not None,
+                "can_acknowledge": state.acknowledge is not None,
             }
         )
 
@@ -300,35 +309,84 @@ def create_inspector(
     return Guard(app, state)
 
 
+ACTIONS = ("replay", "resign", "forward", "acknowledge")
+
+
+def _refusal(error: str, detail: str, status: int = 409) -> Response:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
 async def _act(state: Inspector, request: Request) -> Response:
-    """A state-changing action: replay a request to the receiver, or re-sign it as new."""
+    """A state-changing action on one request: replay it to the receiver, re-sign it as
+    new, replay it to the configured forward target, or acknowledge it to Avasam."""
     why = state.action_refused(request)
     if why is not None:
-        return JSONResponse({"error": "forbidden", "detail": why}, status_code=403)
+        return _refusal("forbidden", why, 403)
+    action = request.path_params["action"]
     event = state.store.find(str(request.path_params["event_id"]))
-    if event is None:
+    if event is None or action not in ACTIONS:
         return JSONResponse({"error": "not_found"}, status_code=404)
+    if action == "forward":
+        return await _forward(state, event)
+    if action == "acknowledge":
+        return await _acknowledge(state, event)
     url = state.receiver.get(event.kind)
     if url is None:
-        detail = f"no receiver endpoint for {event.kind!r} updates is configured"
-        return JSONResponse({"error": "no_target", "detail": detail}, status_code=409)
-    action = request.path_params["action"]
+        return _refusal("no_target", f"no receiver endpoint for {event.kind!r} is configured")
     from avasam_cli.delivery.replay import replay_headers, resigned, stored_items
 
-    headers = replay_headers(event)
     body, request_id = event.body, event.request_id
     if action == "resign":
         if state.verification_token is None:
-            detail = "no verification token is configured: `avasam configure`"
-            return JSONResponse({"error": "no_token", "detail": detail}, status_code=409)
+            return _refusal("no_token", "no verification token is configured: `avasam configure`")
         asked = await request.json() if await request.body() else {}
         items = asked.get("items") if isinstance(asked, dict) else None
         items = items if isinstance(items, list) else stored_items(event)
         if items is None:
-            detail = "this request holds no items to re-sign"
-            return JSONResponse({"error": "no_items", "detail": detail}, status_code=409)
+            return _refusal("no_items", "this request holds no items to re-sign")
         body, request_id = resigned(items, state.verification_token)
-    return JSONResponse(await _send(url, body, headers) | {"request_id": request_id})
+    return JSONResponse(await _send(url, body, replay_headers(event)) | {"request_id": request_id})
+
+
+async def _forward(state: Inspector, event: StoredEvent) -> Response:
+    """The stored update to the forward target configured for its kind, as the outbox
+    sends it (marker headers included)."""
+    import httpx
+
+    from avasam_cli.delivery.forward import forward
+    from avasam_cli.delivery.replay import replay_headers
+
+    url = state.forward.get(event.kind)
+    if url is None or event.status != "verified":
+        return _refusal("no_target", f"no forward target is configured for {event.kind!r}")
+    async with httpx.AsyncClient() as client:
+        result = await forward(client, url, event.kind, replay_headers(event), event.body, 10)
+    return JSONResponse(
+        {"status": result.code, "answer": result.excerpt, "ms": result.latency_ms, "to": url}
+    )
+
+
+async def _acknowledge(state: Inspector, event: StoredEvent) -> Response:
+    """Acknowledge a verified stock update to Avasam, and note it on the stored event."""
+    from avasam_cli.delivery.acknowledge import acknowledge_one
+    from avasam_cli.delivery.outbox import is_test_event
+    from avasam_cli.webhooks.kinds import KINDS
+
+    if state.acknowledge is None:
+        return _refusal("no_keys", "no API keys are configured: `avasam configure`")
+    acknowledged = event.kind in KINDS and KINDS[event.kind].acknowledged
+    if not acknowledged or event.status != "verified" or event.request_id is None:
+        return _refusal("not_acknowledged", "only verified stock updates are acknowledged")
+    if is_test_event(event.headers_json):
+        return _refusal("test_event", "a test event from `avasam send-test` is never acknowledged")
+    request_id, acknowledge = event.request_id, state.acknowledge
+
+    def run() -> dict[str, Any]:
+        with open_store(state.store_path) as store:  # the page's own store is read-only
+            outcome = acknowledge_one(acknowledge, request_id, store)
+        return {"status": 200 if outcome.acknowledged else None, "answer": outcome.detail}
+
+    return JSONResponse(await asyncio.to_thread(run))
 
 
 async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:

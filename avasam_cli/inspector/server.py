@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,15 @@ def serve(
     stop_on_eof: bool = False,
     receiver: Mapping[str, str] | None = None,
     verification_token: str | None = None,
+    forward: Mapping[str, str] | None = None,
+    acknowledge: Callable[[str], str] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
     port = sock.getsockname()[1]
-    app = create_inspector(store_path, token, port, receiver, verification_token)
+    app = create_inspector(
+        store_path, token, port, receiver, verification_token, forward, acknowledge
+    )
     config = uvicorn.Config(
         app,
         log_level="warning",

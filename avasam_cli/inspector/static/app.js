@@ -112,6 +112,8 @@ function actions(e) {
   const result = document.createElement("pre"); result.id = "result";
   const canSend = session && session.receiver[e.kind];
   if (canSend) box.append(button("Replay to the receiver (r)", () => act(e, "replay")));
+  if (session && session.forward[e.kind] && e.status === "verified") box.append(button(`Replay to ${session.forward[e.kind]}`, () => act(e, "forward")));
+  if (session && session.can_acknowledge && e.kind === "stock" && e.status === "verified") box.append(button("Acknowledge", () => act(e, "acknowledge")));
   if (canSend && session.can_resign && e.items) {
     box.append(button("Re-sign as new…", () => {
       const editor = document.createElement("textarea"); editor.id = "items-editor"; editor.rows = 8; editor.cols = 60;
