@@ -451,3 +451,54 @@ def test_forward_and_acknowledge_actions(tmp_path: Path) -> None:
     with open_store(path, read_only=True) as store:
         event = store.find("f-1")
     assert event is not None and event.ack_status == "acknowledged"
+
+
+def test_in_a_browser_re_sign_with_edited_items_and_acknowledge_all_pending(
+    isolated_home: Path, avasam: Any
+) -> None:
+    """Re-sign as new: the edited items reach the listener as a new verified update.
+    Acknowledge all pending: every pending stock update is acknowledged to a real
+    stand-in for Avasam (through `avasam ack --pending`, the outbox's way)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from avasam_cli.api.client import AvasamClient, TokenCache
+    from tests.helpers import store_rows
+
+    executable = _chromium()
+    listener = ListenProcess(isolated_home, env={"AVASAM_VERIFICATION_TOKEN": TOKEN})
+    store = isolated_home / "data" / "events.sqlite3"
+    try:
+        for request_id in ("ack-1", "ack-2"):
+            httpx.post(f"{listener.url}/webhooks/stock", content=signed_body(request_id=request_id),
+                       headers={"content-type": "application/json"}, timeout=10)  # fmt: skip
+        receiver = {kind: f"{listener.url}/webhooks/{kind}" for kind in ("stock", "price")}
+        port = free_port()
+        with AvasamClient(avasam.url, avasam.consumer_key, avasam.secret_key,
+                          TokenCache(isolated_home / "t.json"), "test") as api:  # fmt: skip
+            app = create_inspector(store, PAGE_TOKEN, port, receiver, TOKEN,
+                                   acknowledge=api.acknowledge)  # fmt: skip
+            with serving(app, port) as base, sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=executable, args=["--no-sandbox"]
+                )
+                page = browser.new_page()
+                page.goto(f"{base}/?token={PAGE_TOKEN}")
+                page.locator("#list tbody tr", has_text="ack-1").click()
+                page.get_by_role("button", name="Re-sign as new…").click()
+                page.fill("#items-editor", '[{"sku": "EDITED-1", "quantity": 3, '
+                          '"updatedOn": "2026-11-28T10:00:00.0000000+00:00"}]')  # fmt: skip
+                page.get_by_role("button", name="Send re-signed").click()
+                expect(page.locator("#result")).to_contain_text('"status":"ok"')
+                page.get_by_role("button", name="Acknowledge all pending").click()
+                expect(page.locator("#ack-all-result")).to_contain_text(
+                    "acknowledged", timeout=20000
+                )
+                browser.close()
+    finally:
+        listener.stop()
+    rows = {row["request_id"]: row for row in store_rows(store)}
+    new = [row for rid, row in rows.items() if rid not in ("ack-1", "ack-2")]
+    assert len(new) == 1 and new[0]["status"] == "verified"
+    assert json.loads(new[0]["body"])["data"][0]["sku"] == "EDITED-1"
+    acked = sorted(r.body["requestId"] for r in avasam.received if "Acknowledge" in r.path)
+    assert acked == sorted(["ack-1", "ack-2", new[0]["request_id"]])

@@ -65,6 +65,7 @@ def inspect(
         serve(
             locations().store_file, sock, token, stop_on_eof, receiver,
             resolved.get("verification_token"), forward, acknowledge,
+            ["--profile", resolved.profile] if resolved.profile_source != "default" else [],
         )  # fmt: skip
 
 

@@ -138,6 +138,7 @@ class Inspector:
         self.store_path = store_path
         self.forward = dict(forward or {})  # kind -> the forward target, from configuration
         self.acknowledge = acknowledge  # the API client's, when keys are configured
+        self.profile_args: list[str] = []  # `--profile NAME` for the commands it runs
         self.token = token
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
@@ -287,6 +288,9 @@ def create_inspector(
     async def act(request: Request) -> Response:
         return await _act(state, request)
 
+    async def acknowledge_pending(request: Request) -> Response:
+        return await _acknowledge_pending(state, request)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -302,6 +306,7 @@ def create_inspector(
             Route("/api/events/{event_id:int}/raw", raw),
             Route("/api/events/{event_id:int}/{action:str}", act, methods=["GET", "POST"]),
             Route("/api/session", session),
+            Route("/api/acknowledge-pending", acknowledge_pending, methods=["GET", "POST"]),
             Route("/api/counts", counts),
             Route("/api/stream", stream),
         ],
@@ -387,6 +392,26 @@ async def _acknowledge(state: Inspector, event: StoredEvent) -> Response:
         return {"status": 200 if outcome.acknowledged else None, "answer": outcome.detail}
 
     return JSONResponse(await asyncio.to_thread(run))
+
+
+async def _acknowledge_pending(state: Inspector, request: Request) -> Response:
+    """`avasam ack --pending --yes` for the page: through the outbox, as the command does
+    (each acknowledgement claimed once, none before its forward); its summary back."""
+    import sys
+
+    why = state.action_refused(request)
+    if why is not None:
+        return _refusal("forbidden", why, 403)
+    if state.acknowledge is None:
+        return _refusal("no_keys", "no API keys are configured: `avasam configure`")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avasam_cli", *state.profile_args, "ack", "--pending", "--yes",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    said = (out + err).decode("utf-8", "replace").strip()
+    return JSONResponse({"status": 200 if process.returncode == 0 else None, "answer": said})
 
 
 async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def serve(
     verification_token: str | None = None,
     forward: Mapping[str, str] | None = None,
     acknowledge: Callable[[str], str] | None = None,
+    profile_args: list[str] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
@@ -44,6 +45,7 @@ def serve(
     app = create_inspector(
         store_path, token, port, receiver, verification_token, forward, acknowledge
     )
+    app.state.profile_args = list(profile_args or [])
     config = uvicorn.Config(
         app,
         log_level="warning",

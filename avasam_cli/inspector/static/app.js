@@ -139,6 +139,13 @@ document.getElementById("pause").addEventListener("click", (event) => {
   showCounts();
 });
 document.getElementById("more").addEventListener("click", () => load(oldest));
+document.getElementById("ack-all").addEventListener("click", async () => {
+  const status = document.getElementById("ack-all-result");
+  status.textContent = "acknowledging every pending stock update...";
+  const answer = await fetch("/api/acknowledge-pending", { method: "POST", headers: { "x-avasam-csrf": session.csrf } });
+  const out = await answer.json();
+  status.textContent = answer.ok ? out.answer : `refused: ${out.detail}`;
+});
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const params = new URLSearchParams(new FormData(form)); for (const [k, v] of [...params]) if (!v) params.delete(k);
