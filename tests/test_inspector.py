@@ -502,3 +502,58 @@ def test_in_a_browser_re_sign_with_edited_items_and_acknowledge_all_pending(
     assert json.loads(new[0]["body"])["data"][0]["sku"] == "EDITED-1"
     acked = sorted(r.body["requestId"] for r in avasam.received if "Acknowledge" in r.path)
     assert acked == sorted(["ack-1", "ack-2", new[0]["request_id"]])
+
+
+def test_in_a_browser_forward_acknowledge_download_and_curl(
+    isolated_home: Path, tmp_path: Path, avasam: Any
+) -> None:
+    """From the detail view: replay to the forward target (the shop gets it), acknowledge
+    (the stand-in gets it), download the raw body (the stored bytes), copy as curl (the
+    command shown names the receiver and carries the body)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from avasam_cli.api.client import AvasamClient, TokenCache
+    from tests.test_outbox import Shop
+
+    executable = _chromium()
+    store = isolated_home / "data" / "events.sqlite3"
+    body = signed_body(request_id="b-1")
+    with open_store(store) as opened:
+        opened.insert([Event("2026-11-28T10:00:00.000+00:00", "stock", "verified", 200,
+                             json.dumps([["content-type", "application/json"]]), body,
+                             request_id="b-1", item_count=1)])  # fmt: skip
+    shop = Shop()
+    shop.start()
+    port = free_port()
+    receiver = {"stock": "http://127.0.0.1:9/webhooks/stock"}
+    try:
+        with AvasamClient(avasam.url, avasam.consumer_key, avasam.secret_key,
+                          TokenCache(tmp_path / "t.json"), "test") as api:  # fmt: skip
+            forward = {"stock": shop.url}
+            app = create_inspector(
+                store, PAGE_TOKEN, port, receiver, TOKEN, forward, api.acknowledge
+            )
+            with serving(app, port) as base, sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=executable, args=["--no-sandbox"]
+                )
+                page = browser.new_page(accept_downloads=True)
+                page.goto(f"{base}/?token={PAGE_TOKEN}")
+                page.locator("#list tbody tr").first.click()
+                page.get_by_role("button", name=f"Replay to {shop.url}").click()
+                expect(page.locator("#result")).to_contain_text("forward: 200")
+                page.get_by_role("button", name="Acknowledge", exact=True).click()
+                expect(page.locator("#result")).to_contain_text("acknowledge: 200")
+                with page.expect_download() as download:
+                    page.get_by_text("Download raw body").click()
+                saved = tmp_path / "raw.json"
+                download.value.save_as(saved)
+                page.get_by_role("button", name="Copy as curl").click()
+                curl = page.locator("#result").text_content() or ""
+                browser.close()
+    finally:
+        shop.stop()
+    assert shop.received == ["b-1"]
+    assert [r.body for r in avasam.received if "Acknowledge" in r.path] == [{"requestId": "b-1"}]
+    assert saved.read_bytes() == body
+    assert curl.startswith("curl -X POST 'http://127.0.0.1:9/webhooks/stock'") and "b-1" in curl

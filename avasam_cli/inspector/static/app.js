@@ -24,16 +24,24 @@ function row(e) {
 function count(e) { counts.received++; if (e.status in counts) counts[e.status]++; showCounts(); }
 function showCounts() {
   document.getElementById("counters").textContent =
-    `${counts.received} shown · ${counts.verified} verified · ${counts.duplicate} duplicate · ${counts.rejected} rejected` + (paused ? ` · paused (${waiting.length} waiting)` : "");
+    `${counts.received} stored · ${counts.verified} verified · ${counts.duplicate} duplicate · ${counts.rejected} rejected` + (paused ? ` · paused (${waiting.length} waiting)` : "");
 }
 function prepend(e) { rows.prepend(row(e)); count(e); document.getElementById("empty").hidden = true; }
+async function totals() {
+  // The counters start from the store's totals, then count live arrivals.
+  const answer = await fetch("/api/counts");
+  const { events } = await answer.json();
+  counts.received = Object.values(events).reduce((a, b) => a + b, 0);
+  for (const name of ["verified", "duplicate", "rejected"]) counts[name] = events[name] || 0;
+  showCounts();
+}
 
 async function load(before) {
   const params = filterParams();
   if (before) params.set("before", before);
   const answer = await fetch(`/api/events?${params}`);
   const { events } = await answer.json();
-  for (const e of events) { rows.append(row(e)); count(e); oldest = e.id; }
+  for (const e of events) { rows.append(row(e)); oldest = e.id; }
   document.getElementById("more").hidden = events.length < 100;
   document.getElementById("empty").hidden = rows.children.length > 0;
   return events;
@@ -49,7 +57,8 @@ function listen(after) {
   });
 }
 async function start() {
-  rows.replaceChildren(); Object.keys(counts).forEach((k) => (counts[k] = 0)); oldest = null;
+  rows.replaceChildren(); oldest = null;
+  await totals();
   const events = await load();
   listen(events.length ? events[0].id : 0);
   showCounts();
@@ -71,6 +80,9 @@ async function open(tr) {
   const facts = [`received ${e.received_at} from ${e.client || "?"}`, `request id ${e.requestId || "-"}${e.status === "rejected" && e.requestId ? " (claimed, not verified)" : ""}`];
   if (e.reason) facts.push(`refused: ${e.reason}: ${e.detail || ""}`);
   if (e.skew_seconds !== null && e.skew_seconds !== undefined) facts.push(`iat - on: ${e.skew_seconds} s`);
+  const ack = e.acknowledgement || {}, fwd = e.forward || {};
+  if (ack.status) facts.push(`acknowledged: ${ack.status} ${ack.at || ""} ${ack.detail || ""}`.trim());
+  if (fwd.status) facts.push(`forwarded: ${fwd.status} ${fwd.detail || ""}`.trim());
   parts.push(...section("Verdict", facts.join("\n")));
   if (e.jwt) parts.push(...section("JWT (decoded, not verified)", JSON.stringify(e.jwt, null, 2)));
   if (e.items) {
@@ -81,7 +93,8 @@ async function open(tr) {
     const h = document.createElement("h3"); h.textContent = `Items (${e.items.length})`; parts.push(h, table);
   }
   parts.push(...section("Headers", e.headers.map(([n, v]) => `${n}: ${v}`).join("\n")));
-  parts.push(...section("Body", e.body_pretty ?? e.body_text));
+  parts.push(...section("Body (raw)", e.body_text));
+  if (e.body_pretty) parts.push(...section("Body (pretty)", e.body_pretty));
   for (const job of e.deliveries) {
     const log = job.log.map(([at, status, ms, excerpt]) => `${at}  ${status}${ms === null ? "" : ` ${Math.round(ms)} ms`}  ${excerpt}`);
     parts.push(...section(`Delivery ${job.id}: ${job.job}${job.job === "forward" ? ` to ${job.target}` : ""}: ${job.state}`, log.join("\n") || "not tried yet"));
