@@ -449,21 +449,23 @@ def serve(
             limit_concurrency=allow_connections(options.max_connections),
         )
     )
-    inspector = start_inspector(options, resolved, sock, receiver.verification_token)
-    banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
-    if options.forward_to:
-        check_forward_targets(options)
-    said = outbox_line(waiting)
-    if said:
-        from avasam_cli import output
-
-        output.info(said)
-    # Jobs left by an earlier run are delivered whatever this run's options.
-    runner = RunnerProcess(options, resolved) if delivery_plan(options) or said else None
+    inspector: InspectorProcess | None = None
+    runner: RunnerProcess | None = None
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
+        inspector = start_inspector(options, resolved, sock, receiver.verification_token)
+        banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
+        if options.forward_to:
+            check_forward_targets(options)
+        said = outbox_line(waiting)
+        if said:
+            from avasam_cli import output
+
+            output.info(said)
+        # Jobs left by an earlier run are delivered whatever this run's options.
+        runner = RunnerProcess(options, resolved) if delivery_plan(options) or said else None
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
