@@ -492,3 +492,22 @@ def test_https_targets_headers_and_certificates(tmp_path: Path) -> None:
         shop.stop()
     assert shop.received == ["r-0", "r-1", "insecure-0"]
     assert shop.shop_keys[:2] == ["k-1", "k-1"]
+
+
+def test_ack_by_id_closes_the_pending_acknowledgement_job(
+    isolated_home: Path, cli: Any, avasam: Any
+) -> None:
+    """`avasam ack ID` outside the outbox: the update's pending acknowledgement job is
+    closed as delivered (with a note), so no runner sends it a second time."""
+    store_file = isolated_home / "data" / "events.sqlite3"
+    with open_store(store_file) as store:
+        store_updates(store, 2, Plan({}, acknowledge=True), prefix="a")
+    assert cli("ack", "a-0").exit_code == 0
+    with open_store(store_file) as store:
+        jobs = {row.request_id: row for row in store.deliveries()}
+        (note,) = store.delivery_attempts(jobs["a-0"].id)
+    assert jobs["a-0"].state == "delivered" and jobs["a-1"].state == "pending"
+    assert note[1] == "200" and "acknowledged outside the outbox" in note[3]
+    assert cli("deliveries", "run").exit_code == 0
+    acks = [r.body["requestId"] for r in avasam.received if "Acknowledge" in r.path]
+    assert acks == ["a-0", "a-1"]  # a-0 once

@@ -359,15 +359,43 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
             insert_events(self.conn, events[start : start + MAX_BATCH], plan)
 
     def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
-        self._update(
-            "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608 - marks only
-            f"WHERE kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?",
-            (status, detail, at, *ACKNOWLEDGED_KINDS, request_id),
-        )
-
-    def _update(self, sql: str, params: Sequence[Any]) -> None:
+        """Note an acknowledgement made outside the outbox (`avasam ack ID`, the
+        inspector); a success also closes the update's pending acknowledgement job, so
+        that no runner sends it again."""
+        conn = self.conn
+        verified = f"kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?"
         try:
-            self.conn.execute(sql, params)  # autocommit: one statement, one transaction
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608
+                    f"WHERE {verified}",
+                    (status, detail, at, *ACKNOWLEDGED_KINDS, request_id),
+                )
+                if status == "acknowledged":
+                    found = [
+                        job_id
+                        for (job_id,) in conn.execute(
+                            "SELECT id FROM deliveries WHERE job = ? AND state = 'pending' "  # noqa: S608
+                            f"AND event_id IN (SELECT id FROM events WHERE {verified})",
+                            (ACKNOWLEDGE, *ACKNOWLEDGED_KINDS, request_id),
+                        )
+                    ]
+                    for job_id in found:
+                        conn.execute(
+                            "INSERT INTO delivery_attempts VALUES (?, ?, ?, NULL, ?)",
+                            (job_id, at, "200", f"acknowledged outside the outbox: {detail}"),
+                        )
+                        conn.execute(
+                            "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
+                            "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
+                            (detail, job_id),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as error:
             raise StoreError(f"cannot write to the event store {self.location}: {error}") from None
 
