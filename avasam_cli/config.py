@@ -25,6 +25,7 @@ from avasam_cli.defaults import (
 )
 from avasam_cli.errors import ConfigError, OperationFailed, UsageError
 from avasam_cli.paths import is_too_open, write_secret_file
+from avasam_cli.text import without_password
 
 DEFAULT_PROFILE = "default"
 PROFILE_ENV = "AVASAM_PROFILE"
@@ -40,6 +41,7 @@ FIELDS = (
     "auth_scheme",
     "allow_insecure_base_url",
     *(f"{kind}_path" for kind in DEFAULT_WEBHOOK_PATHS),  # the listener's endpoint paths
+    "store",  # the event store: a file (default: events.sqlite3 in the data folder)
 )
 FIELD_TYPES: Mapping[str, str] = {
     "listen_port": 'a port number (20603 or "20603")',
@@ -66,6 +68,7 @@ LABELS: Mapping[str, str] = {
     "auth_scheme": "access-token scheme",
     "allow_insecure_base_url": "plain-HTTP base URL allowance",
     **{f"{kind}_path": f"{kind} update endpoint path" for kind in DEFAULT_WEBHOOK_PATHS},
+    "store": "event store",
 }
 
 PASTE_INSTRUCTION = (
@@ -121,6 +124,28 @@ def normalize_base_url(url: str) -> str:
             f"malformed base URL {url!r}: {problem}; for example --base-url {DEFAULT_BASE_URL}"
         )
     return candidate.rstrip("/")
+
+
+def normalize_store(value: str) -> str:
+    """The event store's file as an absolute path, from a path or `sqlite:///PATH`;
+    ConfigError otherwise."""
+    candidate = value.strip()
+    example = "for example --store ~/avasam/events.sqlite3 or --store sqlite:///events.sqlite3"
+    if candidate.startswith(("postgresql:", "postgres:")):
+        raise ConfigError(
+            f"store {without_password(candidate)!r}: this release keeps events in SQLite only; "
+            f"give a file path ({example})"
+        )
+    if candidate.startswith("sqlite:///"):
+        candidate = candidate[len("sqlite:///") :]
+    elif "://" in candidate or not candidate:
+        raise ConfigError(
+            f"store {candidate!r} is neither a file path nor sqlite:///PATH ({example})"
+        )
+    path = Path(candidate).expanduser().absolute()
+    if path.is_dir():
+        raise ConfigError(f"store {value!r} is a folder: name the file in it ({example})")
+    return str(path)
 
 
 def normalize_host(host: str) -> str:
@@ -191,6 +216,7 @@ NORMALIZERS: Mapping[str, Callable[[str], str]] = {
     "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,
     "listen_host": normalize_host,
+    "store": normalize_store,
     "listen_port": normalize_port,
     "auth_scheme": normalize_auth_scheme,
 }

@@ -27,6 +27,7 @@ class Locations:
     config_dir: Path
     cache_dir: Path
     data_dir: Path
+    store: Path | None = None  # chosen with --store, AVASAM_STORE or the profile
 
     @property
     def config_file(self) -> Path:
@@ -34,20 +35,31 @@ class Locations:
 
     @property
     def store_file(self) -> Path:
-        return self.data_dir / "events.sqlite3"
+        return self.store or self.data_dir / "events.sqlite3"
+
+
+# The store this run chose (root --store, AVASAM_STORE, or the profile): see choose_store.
+_chosen_store: list[Path | None] = [None]
+
+
+def choose_store(path: Path | None) -> None:
+    """Set (or clear) the event store for this run; the CLI's root does, once."""
+    _chosen_store[0] = path
 
 
 def locations() -> Locations:
     home = os.environ.get(HOME_ENV)
+    store = _chosen_store[0]
     if home:
         base = Path(home).expanduser()
-        return Locations(base / "config", base / "cache", base / "data")
+        return Locations(base / "config", base / "cache", base / "data", store)
     import platformdirs
 
     return Locations(
         Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
         Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
         Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+        store,
     )
 
 

@@ -22,7 +22,11 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("AVASAM_HOME", str(home))
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("NO_COLOR", "1")
+    from avasam_cli.paths import choose_store
+
+    choose_store(None)  # a --store chosen by an earlier in-process run must not leak
     yield home
+    choose_store(None)
 
 
 class Cli:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -532,3 +533,59 @@ def test_secret_dash_at_a_terminal_is_asked_for_without_echo(isolated_home: Path
     assert run.code == 0, run.err
     assert secret.encode() not in run.echoed + run.out + run.err
     assert f'secret_key = "{secret}"' in config_file().read_text()
+
+
+def test_the_event_store_is_chosen_by_flag_environment_or_profile(
+    cli: Cli, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--store, then AVASAM_STORE, then the profile's `store`, then the data folder's file;
+    a path or sqlite:///PATH; a PostgreSQL URL is refused (exit 2, password masked)."""
+    from tests.helpers import store_event
+
+    stores = {name: tmp_path / f"{name}.sqlite3" for name in ("flag", "env", "profile")}
+    for name, path in stores.items():
+        store_event(path, f"in-{name}")
+
+    def listed(*args: str) -> set[str]:
+        result = cli(*args, "events", "list", "--json")
+        assert result.exit_code == 0, result.output
+        return {json.loads(line)["requestId"] for line in result.stdout.splitlines()}
+
+    assert listed() == set()
+    assert cli("configure", "--store", str(stores["profile"])).exit_code == 0
+    assert listed() == {"in-profile"}
+    monkeypatch.setenv("AVASAM_STORE", f"sqlite:///{stores['env']}")
+    assert listed() == {"in-env"}
+    assert listed("--store", str(stores["flag"])) == {"in-flag"}
+    refused = cli("--store", "postgresql://me:s3cret@db.example/avasam", "events", "list")
+    assert refused.exit_code == 2
+    assert "SQLite only" in refused.stderr and "s3cret" not in refused.stderr
+    assert "(from --store)" in refused.stderr
+    monkeypatch.setenv("AVASAM_STORE", str(tmp_path))  # a folder
+    folder = cli("events", "list")
+    assert folder.exit_code == 2 and "is a folder" in folder.stderr
+    assert "AVASAM_STORE" in folder.stderr
+
+
+def test_listen_and_its_helpers_use_the_chosen_store(isolated_home: Path, tmp_path: Path) -> None:
+    """`listen --store FILE`: the receiver stores there, and its delivery runner works on
+    the same outbox (a forward job waits there, with its failed attempt)."""
+    import httpx
+
+    from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, free_port, signed_body, store_rows
+
+    chosen = tmp_path / "chosen.sqlite3"
+    down = f"http://127.0.0.1:{free_port()}/shop"
+    listener = ListenProcess(isolated_home, "--forward-to", down, env={"AVASAM_STORE": str(chosen),
+                             "AVASAM_VERIFICATION_TOKEN": TOKEN})  # fmt: skip
+    try:
+        httpx.post(f"{listener.url}/webhooks/stock", content=signed_body(request_id="chosen-1"),
+                   headers=JSON_HEADERS, timeout=10)  # fmt: skip
+        deadline = time.monotonic() + 20
+        while b"kept in the outbox" not in listener.captured["err"]:
+            assert time.monotonic() < deadline, listener.captured["err"]
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+    assert [row["request_id"] for row in store_rows(chosen)] == ["chosen-1"]
+    assert not (isolated_home / "data" / "events.sqlite3").exists()

@@ -59,6 +59,16 @@ def root(
             show_default=False,
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="PATH",
+            help="The event store: a file, or sqlite:///PATH (default: $AVASAM_STORE, then "
+            "the profile's, then events.sqlite3 in the data folder).",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", help="Show the version and exit.", callback=_version),
@@ -66,11 +76,41 @@ def root(
 ) -> None:
     """Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error."""
     ctx.obj = State(profile=profile)
+    _choose_store(store, profile)
     if ctx.invoked_subcommand is None:
         print(ctx.get_help())
         raise typer.Exit(0)
     if ctx.invoked_subcommand != "configure" and (profile or "AVASAM_PROFILE" in os.environ):
         _check_profile_exists(profile)
+
+
+def _choose_store(flag: str | None, profile: str | None) -> None:
+    """The event store of this run: --store, then AVASAM_STORE, then the profile's."""
+    from avasam_cli.paths import choose_store
+
+    choose_store(None)
+    source = "--store" if flag else "the environment variable AVASAM_STORE"
+    value = flag or os.environ.get("AVASAM_STORE")
+    if value is None:
+        from avasam_cli.cli._context import config_file
+        from avasam_cli.config import choose_profile
+
+        config = config_file()
+        if not config.path.exists():
+            return
+        name, _ = choose_profile(profile, os.environ)
+        value = config.profile(name).get("store") if config.has_profile(name) else None
+        source = f"{config.path}, [profiles.{name}] store"
+    if value is not None:
+        from pathlib import Path
+
+        from avasam_cli.config import normalize_store
+        from avasam_cli.errors import ConfigError
+
+        try:
+            choose_store(Path(normalize_store(value)))
+        except ConfigError as error:
+            raise ConfigError(f"{error.message} (from {source})") from None
 
 
 def _check_profile_exists(flag: str | None) -> None:

@@ -105,6 +105,13 @@ def check_forward_targets(options: ListenOptions) -> None:
             output.info(f"Forwarding verified updates to {url} (it answered {answer.status_code})")
 
 
+def with_store() -> dict[str, str]:
+    """Our environment, naming the store this run chose (--store, profile) for a child."""
+    from avasam_cli.paths import locations
+
+    return {**os.environ, "AVASAM_STORE": str(locations().store_file)}
+
+
 class RunnerProcess:
     """The listener's delivery runner: `avasam deliveries run --watch` in a process of its
     own, so that delivering never competes with answering."""
@@ -119,7 +126,7 @@ class RunnerProcess:
         self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
             [sys.executable, "-m", "avasam_cli", *profile, "deliveries", "run", "--watch",
              "--stop-on-eof", *options.delivery.as_args()],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE, env=with_store(),
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -170,7 +177,7 @@ class InspectorProcess:
             [sys.executable, "-m", "avasam_cli", *profile, "inspect", "--fd", str(fd),
              "--stop-on-eof"],
             stdin=subprocess.PIPE, pass_fds=[fd],
-            env={**os.environ, TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
+            env={**with_store(), TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
                  FORWARD_ENV: json.dumps(dict(forward)), "AVASAM_VERIFICATION_TOKEN": signing},
         )  # fmt: skip
         sock.close()  # the child has it

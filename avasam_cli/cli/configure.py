@@ -173,6 +173,10 @@ def configure(
     listen_host: Annotated[
         str | None, typer.Option(help="Default host for `avasam listen` and `send-test`.")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="The profile's event store: a file path, or sqlite:///PATH."),
+    ] = None,
     listen_port: Annotated[
         str | None, typer.Option(help="Default port for `avasam listen` and `send-test`.")
     ] = None,
@@ -217,6 +221,7 @@ def configure(
             "verification_token": verification_token,
             "base_url": base_url,
             "listen_host": listen_host,
+            "store": store,
             "listen_port": listen_port,
             "auth_scheme": auth_scheme,
             "stock_path": stock_path,
