@@ -4,7 +4,6 @@
 own (off the request path), handing it these options as arguments.
 """
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -138,10 +137,3 @@ def delivery_config(
         verify = str(forward_ca.resolve())
     rules = RetryRules(schedule, max_attempts, float(max_age))
     return DeliveryConfig(rules, forward_timeout, tuple(headers), verify)
-
-
-def say_line(message: str) -> None:
-    """A runner's line on stderr, whole (the listener's output shares the terminal)."""
-    from avasam_cli import output
-
-    print(output.fitted(message, sys.stderr), file=sys.stderr, flush=True)

@@ -115,7 +115,7 @@ def run(
     """
     import asyncio
 
-    from avasam_cli.cli._deliver import say_line
+    from avasam_cli import output
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.store.outbox_sqlite import runner_name
@@ -139,7 +139,7 @@ def run(
         runner = DeliveryRunner(
             store,
             runner_name(),
-            say_line,
+            output.info,  # stderr is line-buffered: each line leaves whole
             acknowledge=acknowledge,
             rules=config.rules,
             timeout=config.timeout,
@@ -155,7 +155,7 @@ def run(
         f"Delivered {tally.delivered:,}; {tally.retrying:,} failed and will be retried, "
         f"{tally.dead:,} went dead. {_counts_line(left)}"
     )
-    say_line(summary)
+    output.info(summary)
     if tally.dead:
         raise OperationFailed(
             f"{tally.dead:,} {'job' if tally.dead == 1 else 'jobs'} went dead: "

@@ -8,7 +8,6 @@ on this host and its process is gone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sqlite3
@@ -19,6 +18,7 @@ from typing import Any
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event
+from avasam_cli.store.transactions import write_transaction
 
 _JOB_COLUMNS = (
     "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
@@ -102,8 +102,7 @@ class SqliteOutbox:
         whose forwards are delivered.  `only`: jobs of that kind only."""
         conn = self.conn
         due_by = now if due_by is None else due_by
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             _release_dead_runners(conn, now)
             taken: list[int] = []
             targets = (
@@ -154,11 +153,6 @@ class SqliteOutbox:
                         chunk,
                     )
                 ]
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         return jobs
 
     def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
@@ -167,8 +161,7 @@ class SqliteOutbox:
         conn = self.conn
         if not attempts:
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             conn.executemany(
                 "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -184,11 +177,6 @@ class SqliteOutbox:
             )
             for attempt in attempts:
                 _note_on_event(conn, attempt)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
 
     def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
         conn = self.conn

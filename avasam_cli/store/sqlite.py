@@ -25,6 +25,7 @@ from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store import outbox_sqlite
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
+from avasam_cli.store.transactions import write_transaction
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
@@ -232,8 +233,7 @@ def insert_events(
     rows (duplicates), the inserted ones are read back to tell which, and the rest
     are inserted again as duplicates.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         _refuse_other_kinds(conn, events)
         inserted, last = _insert(conn, events, None)
         if inserted == len(events):
@@ -243,11 +243,6 @@ def insert_events(
             _mark_duplicates(conn, events, first=last - inserted + 1, last=last)
         if plan:  # the follow-ups are as durable as the updates: same transaction
             outbox_sqlite.enqueue(conn, events, plan, time.time())
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _refuse_other_kinds(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
@@ -365,8 +360,7 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         conn = self.conn
         verified = f"kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?"
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 conn.execute(
                     "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608
                     f"WHERE {verified}",
@@ -391,11 +385,6 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
                             "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
                             (detail, job_id),
                         )
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as error:
             raise StoreError(f"cannot write to the event store {self.location}: {error}") from None
 
@@ -538,8 +527,7 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         went.  Small batches keep each write lock short while a listener shares the store."""
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 doomed = [
                     row[0]
                     for row in conn.execute(
@@ -558,11 +546,6 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
                     )
                     conn.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", chunk)  # noqa: S608
                     conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)  # noqa: S608
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as error:
             raise StoreError(f"cannot prune the event store {self.location}: {error}") from None
         return len(doomed)
