@@ -24,7 +24,7 @@ from avasam_cli.defaults import (
     DEFAULT_WEBHOOK_PATHS,
 )
 from avasam_cli.errors import ConfigError, OperationFailed, UsageError
-from avasam_cli.paths import is_too_open, write_secret_file
+from avasam_cli.paths import DatabaseUrl, StoreLocation, is_too_open, write_secret_file
 from avasam_cli.text import without_password
 
 DEFAULT_PROFILE = "default"
@@ -127,25 +127,38 @@ def normalize_base_url(url: str) -> str:
 
 
 def normalize_store(value: str) -> str:
-    """The event store's file as an absolute path, from a path or `sqlite:///PATH`;
-    ConfigError otherwise."""
+    """The event store: a file's absolute path (from a path or `sqlite:///PATH`), or a
+    `postgresql://` URL as given; ConfigError otherwise."""
     candidate = value.strip()
-    example = "for example --store ~/avasam/events.sqlite3 or --store sqlite:///events.sqlite3"
-    if candidate.startswith(("postgresql:", "postgres:")):
-        raise ConfigError(
-            f"store {without_password(candidate)!r}: this release keeps events in SQLite only; "
-            f"give a file path ({example})"
-        )
+    example = (
+        "for example --store ~/avasam/events.sqlite3, --store sqlite:///events.sqlite3 "
+        "or --store postgresql://avasam@db.example/avasam"
+    )
+    if candidate.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(candidate)
+        if parts.fragment or not (parts.hostname or "host=" in parts.query):
+            raise ConfigError(
+                f"store {without_password(candidate)!r}: a PostgreSQL URL names its server, "
+                f"as in postgresql://USER@HOST:PORT/DATABASE ({example})"
+            )
+        return candidate
     if candidate.startswith("sqlite:///"):
         candidate = candidate[len("sqlite:///") :]
     elif "://" in candidate or not candidate:
         raise ConfigError(
-            f"store {candidate!r} is neither a file path nor sqlite:///PATH ({example})"
+            f"store {without_password(candidate)!r} is neither a file path, sqlite:///PATH "
+            f"nor postgresql://... ({example})"
         )
     path = Path(candidate).expanduser().absolute()
     if path.is_dir():
         raise ConfigError(f"store {value!r} is a folder: name the file in it ({example})")
     return str(path)
+
+
+def store_location(value: str) -> StoreLocation:
+    """`normalize_store`'s answer as what `open_store` takes."""
+    normal = normalize_store(value)
+    return DatabaseUrl(normal) if normal.startswith("postgres") else Path(normal)
 
 
 def normalize_host(host: str) -> str:
@@ -387,7 +400,7 @@ class Setting:
     def shown(self) -> str:
         if self.name in SECRET_FIELDS:
             return mask(self.value)
-        if self.name == "base_url" and self.value:
+        if self.name in ("base_url", "store") and self.value:
             from avasam_cli.text import without_password
 
             return without_password(self.value)

@@ -52,6 +52,13 @@ class StoreError(OperationFailed):
     """The event store could not be opened, read or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be used at all as configured: its server refuses or cannot be
+    reached, or its driver is not installed (exit 2: fix the configuration)."""
+
+    exit_code = EXIT_USAGE
+
+
 class NetworkError(OperationFailed):
     """A remote host could not be reached, or did not answer in time."""
 

@@ -23,26 +23,45 @@ SECRET_FILE_MODE = 0o600
 
 
 @dataclass(frozen=True)
+class DatabaseUrl:
+    """A store on a PostgreSQL server: its URL, shown (str) without its password."""
+
+    url: str
+
+    def __str__(self) -> str:
+        from avasam_cli.text import without_password
+
+        return without_password(self.url)
+
+    def exists(self) -> bool:
+        return True  # the server's database: it is created by whoever runs the server
+
+
+# Where the events live: a SQLite file, or a PostgreSQL database.
+StoreLocation = Path | DatabaseUrl
+
+
+@dataclass(frozen=True)
 class Locations:
     config_dir: Path
     cache_dir: Path
     data_dir: Path
-    store: Path | None = None  # chosen with --store, AVASAM_STORE or the profile
+    store: StoreLocation | None = None  # chosen with --store, AVASAM_STORE or the profile
 
     @property
     def config_file(self) -> Path:
         return self.config_dir / "config.toml"
 
     @property
-    def store_file(self) -> Path:
+    def store_file(self) -> StoreLocation:
         return self.store or self.data_dir / "events.sqlite3"
 
 
 # The store this run chose (root --store, AVASAM_STORE, or the profile): see choose_store.
-_chosen_store: list[Path | None] = [None]
+_chosen_store: list[StoreLocation | None] = [None]
 
 
-def choose_store(path: Path | None) -> None:
+def choose_store(path: StoreLocation | None) -> None:
     """Set (or clear) the event store for this run; the CLI's root does, once."""
     _chosen_store[0] = path
 

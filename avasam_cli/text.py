@@ -21,7 +21,9 @@ def inert(text: str) -> str:
 
 
 def without_password(url: str) -> str:
-    """`url` with the password of any `user:password@` part shown as ****."""
+    """`url` with the password of any `user:password@` part, and of any `password=`
+    parameter (PostgreSQL's URLs allow both), shown as ****."""
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1****", url)
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -55,3 +56,28 @@ def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
         monkeypatch.setenv("AVASAM_CONSUMER_KEY", state.consumer_key)
         monkeypatch.setenv("AVASAM_SECRET_KEY", state.secret_key)
         yield state
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session (skipped where it is not installed)."""
+    from tests.postgres import start_server
+
+    yield from start_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Each store backend in turn: a SQLite file, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return tmp_path / "s.sqlite3"
+    from avasam_cli.paths import DatabaseUrl
+
+    server = request.getfixturevalue("postgres_server")
+    return DatabaseUrl(server.fresh_schema())
+
+
+@pytest.fixture
+def postgres_store(postgres_server: Any) -> Any:
+    """The URL of a fresh PostgreSQL store (its own schema), as --store takes it."""
+    return postgres_server.fresh_schema()

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
+from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
 from avasam_cli.webhooks import sign as signing
@@ -42,9 +43,17 @@ def signed_body(
     return signing.encode(body)
 
 
-def store_rows(path: Path, where: str = "1") -> list[dict[str, Any]]:
+def store_rows(path: StoreLocation, where: str = "1 = 1") -> list[dict[str, Any]]:
     """Every stored row as a dict of its columns (test-only: raw SQL, read-only)."""
     import sqlite3
+
+    if isinstance(path, DatabaseUrl):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(path.url, row_factory=dict_row) as pg:
+            found = pg.execute(f"SELECT * FROM events WHERE {where} ORDER BY id")  # noqa: S608
+            return [dict(row) for row in found]
 
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         conn.row_factory = sqlite3.Row
@@ -52,7 +61,7 @@ def store_rows(path: Path, where: str = "1") -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
 
 
-def store_event(path: Path, request_id: str, kind: str = "stock", status: str = "verified") -> None:
+def store_event(path: StoreLocation, request_id: str, kind: str = "stock", status: str = "verified") -> None:
     """Put one update straight into the store, as if it had been received."""
     with open_store(path) as store:
         store.insert(

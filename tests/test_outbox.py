@@ -151,10 +151,10 @@ def test_the_rules() -> None:
 
 
 def test_jobs_are_written_with_the_update_and_only_for_new_verified_ones(
-    tmp_path: Path, shop: Shop
+    store_location: Any, shop: Shop
 ) -> None:
     plan = Plan({"stock": shop.url}, acknowledge=True)
-    with open_store(tmp_path / "s.sqlite3") as store:
+    with open_store(store_location) as store:
         store_updates(store, 3, plan)
         store_updates(store, 3, plan)  # the same ids again: duplicates get no jobs
         store_updates(store, 2, plan, kind="price", prefix="p")  # not forwarded, not acked
@@ -166,12 +166,12 @@ def test_jobs_are_written_with_the_update_and_only_for_new_verified_ones(
     assert all(row.waits_for_forward for row in rows if row.job == "acknowledge")
 
 
-def test_target_down_then_up_gets_every_update_once_in_order(tmp_path: Path) -> None:
+def test_target_down_then_up_gets_every_update_once_in_order(store_location: Any) -> None:
     """50 updates arrive while the shop is down; once it is up, each reaches it exactly
     once, in the order received."""
     shop = Shop()  # not started: connection refused
     clock, said = Clock(), []
-    with open_store(tmp_path / "s.sqlite3") as store:
+    with open_store(store_location) as store:
         ids = store_updates(store, 50, Plan({"stock": shop.url}))
         drain(runner(store, clock, said), clock, rounds=3, step=60)
         assert states(store) == {"pending": 50}
@@ -186,10 +186,10 @@ def test_target_down_then_up_gets_every_update_once_in_order(tmp_path: Path) -> 
     assert shop.attempt_headers[0] == "4"  # three refused attempts before
 
 
-def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(tmp_path: Path, shop: Shop) -> None:
+def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(store_location: Any, shop: Shop) -> None:
     shop.codes["r-3"] = 500
     clock, said = Clock(), []
-    with open_store(tmp_path / "s.sqlite3") as store:
+    with open_store(store_location) as store:
         ids = store_updates(store, 10, Plan({"stock": shop.url}))
         drain(runner(store, clock, said), clock)
         assert states(store) == {"delivered": 9, "dead": 1}
@@ -200,10 +200,10 @@ def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(tmp_path: Path, 
     assert any("gave up on delivery" in line and "deliveries retry" in line for line in said)
 
 
-def test_other_4xx_is_dead_at_once(tmp_path: Path, shop: Shop) -> None:
+def test_other_4xx_is_dead_at_once(store_location: Any, shop: Shop) -> None:
     shop.codes["r-0"] = 404
     clock, said = Clock(), []
-    with open_store(tmp_path / "s.sqlite3") as store:
+    with open_store(store_location) as store:
         store_updates(store, 2, Plan({"stock": shop.url}))
         drain(runner(store, clock, said), clock, rounds=2)
         assert states(store) == {"dead": 1, "delivered": 1}
@@ -211,7 +211,7 @@ def test_other_4xx_is_dead_at_once(tmp_path: Path, shop: Shop) -> None:
 
 
 def test_acknowledgement_waits_for_the_forward_and_retries(
-    tmp_path: Path, shop: Shop, monkeypatch: pytest.MonkeyPatch
+    store_location: Any, tmp_path: Path, shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a forward target, the acknowledgement goes only once the shop has the update
     (never while the forward fails); Avasam answering 503 twice, then 200, acknowledges it."""
@@ -224,7 +224,7 @@ def test_acknowledgement_waits_for_the_forward_and_retries(
     with (
         contextlib.ExitStack() as cleanup,
         running_avasam() as avasam,
-        open_store(tmp_path / "s.sqlite3") as store,
+        open_store(store_location) as store,
     ):
         avasam.ack_script = [503, 503]
         client = AvasamClient(
@@ -248,10 +248,10 @@ def test_acknowledgement_waits_for_the_forward_and_retries(
     assert len(acks) == 3
 
 
-def test_two_runners_deliver_each_job_once(tmp_path: Path, shop: Shop) -> None:
+def test_two_runners_deliver_each_job_once(store_location: Any, shop: Shop) -> None:
     """Two runners (separate connections, as two processes) draining one store at once:
     every job is delivered exactly once."""
-    path = tmp_path / "s.sqlite3"
+    path = store_location
     with open_store(path) as store:
         ids = store_updates(store, 300, Plan({"stock": shop.url, "price": shop.url}))
         ids += store_updates(store, 300, Plan({"price": shop.url}), kind="price", prefix="p")
@@ -279,10 +279,10 @@ def test_two_runners_deliver_each_job_once(tmp_path: Path, shop: Shop) -> None:
         assert states(store) == {"delivered": 600}
 
 
-def test_retry_and_cancel(tmp_path: Path, shop: Shop) -> None:
+def test_retry_and_cancel(store_location: Any, shop: Shop) -> None:
     shop.codes["r-0"] = 400
     clock, said = Clock(), []
-    with open_store(tmp_path / "s.sqlite3") as store:
+    with open_store(store_location) as store:
         store_updates(store, 3, Plan({"stock": shop.url}))
         drain(runner(store, clock, said), clock, rounds=1)
         assert [row.request_id for row in store.deliveries(state="dead")] == ["r-0"]

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,8 @@ def fill(path: Path, days: float, count: int, kind: str = "price", status: str =
                 store.record_acknowledgement(event.request_id or "", ack, "", days_ago(days))
 
 
-def test_prune_keeps_pending_acknowledgements_and_recent_rows(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
+def test_prune_keeps_pending_acknowledgements_and_recent_rows(store_location: Any) -> None:
+    path = store_location
     fill(path, 40, 300, prefix="old-price")
     fill(path, 40, 20, kind="stock", prefix="old-pending")
     fill(path, 40, 10, kind="stock", prefix="old-acked", ack="acknowledged")
@@ -60,8 +61,8 @@ def test_prune_keeps_pending_acknowledgements_and_recent_rows(tmp_path: Path) ->
     assert left == {"old-pending", "old-failed", "new"}
 
 
-def test_prune_by_status(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
+def test_prune_by_status(store_location: Any) -> None:
+    path = store_location
     fill(path, 40, 3, prefix="kept")
     fill(path, 40, 4, status="rejected", prefix="gone")
     with open_store(path) as store:

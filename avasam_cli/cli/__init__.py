@@ -102,13 +102,11 @@ def _choose_store(flag: str | None, profile: str | None) -> None:
         value = config.profile(name).get("store") if config.has_profile(name) else None
         source = f"{config.path}, [profiles.{name}] store"
     if value is not None:
-        from pathlib import Path
-
-        from avasam_cli.config import normalize_store
+        from avasam_cli.config import store_location
         from avasam_cli.errors import ConfigError
 
         try:
-            choose_store(Path(normalize_store(value)))
+            choose_store(store_location(value))
         except ConfigError as error:
             raise ConfigError(f"{error.message} (from {source})") from None
 

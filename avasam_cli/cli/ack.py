@@ -97,7 +97,7 @@ def _ack_pending(
     from avasam_cli.api.client import WaitBudget
     from avasam_cli.cli._options import since_time
     from avasam_cli.delivery.outbox import ACKNOWLEDGE
-    from avasam_cli.store.outbox_sqlite import runner_name
+    from avasam_cli.store.deliveries import runner_name
 
     after = since_time(since)
     store.queue_acknowledgements(after)

@@ -118,7 +118,7 @@ def run(
     from avasam_cli import output
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
-    from avasam_cli.store.outbox_sqlite import runner_name
+    from avasam_cli.store.deliveries import runner_name
 
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,

@@ -149,7 +149,7 @@ def _follow(limit: int, kind: str | None, status: str | None, as_json: bool) -> 
                     output.out(line or output.table_line(_row(event), widths))
                     last_id = event.id or last_id
                 sys.stdout.flush()
-                time.sleep(FOLLOW_POLL_SECONDS)
+                store.wait_for_rows(FOLLOW_POLL_SECONDS)
                 shown = list(store.after(last_id, FOLLOW_BATCH, kind, status, as_json))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

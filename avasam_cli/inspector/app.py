@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
 
@@ -127,7 +128,7 @@ class Inspector:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: StoreLocation,
         token: str,
         port: int,
         receiver: Mapping[str, str] | None = None,
@@ -198,7 +199,7 @@ def _filters(request: Request) -> dict[str, str]:
 
 
 def create_inspector(
-    store_path: Path,
+    store_path: StoreLocation,
     token: str,
     port: int,
     receiver: Mapping[str, str] | None = None,

@@ -7,12 +7,12 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from avasam_cli.inspector.app import create_inspector
+from avasam_cli.paths import StoreLocation
 
 
 class _InspectorServer(uvicorn.Server):
@@ -29,7 +29,7 @@ class _InspectorServer(uvicorn.Server):
 
 
 def serve(
-    store_path: Path,
+    store_path: StoreLocation,
     sock: socket.socket,
     token: str,
     stop_on_eof: bool = False,

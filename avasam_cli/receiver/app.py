@@ -12,7 +12,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from avasam_cli.defaults import (
     HEALTH_PATH,
 )
 from avasam_cli.delivery.outbox import Plan
+from avasam_cli.paths import StoreLocation
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
@@ -248,7 +248,7 @@ async def _http_error(_: Request, error: Exception) -> Response:
 
 def create_app(
     settings: ReceiverSettings,
-    store_path: Path,
+    store_path: StoreLocation,
     output: str = "none",
     output_fd: int | None = None,
     plan: Plan | None = None,

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from avasam_cli.defaults import restart_delay
 from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
+from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.events import Event, WireRequest
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class StoreWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: StoreLocation,
         output: str = "none",
         output_fd: int | None = None,
         say: Callable[[str], None] | None = None,
@@ -148,7 +149,7 @@ class StoreWriter:
                     sys.executable,
                     "-m",
                     "avasam_cli.receiver.writer",
-                    str(self.path),
+                    _location_argument(self.path),
                     self.output,
                     str(out_fd if out_fd is not None else -1),
                     str(requests_read),
@@ -159,6 +160,7 @@ class StoreWriter:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=child_fds,
+                env=_location_environment(self.path),
             )
         except BaseException:
             for fd in (requests_write, outcomes_read):
@@ -350,6 +352,27 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# A PostgreSQL URL may hold a password: it reaches the child in its environment, which
+# only its user can read, never on its command line, which every user's `ps` shows.
+_URL_ENV = "AVASAM_WRITER_STORE_URL"
+
+
+def _location_argument(location: StoreLocation) -> str:
+    return f"env:{_URL_ENV}" if isinstance(location, DatabaseUrl) else str(location)
+
+
+def _location_environment(location: StoreLocation) -> dict[str, str] | None:
+    if isinstance(location, DatabaseUrl):
+        return {**os.environ, _URL_ENV: location.url}
+    return None
+
+
+def _location_from_argument(argument: str) -> StoreLocation:
+    if argument == f"env:{_URL_ENV}":
+        return DatabaseUrl(os.environ.pop(_URL_ENV))
+    return Path(argument)
+
+
 def worker_main(argv: Sequence[str]) -> int:
     from avasam_cli.receiver.printer import make_printer
     from avasam_cli.store.base import open_store
@@ -360,7 +383,7 @@ def worker_main(argv: Sequence[str]) -> int:
     # Committing (mostly in SQLite, without the GIL) must get the GIL back quickly from
     # the printing thread: answers wait for commits, nobody waits for the printing.
     sys.setswitchinterval(0.0005)
-    path, mode, fd = Path(argv[0]), argv[1], int(argv[2])
+    path, mode, fd = _location_from_argument(argv[0]), argv[1], int(argv[2])
     requests, outcomes, retain = int(argv[3]), int(argv[4]), int(argv[5])
     plan = Plan.from_json(argv[6]) if len(argv) > 6 else None
     try:

@@ -7,10 +7,10 @@ file handling leaves the backend modules.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 from avasam_cli.delivery.outbox import Plan
+from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 
@@ -154,15 +154,27 @@ class EventStore(ResultLog, Protocol):
         """Every item of every verified stock update received at or after `since` (an ISO
         time in UTC), oldest first."""
 
+    def wait_for_rows(self, timeout: float) -> None:
+        """Return once rows may have been committed by any process, at the latest after
+        `timeout` seconds: how followers (`events list --follow`, the inspector's
+        stream) wait between reads."""
 
-def open_store(location: Path, bulk_writer: bool = False, read_only: bool = False) -> EventStore:
-    """Open the store at `location`, creating and migrating it as needed.
+
+def open_store(
+    location: StoreLocation, bulk_writer: bool = False, read_only: bool = False
+) -> EventStore:
+    """Open the store at `location` (a SQLite file, or a PostgreSQL database), creating
+    and migrating it as needed.
 
     `bulk_writer` is for the receiver's writer process: the one writer that commits
     at full speed, and takes on the store's upkeep (checkpoints) off its commit path.
     `read_only` is for commands that only read: they never create, migrate or lock
     the store, so they work on a read-only copy, and a missing store reads as empty.
     """
+    if isinstance(location, DatabaseUrl):
+        from avasam_cli.store.postgres import PostgresStore
+
+        return PostgresStore(location, read_only=read_only)
     from avasam_cli.store.sqlite import SqliteStore
 
     return SqliteStore(location, bulk_writer=bulk_writer, read_only=read_only)

@@ -2,7 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterable
 from typing import NamedTuple
+
+
+def runner_name() -> str:
+    """How a runner signs its claims: host and process, so that a claim left by a
+    process that died on this host can be released at once."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def gone_runners(claimants: Iterable[str | None]) -> list[str]:
+    """The claimants among `claimants` that ran on this host and whose process is gone."""
+    host = socket.gethostname()
+    gone = []
+    for claimant in claimants:
+        name, _, pid = (claimant or "").rpartition(":")
+        if name != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            gone.append(f"{name}:{pid}")
+        except PermissionError:  # alive, another user's
+            continue
+    return gone
 
 
 class DeliveryJob(NamedTuple):

@@ -8,15 +8,13 @@ on this host and its process is gone.
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
-from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
+from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow, gone_runners
 from avasam_cli.store.events import Event
 from avasam_cli.store.transactions import write_transaction
 
@@ -38,10 +36,6 @@ _FORWARDS_DONE = (
 )
 
 
-def runner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: float) -> None:
     """The jobs of the new verified updates among `events` (inside their transaction)."""
     rows: list[Any] = []
@@ -61,25 +55,16 @@ def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: 
 
 def _release_dead_runners(conn: sqlite3.Connection, now: float) -> None:
     """Jobs claimed by a runner on this host whose process is gone: claimable at once."""
-    host = socket.gethostname()
     claimants = conn.execute(
         "SELECT DISTINCT claimed_by FROM deliveries WHERE state = 'pending' AND claimed_until >= ?",
         (now,),
     ).fetchall()
-    for (claimant,) in claimants:
-        name, _, pid = (claimant or "").rpartition(":")
-        if name != host or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            conn.execute(
-                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
-                "WHERE claimed_by = ? AND state = 'pending'",
-                (claimant,),
-            )
-        except PermissionError:  # alive, another user's
-            continue
+    for claimant in gone_runners(name for (name,) in claimants):
+        conn.execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+            "WHERE claimed_by = ? AND state = 'pending'",
+            (claimant,),
+        )
 
 
 class SqliteOutbox:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from avasam_cli.errors import StoreError
+from avasam_cli.paths import StoreLocation
 
 RETAIN_EVERY = 3600.0  # seconds between prunes, after the first one
 RETAIN_FIRST = 1.0  # seconds after start-up; each batch is short, so requests are not held
@@ -27,7 +27,7 @@ class Retention:
 
     def __init__(
         self,
-        path: Path,
+        path: StoreLocation,
         age: float,
         say: Callable[[str], None],
         first: float = RETAIN_FIRST,

@@ -1,0 +1,823 @@
+"""The PostgreSQL backend of the event store: for several listeners, on several hosts.
+
+The same rules as the SQLite backend, kept the same way:
+- duplicates are decided by the partial unique index on (kind, request_id) over
+  verified rows, in one INSERT ... ON CONFLICT DO NOTHING RETURNING per batch;
+- a batch and its delivery jobs are one transaction, committed before any answer;
+- row ids grow in commit order: a batch takes one transaction-scoped advisory lock
+  for the moment of its INSERT, as SQLite's one writer does, so `after(last_id)`
+  (`events list --follow`, the inspector's stream) never skips a row committed late;
+- jobs are claimed with FOR UPDATE SKIP LOCKED; a forward target is claimed by one
+  runner at a time (a try-lock per target), so its updates arrive in order;
+- every committed batch NOTIFYs `avasam_events`, so readers on any host wake at once.
+
+psycopg is imported here only, and this module only when a PostgreSQL URL is used:
+the extra is optional and start-up time does not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from avasam_cli.delivery.outbox import (
+    ACKNOWLEDGE,
+    AVASAM_API,
+    FORWARD,
+    TEST_MARKER,
+    Plan,
+    is_test_event,
+)
+from avasam_cli.errors import StoreError, StoreUnavailable
+from avasam_cli.paths import DatabaseUrl
+from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow, gone_runners
+from avasam_cli.store.events import Event, StockSighting, StoredEvent
+from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
+from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - the message is tested through open_store
+    psycopg = None  # type: ignore[assignment]
+
+INSTALL_HINT = "pip install 'avasam-cli[postgres]'"
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error, not a hang
+MAX_BATCH = 1_000  # rows per INSERT (PostgreSQL allows 65,535 parameters: 11 per row)
+CHANNEL = "avasam_events"  # NOTIFYed by every committed batch
+# Advisory lock keys (a pair of int4): one namespace for this tool, one key per purpose.
+LOCK_SPACE = 0x61766173  # "avas"
+INSERT_LOCK = 1  # held for a batch's INSERT: ids in commit order
+MIGRATE_LOCK = 2  # held while the schema is brought up to date
+TARGET_SPACE = 0x61766174  # one key per forward target (hashtext): one claimer at a time
+_AWAITING_ACK = (
+    "(kind = ANY(%(acknowledged)s) AND status = 'verified' "
+    "AND ack_status IS DISTINCT FROM 'acknowledged')"
+)
+_KEPT = (
+    f"({_AWAITING_ACK} OR EXISTS (SELECT 1 FROM deliveries d "  # noqa: S608 - literals
+    "WHERE d.event_id = events.id AND d.state = 'pending'))"
+)
+SEARCH_FILTERS = {
+    "kind": "kind = %s",
+    "status": "status = %s",
+    "reason": "reason = %s",
+    "request_id": "request_id = %s",
+    "sku": "position(%s::bytea in body) > 0",  # the SKU as a JSON string in the body
+    "since": "received_at >= %s",
+    "until": "received_at < %s",
+}
+_STORED_COLUMNS = (
+    "id, received_at, kind, status, http_status, headers AS headers_json, body, reason, detail, "
+    "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
+    "forward_detail"
+)
+_LISTED_COLUMNS = _STORED_COLUMNS.replace(
+    "headers AS headers_json, body", "'[]' AS headers_json, ''::bytea AS body"
+)
+_INSERTED = (
+    "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
+    "headers, body"
+)
+_JOB_COLUMNS = (
+    "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
+    "e.headers, e.body, e.received_at"
+)
+_ROW_COLUMNS = (
+    "d.id, d.event_id, e.kind, e.request_id, d.job, d.target, d.state, d.attempts, "
+    "d.queued_at, d.next_attempt_at, d.last_result, "
+    "(d.job = 'acknowledge' AND d.state = 'pending' AND EXISTS (SELECT 1 FROM deliveries f "
+    "WHERE f.event_id = d.event_id AND f.job = 'forward' AND f.state != 'delivered'))"
+)
+_FORWARDS_DONE = (
+    "NOT EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = d.event_id "
+    "AND f.job = 'forward' AND f.state != 'delivered')"
+)
+
+# The schema, as ordered migrations: the same tables as the SQLite store's `migrations`.
+# The version is the number applied, kept in avasam_schema; a new step goes at the end.
+MIGRATIONS = [
+    """
+    CREATE TABLE events (
+        id             BIGSERIAL PRIMARY KEY,
+        received_at    TEXT    NOT NULL,
+        kind           TEXT    NOT NULL,
+        status         TEXT    NOT NULL,
+        http_status    INTEGER NOT NULL,
+        reason         TEXT,
+        detail         TEXT,
+        request_id     TEXT,
+        item_count     INTEGER,
+        client         TEXT,
+        headers        TEXT    NOT NULL,
+        body           BYTEA   NOT NULL,
+        ack_status     TEXT,
+        ack_at         TEXT,
+        ack_detail     TEXT,
+        forward_status TEXT,
+        forward_detail TEXT
+    );
+    CREATE UNIQUE INDEX events_verified_once ON events (kind, request_id)
+        WHERE status = 'verified';
+    CREATE INDEX events_request_id ON events (request_id);
+    CREATE INDEX events_received_at ON events (received_at);
+    """,
+    """
+    CREATE TABLE deliveries (
+        id              BIGSERIAL PRIMARY KEY,
+        event_id        BIGINT  NOT NULL,
+        job             TEXT    NOT NULL,
+        target          TEXT    NOT NULL,
+        state           TEXT    NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        queued_at       DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_by      TEXT,
+        claimed_until   DOUBLE PRECISION,
+        last_result     TEXT
+    );
+    CREATE INDEX deliveries_pending ON deliveries (target, id) WHERE state = 'pending';
+    CREATE INDEX deliveries_event ON deliveries (event_id);
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+    CREATE TABLE delivery_attempts (
+        id          BIGSERIAL PRIMARY KEY,
+        delivery_id BIGINT NOT NULL,
+        at          TEXT   NOT NULL,
+        status      TEXT   NOT NULL,
+        latency_ms  DOUBLE PRECISION,
+        excerpt     TEXT
+    );
+    CREATE INDEX delivery_attempts_job ON delivery_attempts (delivery_id);
+    """,
+]
+
+
+def connect(location: DatabaseUrl) -> Any:
+    """A connection in autocommit mode (transactions are explicit); StoreUnavailable
+    naming the server, without its password, when that fails."""
+    if psycopg is None:
+        raise StoreUnavailable(
+            f"the store {location} is a PostgreSQL database, and PostgreSQL support is not "
+            f"installed: {INSTALL_HINT}"
+        )
+    try:
+        return psycopg.connect(
+            location.url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="avasam",
+        )
+    except psycopg.Error as error:
+        reason = _first_line(error)
+        raise StoreUnavailable(
+            f"cannot connect to the event store {location}: {reason}; check that the server "
+            "runs and accepts this user (host, port, database, password), or choose another "
+            "store with --store"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    from avasam_cli.text import without_password
+
+    return without_password(str(error).strip().splitlines()[0] if str(error).strip() else "")
+
+
+def migrate(conn: Any, location: DatabaseUrl) -> None:
+    """Bring the schema up to date in one transaction, one process at a time; refuse a
+    database written by a newer release, untouched."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, MIGRATE_LOCK))
+        conn.execute("CREATE TABLE IF NOT EXISTS avasam_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM avasam_schema").fetchone()
+        version = row[0] if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the event store {location} was written by a newer avasam-cli (schema "
+                f"{version}, this release knows {len(MIGRATIONS)}): upgrade avasam-cli "
+                "(the database was left untouched)"
+            )
+        for step in MIGRATIONS[version:]:
+            conn.execute(step)
+        if row is None:
+            conn.execute("INSERT INTO avasam_schema VALUES (%s)", (len(MIGRATIONS),))
+        elif version != len(MIGRATIONS):
+            conn.execute("UPDATE avasam_schema SET version = %s", (len(MIGRATIONS),))
+
+
+class PostgresStore:
+    """The event store in a PostgreSQL database (see `store.base.EventStore`)."""
+
+    batch_size = MAX_BATCH
+
+    def __init__(self, location: DatabaseUrl, read_only: bool = False) -> None:
+        self.location = str(location)
+        self._url = location
+        self.read_only = read_only
+        self._listener: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        self.conn = connect(self._url)
+        try:
+            migrate(self.conn, self._url)
+            if self.read_only:  # the server refuses any write this session would try
+                self.conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as error:
+            self.conn.close()
+            raise StoreError(
+                f"cannot use the event store {self.location}: {_first_line(error)}; the user "
+                "needs to create tables in this database once (or run `avasam doctor` as one "
+                "who can)"
+            ) from None
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._listener is not None:
+            self._listener.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[Any]:
+        try:
+            with self.conn.transaction():
+                yield self.conn
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot {doing} the event store {self.location}: {_first_line(error)}"
+            ) from None
+
+    def _rows(self, sql: str, params: Any = None) -> list[Any]:
+        try:
+            rows: list[Any] = self.conn.execute(sql, params).fetchall()
+            return rows
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot read the event store {self.location}: {_first_line(error)}"
+            ) from None
+
+    def ensure_present(self) -> str | None:
+        """Reconnect when the connection broke (the server restarted, a failover); the
+        batch being written is retried by the writer.  None when nothing changed."""
+        if not self.conn.broken and not self.conn.closed:
+            return None
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+        self._open()
+        return f"the connection to the event store {self.location} broke: it is open again"
+
+    def check_writable(self) -> None:
+        try:
+            with self.conn.transaction():
+                self.conn.execute("LOCK TABLE events IN ROW EXCLUSIVE MODE NOWAIT")
+        except psycopg.Error as error:
+            raise StoreError(
+                f"the event store {self.location} is not writable: {_first_line(error)}"
+            ) from None
+
+    # --- writing -----------------------------------------------------------------
+    def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
+        for start in range(0, len(events), MAX_BATCH):
+            batch = events[start : start + MAX_BATCH]
+            with self._transaction("write to") as conn:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, INSERT_LOCK))
+                self._refuse_other_kinds(batch)
+                inserted = self._insert(batch, None)
+                duplicates = _match_inserted(batch, inserted)
+                if duplicates:
+                    for event, (row_id, *_) in zip(
+                        duplicates, self._insert(duplicates, "duplicate"), strict=True
+                    ):
+                        event.status = "duplicate"
+                        event.id = row_id
+                if plan:
+                    _enqueue(conn, batch, plan, time.time())
+                conn.execute(f"NOTIFY {CHANNEL}")
+
+    def _insert(self, events: Sequence[Event], status: str | None) -> list[Any]:
+        params: list[Any] = []
+        for event in events:
+            params += (
+                event.received_at,
+                event.kind,
+                status or event.status,
+                event.http_status,
+                event.reason,
+                event.detail,
+                event.request_id,
+                event.item_count,
+                event.client,
+                event.headers_json,
+                event.body,
+            )
+        marks = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(events))
+        rows: list[Any] = self.conn.execute(
+            f"INSERT INTO events ({_INSERTED}) VALUES {marks} "  # noqa: S608 - marks only
+            "ON CONFLICT DO NOTHING RETURNING id, kind, request_id, status",
+            params,
+        ).fetchall()
+        return rows
+
+    def _refuse_other_kinds(self, events: Sequence[Event]) -> None:
+        """A verified event whose request id is verified for another kind becomes a refusal
+        (under the insert lock, so the rule holds across hosts)."""
+        verified = [event for event in events if event.status == "verified"]
+        if not verified:
+            return
+        first_kind: dict[str | None, str] = {}
+        for request_id, kind in self.conn.execute(
+            "SELECT request_id, kind FROM events WHERE status = 'verified' "
+            "AND request_id = ANY(%s) ORDER BY id",
+            (list({event.request_id for event in verified}),),
+        ):
+            first_kind.setdefault(request_id, kind)
+        for event in verified:
+            if first_kind.setdefault(event.request_id, event.kind) != event.kind:
+                event.status = "rejected"
+                event.http_status = HTTP_STATUS[Reason.REQUEST_ID_REUSED]
+                event.reason = Reason.REQUEST_ID_REUSED.value
+                event.detail = REUSED_DETAIL
+
+    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
+        """As the SQLite store's: a success closes the update's pending acknowledgement job."""
+        verified = (
+            "kind = ANY(%(acknowledged)s) AND status = 'verified' AND request_id = %(request_id)s"
+        )
+        values = {
+            "acknowledged": list(ACKNOWLEDGED_KINDS),
+            "request_id": request_id,
+            "status": status,
+            "detail": detail,
+            "at": at,
+            "job": ACKNOWLEDGE,
+        }
+        with self._transaction("write to") as conn:
+            conn.execute(
+                "UPDATE events SET ack_status = %(status)s, ack_detail = %(detail)s, "  # noqa: S608
+                f"ack_at = %(at)s WHERE {verified}",
+                values,
+            )
+            if status == "acknowledged":
+                found = conn.execute(
+                    "SELECT id FROM deliveries WHERE job = %(job)s AND state = 'pending' "  # noqa: S608
+                    f"AND event_id IN (SELECT id FROM events WHERE {verified}) FOR UPDATE",
+                    values,
+                ).fetchall()
+                for (job_id,) in found:
+                    conn.execute(
+                        "INSERT INTO delivery_attempts (delivery_id, at, status, excerpt) "
+                        "VALUES (%s, %s, '200', %s)",
+                        (job_id, at, f"acknowledged outside the outbox: {detail}"),
+                    )
+                    conn.execute(
+                        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
+                        "claimed_by = NULL, claimed_until = NULL, last_result = %s "
+                        "WHERE id = %s",
+                        (detail, job_id),
+                    )
+
+    # --- the outbox ----------------------------------------------------------------
+    def claim_deliveries(
+        self,
+        runner: str,
+        now: float,
+        lease: float,
+        per_target: int,
+        due_by: float | None = None,
+        only: str | None = None,
+    ) -> list[DeliveryJob]:
+        """As the SQLite store's (see outbox_sqlite), for any number of runners on any
+        number of hosts: a target's queue is claimed by whoever holds its try-lock, and
+        acknowledgements row by row with SKIP LOCKED."""
+        due_by = now if due_by is None else due_by
+        with self._transaction("claim deliveries in") as conn:
+            self._release_dead_runners(now)
+            taken: list[int] = []
+            targets = (
+                conn.execute(
+                    "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = %s",
+                    (FORWARD,),
+                ).fetchall()
+                if only in (None, FORWARD)
+                else []
+            )
+            for (target,) in targets:
+                free = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (TARGET_SPACE, target)
+                ).fetchone()[0]
+                if not free:  # another runner is claiming this target's queue right now
+                    continue
+                queue = conn.execute(
+                    "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
+                    "WHERE state = 'pending' AND target = %s AND job = %s ORDER BY id LIMIT %s "
+                    "FOR UPDATE SKIP LOCKED",
+                    (target, FORWARD, per_target),
+                )
+                for job_id, due, claimant, until in queue.fetchall():
+                    if due > due_by or (claimant not in (None, runner) and until >= now):
+                        break
+                    taken.append(job_id)
+            if only in (None, ACKNOWLEDGE):
+                taken += [
+                    job_id
+                    for (job_id,) in conn.execute(
+                        "SELECT d.id FROM deliveries d WHERE d.state = 'pending' "  # noqa: S608
+                        "AND d.job = %s AND d.next_attempt_at <= %s AND (d.claimed_by IS NULL "
+                        f"OR d.claimed_by = %s OR d.claimed_until < %s) AND {_FORWARDS_DONE} "
+                        "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (ACKNOWLEDGE, due_by, runner, now, per_target),
+                    ).fetchall()
+                ]
+            if not taken:
+                return []
+            conn.execute(
+                "UPDATE deliveries SET claimed_by = %s, claimed_until = %s WHERE id = ANY(%s)",
+                (runner, now + lease, taken),
+            )
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
+                "ON e.id = d.event_id WHERE d.id = ANY(%s) ORDER BY d.id",
+                (taken,),
+            ).fetchall()
+        return [DeliveryJob(*row) for row in rows]
+
+    def _release_dead_runners(self, now: float) -> None:
+        claimants = self.conn.execute(
+            "SELECT DISTINCT claimed_by FROM deliveries "
+            "WHERE state = 'pending' AND claimed_until >= %s",
+            (now,),
+        ).fetchall()
+        gone = gone_runners(name for (name,) in claimants)
+        if gone:
+            self.conn.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by = ANY(%s) AND state = 'pending'",
+                (gone,),
+            )
+
+    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
+        if not attempts:
+            return
+        with self._transaction("write to") as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [(a.job_id, a.at, a.status, a.latency_ms, a.excerpt) for a in attempts],
+            )
+            cursor.executemany(
+                "UPDATE deliveries SET state = %s, attempts = attempts + 1, "
+                "next_attempt_at = %s, claimed_by = NULL, claimed_until = NULL, "
+                "last_result = %s WHERE id = %s",
+                [
+                    (a.state, a.next_attempt_at, f"{a.status} {a.excerpt}".strip(), a.job_id)
+                    for a in attempts
+                ],
+            )
+            for attempt in attempts:
+                _note_on_event(conn, attempt)
+
+    def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
+        ids = list(job_ids)
+        if ids:
+            with self._transaction("write to") as conn:
+                conn.execute(
+                    "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE claimed_by = %s AND id = ANY(%s)",
+                    (runner, ids),
+                )
+
+    def deliveries(
+        self,
+        state: str | None = None,
+        target: str | None = None,
+        limit: int = 50,
+        event_id: int | None = None,
+    ) -> list[DeliveryRow]:
+        return [
+            DeliveryRow._make(row)
+            for row in self._rows(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
+                "ON e.id = d.event_id WHERE (%(state)s::text IS NULL OR d.state = %(state)s) "
+                "AND (%(target)s::text IS NULL OR d.target = %(target)s) "
+                "AND (%(event)s::bigint IS NULL OR d.event_id = %(event)s) "
+                "ORDER BY d.id DESC LIMIT %(limit)s",
+                {"state": state, "target": target, "event": event_id, "limit": limit},
+            )
+        ]
+
+    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
+        return [
+            tuple(row)
+            for row in self._rows(
+                "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
+                "WHERE delivery_id = %s ORDER BY id",
+                (job_id,),
+            )
+        ]
+
+    def outbox_marker(self) -> tuple[int, float | None]:
+        newest, due = self._rows(
+            "SELECT (SELECT MAX(id) FROM deliveries), "
+            "(SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending')"
+        )[0]
+        return newest or 0, due
+
+    def delivery_counts(self) -> dict[str, int]:
+        return dict(self._rows("SELECT state, COUNT(*) FROM deliveries GROUP BY state"))
+
+    def queue_acknowledgements(self, since: str | None = None) -> int:
+        now = time.time()
+        with self._transaction("write to") as conn:
+            cursor = conn.execute(
+                "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
+                f"SELECT e.id, %(job)s, %(target)s, %(now)s, %(now)s FROM events e "
+                f"WHERE {_AWAITING_ACK} AND (%(since)s::text IS NULL OR e.received_at >= "
+                "%(since)s) AND e.headers NOT LIKE %(marker)s AND NOT EXISTS (SELECT 1 "
+                "FROM deliveries d WHERE d.event_id = e.id AND d.job = %(job)s "
+                "AND d.state IN ('pending', 'delivered')) ORDER BY e.id",
+                {
+                    "job": ACKNOWLEDGE,
+                    "target": AVASAM_API,
+                    "now": now,
+                    "acknowledged": list(ACKNOWLEDGED_KINDS),
+                    "since": since,
+                    "marker": f'%"{TEST_MARKER}"%',
+                },
+            )
+            return int(cursor.rowcount)
+
+    def change_deliveries(
+        self,
+        to: str,
+        from_states: Sequence[str],
+        ids: Sequence[int] = (),
+        target: str | None = None,
+        every: bool = False,
+    ) -> int:
+        where = "state = ANY(%(from)s)"
+        if ids:
+            where += " AND id = ANY(%(ids)s)"
+        elif target is not None:
+            where += " AND target = %(target)s"
+        elif not every:
+            return 0
+        reset = (
+            ", attempts = 0, next_attempt_at = %(now)s, queued_at = %(now)s, claimed_by = NULL"
+            if to == "pending"
+            else ""
+        )
+        with self._transaction("write to") as conn:
+            cursor = conn.execute(
+                f"UPDATE deliveries SET state = %(to)s{reset} WHERE {where}",  # noqa: S608
+                {
+                    "to": to,
+                    "from": list(from_states),
+                    "ids": list(ids),
+                    "target": target,
+                    "now": time.time(),
+                },
+            )
+            return int(cursor.rowcount)
+
+    # --- reading -----------------------------------------------------------------
+    def _select(
+        self, where: str, params: Sequence[Any], tail: str = "", columns: str = _STORED_COLUMNS
+    ) -> Iterator[StoredEvent]:
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(f"SELECT {columns} FROM events WHERE {where} {tail}", params)  # noqa: S608
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot read the event store {self.location}: {_first_line(error)}"
+            ) from None
+        names = [column.name for column in cursor.description or ()]
+        return (StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor)
+
+    def latest(
+        self,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        return self._select(
+            "(%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
+            (kind, kind, status, status, limit),
+            "ORDER BY id DESC LIMIT %s",
+            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+        )
+
+    def after(
+        self,
+        last_id: int,
+        limit: int,
+        kind: str | None = None,
+        status: str | None = None,
+        with_body: bool = True,
+    ) -> Iterator[StoredEvent]:
+        """Oldest first, the rows after row `last_id`: ids grow in commit order here too."""
+        return self._select(
+            "id > %s AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
+            (last_id, kind, kind, status, status, limit),
+            "ORDER BY id LIMIT %s",
+            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+        )
+
+    def search(
+        self,
+        limit: int,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[StoredEvent]:
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
+        if before_id is not None:
+            where.append("id < %s")
+            params.append(before_id)
+        if after_id is not None:
+            where.append("id > %s")
+            params.append(after_id)
+        for name, value in (filters or {}).items():
+            if value:
+                where.append(SEARCH_FILTERS[name])
+                params.append(f'"{value}"'.encode() if name == "sku" else value)
+        order = "ORDER BY id" if after_id is not None else "ORDER BY id DESC"
+        return list(
+            self._select(
+                " AND ".join(where), (*params, limit), f"{order} LIMIT %s", _LISTED_COLUMNS
+            )
+        )
+
+    def find(self, id_or_request_id: str) -> StoredEvent | None:
+        if id_or_request_id.isdigit() and int(id_or_request_id) < 2**63:
+            found = next(self._select("id = %s", (int(id_or_request_id),)), None)
+            if found is not None:
+                return found
+        return next(
+            self._select(
+                "request_id = %s",
+                (id_or_request_id,),
+                "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
+            ),
+            None,
+        )
+
+    def duplicates_of(self, kind: str, request_id: str) -> list[tuple[str, str | None]]:
+        return [
+            (at, client)
+            for at, client in self._rows(
+                "SELECT received_at, client FROM events WHERE request_id = %s AND kind = %s "
+                "AND status = 'duplicate' ORDER BY id",
+                (request_id, kind),
+            )
+        ]
+
+    def pending_acknowledgements(self) -> list[str]:
+        return [
+            request_id
+            for (request_id,) in self._rows(
+                f"SELECT request_id FROM events WHERE {_AWAITING_ACK} ORDER BY id",  # noqa: S608
+                {"acknowledged": list(ACKNOWLEDGED_KINDS)},
+            )
+        ]
+
+    def count_by_status(self) -> dict[str, int]:
+        return dict(self._rows("SELECT status, COUNT(*) FROM events GROUP BY status"))
+
+    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
+        # The bodies were verified on arrival (UTF-8 JSON with a data list); OFFSET 0 keeps
+        # the conversion from running on any other row.
+        return [
+            StockSighting(*row)
+            for row in self._rows(
+                "SELECT item->>'sku', (item->>'quantity')::bigint, item->>'updatedOn', "
+                "e.received_at, e.request_id FROM (SELECT id, received_at, request_id, body "
+                "FROM events WHERE kind = 'stock' AND status = 'verified' "
+                "AND (%(since)s::text IS NULL OR received_at >= %(since)s) OFFSET 0) AS e, "
+                "LATERAL jsonb_array_elements(convert_from(e.body, 'UTF8')::jsonb -> 'data') "
+                "WITH ORDINALITY AS items(item, n) ORDER BY e.id, items.n",
+                {"since": since},
+            )
+        ]
+
+    # --- retention ---------------------------------------------------------------
+    def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
+        deleted, kept = self._rows(
+            f"SELECT COUNT(*) FILTER (WHERE NOT {_KEPT}), COUNT(*) FILTER (WHERE {_KEPT}) "  # noqa: S608
+            "FROM events WHERE received_at < %(before)s "
+            "AND (%(status)s::text IS NULL OR status = %(status)s)",
+            {"acknowledged": list(ACKNOWLEDGED_KINDS), "before": before, "status": status},
+        )[0]
+        return int(deleted), int(kept)
+
+    def prune(self, before: str, status: str | None = None, limit: int = 2_000) -> int:
+        with self._transaction("prune") as conn:
+            doomed = [
+                row_id
+                for (row_id,) in conn.execute(
+                    "SELECT id FROM events WHERE received_at < %(before)s "  # noqa: S608
+                    "AND (%(status)s::text IS NULL OR status = %(status)s) "
+                    f"AND NOT {_KEPT} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+                    {
+                        "acknowledged": list(ACKNOWLEDGED_KINDS),
+                        "before": before,
+                        "status": status,
+                        "limit": limit,
+                    },
+                ).fetchall()
+            ]
+            if doomed:
+                conn.execute(
+                    "DELETE FROM delivery_attempts WHERE delivery_id IN "
+                    "(SELECT id FROM deliveries WHERE event_id = ANY(%s))",
+                    (doomed,),
+                )
+                conn.execute("DELETE FROM deliveries WHERE event_id = ANY(%s)", (doomed,))
+                conn.execute("DELETE FROM events WHERE id = ANY(%s)", (doomed,))
+        return len(doomed)
+
+    def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
+        """A plain VACUUM of each table: it runs beside the listeners (it never locks
+        writers out); autovacuum would get there too, later."""
+        tables = ("events", "deliveries", "delivery_attempts")
+        try:
+            for done, table in enumerate(tables):
+                yield done, len(tables)
+                self.conn.execute(f"VACUUM {table}")
+            yield len(tables), len(tables)
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot reclaim space in the event store {self.location}: {_first_line(error)}"
+            ) from None
+
+    # --- the live feed -------------------------------------------------------------
+    def wait_for_rows(self, timeout: float) -> None:
+        """Return when another process committed rows (any host), or after `timeout`."""
+        if self._listener is None:
+            self._listener = connect(self._url)
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            break
+
+
+def _match_inserted(events: Sequence[Event], inserted: Sequence[Any]) -> list[Event]:
+    """Set the ids of the inserted rows (RETURNING gives them in the VALUES' order);
+    the events left over were skipped by the unique index: duplicates."""
+    rows = iter(inserted)
+    pending = next(rows, None)
+    duplicates = []
+    for event in events:
+        if pending is not None and (event.kind, event.request_id, event.status) == tuple(
+            pending[1:]
+        ):
+            event.id = pending[0]
+            pending = next(rows, None)
+        else:
+            duplicates.append(event)
+    return duplicates
+
+
+def _enqueue(conn: Any, events: Sequence[Event], plan: Plan, now: float) -> None:
+    rows = [
+        (event.id, job, target, now, now)
+        for event in events
+        if event.status == "verified" and event.id is not None
+        for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json))
+    ]
+    if rows:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            )
+
+
+def _note_on_event(conn: Any, attempt: Attempt) -> None:
+    job, event_id = conn.execute(
+        "SELECT job, event_id FROM deliveries WHERE id = %s", (attempt.job_id,)
+    ).fetchone()
+    detail = f"{attempt.status} {attempt.excerpt}".strip()
+    if job == FORWARD:
+        conn.execute(
+            "UPDATE events SET forward_status = %s, forward_detail = %s WHERE id = %s",
+            (attempt.status if attempt.state != "pending" else "retrying", detail, event_id),
+        )
+    elif attempt.state == "delivered":
+        conn.execute(
+            "UPDATE events SET ack_status = 'acknowledged', ack_detail = %s, ack_at = %s "
+            "WHERE id = %s",
+            (attempt.excerpt, attempt.at, event_id),
+        )
+    else:  # a failure never overwrites an earlier success
+        conn.execute(
+            "UPDATE events SET ack_status = 'failed', ack_detail = %s, ack_at = %s "
+            "WHERE id = %s AND ack_status IS DISTINCT FROM 'acknowledged'",
+            (detail, attempt.at, event_id),
+        )
