@@ -5,12 +5,13 @@ Imported only when `listen` runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from avasam_cli.defaults import HEALTH_PATH
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
     from avasam_cli.delivery.outbox import Plan
-    from avasam_cli.paths import Locations
+    from avasam_cli.paths import Locations, StoreLocation
     from avasam_cli.receiver.app import ReceiverSettings
     from avasam_cli.tunnel import Tunnel
 
@@ -52,6 +53,7 @@ class ListenOptions:
     shutdown_wait: float
     delivery: DeliveryConfig
     inspect_port: int | None  # None: no inspector
+    workers: int = 1  # receiver processes on the one port
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -297,6 +299,8 @@ def banner(
     for line in _endpoints(options.paths, shown_base_url(sock)):
         console.print(line)
     console.print(f"  {'Event store':21}  {escape(str(where.store_file))}")
+    if options.workers > 1:
+        console.print(f"  {'Receiver processes':21}  {options.workers}, on the one port")
     if inspector is not None:
         console.print(f"  {'Inspector':21}  [cyan]{escape(inspector.url)}[/]", soft_wrap=True)
     if public_url is None:
@@ -411,11 +415,8 @@ def serve(
     resolved: Settings,
     where: Locations,
 ) -> None:
-    import uvicorn
-
     from avasam_cli.net import bind
     from avasam_cli.receiver.app import create_app
-    from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
     from avasam_cli.store.base import open_store
 
     with open_store(where.store_file) as store:  # an unusable store stops us before we listen
@@ -423,26 +424,85 @@ def serve(
     sock = bind(options.host, options.port)
     sock.listen(2048)
     sock.set_inheritable(True)
+    # Forked now, before any thread of ours starts: the other receivers on this socket.
+    workers = ExtraWorkers(options, receiver, where, sock) if options.workers > 1 else None
     tunnel = None
     if options.tunnel is not None:
         try:
             tunnel = start_tunnel(options, sock.getsockname()[1])
         except BaseException:
+            if workers is not None:
+                workers.stop()
             sock.close()
             raise
-    # The store writer's printer shows each request once it is committed, on our stdout.
     output_fd = _stdout_fd()
+    mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
+    # One process prints.  Alone, the store writer's printer shows each request once it
+    # is committed; with other workers, a follower of the store shows every worker's.
+    follower = StoreFollower(where, mode, output_fd) if workers is not None else None
     app = create_app(
         receiver,
         where.store_file,
-        output=("json" if options.as_json else "human") if output_fd is not None else "none",
+        output=mode if follower is None else "none",
         output_fd=output_fd,
         plan=delivery_plan(options),
         on_ready=_say_ready,
         retain=options.retain,
     )
+    server = uvicorn_server(app, options, receiver)
+    inspector: InspectorProcess | None = None
+    runner: RunnerProcess | None = None
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
+    # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        inspector = start_inspector(options, resolved, sock, receiver.verification_token)
+        banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
+        runner = _start_deliveries(options, resolved, waiting)
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if workers is not None:
+            workers.stop()
+        sock.close()
+        if follower is not None:
+            follower.close()
+        if tunnel is not None:
+            tunnel.stop()
+        if inspector is not None:
+            inspector.stop()
+        if runner is not None:
+            runner.stop()
+            _say_outbox_left(where)
+    if not server.started:
+        raise UsageError("the receiver could not start (see the messages above)")
+
+
+def _start_deliveries(
+    options: ListenOptions, resolved: Settings, waiting: Mapping[str, int]
+) -> RunnerProcess | None:
+    """Check the forward targets, say what the outbox holds, start its runner: jobs left
+    by an earlier run are delivered whatever this run's options."""
+    if options.forward_to:
+        check_forward_targets(options)
+    said = outbox_line(waiting)
+    if said:
+        from avasam_cli import output
+
+        output.info(said)
+    return RunnerProcess(options, resolved) if delivery_plan(options) or said else None
+
+
+def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings) -> Any:
+    """The server of one receiver process (every --workers process has its own)."""
+    import uvicorn
+
+    from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
+
     limits = ConnectionLimits(receiver.max_head_size, options.head_timeout, options.body_timeout)
-    server = uvicorn.Server(
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             http=protocol_with(limits),
@@ -456,38 +516,104 @@ def serve(
             limit_concurrency=allow_connections(options.max_connections),
         )
     )
-    inspector: InspectorProcess | None = None
-    runner: RunnerProcess | None = None
-    # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
-    # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
-    try:
-        inspector = start_inspector(options, resolved, sock, receiver.verification_token)
-        banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
-        if options.forward_to:
-            check_forward_targets(options)
-        said = outbox_line(waiting)
-        if said:
-            from avasam_cli import output
 
-            output.info(said)
-        # Jobs left by an earlier run are delivered whatever this run's options.
-        runner = RunnerProcess(options, resolved) if delivery_plan(options) or said else None
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        sock.close()
-        if tunnel is not None:
-            tunnel.stop()
-        if inspector is not None:
-            inspector.stop()
-        if runner is not None:
-            runner.stop()
-            _say_outbox_left(where)
-    if not server.started:
-        raise UsageError("the receiver could not start (see the messages above)")
+
+class ExtraWorkers:
+    """`--workers N`: N - 1 more receiver processes, forked, accepting on the listener's
+    own socket.  The kernel hands each connection to one of them, as with uvicorn's
+    own --workers: nothing of ours sits between a client and a receiver.  Each has its
+    store writer, and commits to the shared store before it answers; none prints."""
+
+    STOP_WAIT = GRACEFUL_SHUTDOWN_SECONDS + 5
+
+    def __init__(
+        self, options: ListenOptions, receiver: ReceiverSettings, where: Locations, sock: Any
+    ) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.processes = [
+            context.Process(
+                target=_extra_worker,
+                args=(options, receiver, where.store_file, sock),
+                name=f"avasam-listen-{number}",
+            )
+            for number in range(2, options.workers + 1)
+        ]
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> None:
+        """SIGTERM each (a Ctrl-C reached them already): they answer what they hold first."""
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            process.join(self.STOP_WAIT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _extra_worker(
+    options: ListenOptions, receiver: ReceiverSettings, store: StoreLocation, sock: Any
+) -> None:
+    from avasam_cli.receiver.app import create_app
+
+    signal.signal(signal.SIGTERM, lambda *_: None)  # see serve: uvicorn re-raises it
+    app = create_app(receiver, store, plan=delivery_plan(options))
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn_server(app, options, receiver).run(sockets=[sock])
+
+
+class StoreFollower:
+    """Prints every request any --workers process (or any listener sharing the store)
+    commits, from the store itself, on a thread: new rows in commit order."""
+
+    BATCH = 500
+    WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
+
+    def __init__(self, where: Locations, mode: str, fd: int | None) -> None:
+        import threading
+
+        from avasam_cli.receiver.printer import make_printer
+        from avasam_cli.store.base import open_store
+
+        self.store = open_store(where.store_file, read_only=True)
+        self.printer = make_printer(mode, -1 if fd is None else os.dup(fd))
+        newest = next(self.store.latest(1, with_body=False), None)
+        self.last = newest.id or 0 if newest is not None else 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="avasam-follower", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from avasam_cli.errors import StoreError
+
+        while not self.stopping.is_set():
+            try:
+                self._show_new()
+                self.store.wait_for_rows(self.WAIT)
+            except StoreError as error:  # the store is away for now: say so, go on
+                print(error.message, file=sys.stderr, flush=True)
+                self.stopping.wait(1.0)
+
+    def _show_new(self) -> None:
+        while rows := list(self.store.after(self.last, self.BATCH)):
+            self.last = rows[-1].id or self.last
+            if self.printer is not None:
+                self.printer(rows)
+
+    def close(self) -> None:
+        """Once every worker has stopped: show the last rows, then the summary."""
+        self.stopping.set()
+        self.thread.join()
+        with contextlib.suppress(Exception):
+            self._show_new()
+        self.store.close()
+        if self.printer is not None:
+            print(f"Stopped: {self.printer.close(timeout=10)}.", file=sys.stderr, flush=True)
 
 
 def _say_outbox_left(where: Locations) -> None:

@@ -140,6 +140,14 @@ def listen(
     no_inspect: Annotated[
         bool, typer.Option("--no-inspect", help="Do not serve the inspector page.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Receiver processes on the one port, sharing the store; one of them prints.",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
     retain: Annotated[
         str | None,
         typer.Option(
@@ -209,6 +217,7 @@ def listen(
         retain=_retention(retain),
         shutdown_wait=shutdown_wait,
         inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved),
+        workers=workers,
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
             forward_ca, forward_insecure,
