@@ -10,7 +10,10 @@ package `wrk`) drives them with distinct, validly signed bodies (1 item and
 Targets: ratio listener/bare >= 0.5 for both payloads; p99 <= 20 ms for 1-item
 payloads at 20 connections; resident memory grows by no more than 20 MB
 between 1,000 and 100,000 requests; the store's WAL file stays <= 64 MB during a
-60 s run of 1-item bodies.
+60 s run of 1-item bodies.  With PostgreSQL installed (Debian's `postgresql`; the
+bench starts its own server, with PostgreSQL's durable defaults): the listener on
+a PostgreSQL store >= 0.4x for both payloads, p99 <= 30 ms for 1 item; and
+`--workers 2` on each store, reported.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -191,15 +195,33 @@ def wal_peak(folder: Path, env: dict[str, str], options: argparse.Namespace) -> 
 def server_command(server: str, port: int, shop_port: int) -> list[str]:
     """bare: bench/bare_app.py; listener: `avasam listen --json`; forward: the same with
     --forward-to the shop (its delivery runner forwards every update while wrk runs);
-    page: the listener with its inspector, a page's event stream open."""
+    page: the listener with its inspector, a page's event stream open; workers2: with
+    --workers 2; pg and pg-workers2: the same two on a PostgreSQL store."""
     if server == "bare":
         return [sys.executable, str(HERE / "bare_app.py"), str(port)]
     command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
     if server == "forward":
         command += ["--forward-to", f"http://127.0.0.1:{shop_port}/webhooks/stock"]
+    if server.endswith("workers2"):
+        command += ["--workers", "2"]
     if server != "page":
         command.append("--no-inspect")
     return command
+
+
+@contextlib.contextmanager
+def postgres(options: argparse.Namespace) -> Iterator[Any]:
+    """The bench's own PostgreSQL server (tests/postgres.py), or None without one."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.postgres import binaries, running_server
+
+    if options.skip_postgres or binaries() is None:
+        print("PostgreSQL rows skipped: " + ("--skip-postgres" if options.skip_postgres
+              else "PostgreSQL is not installed (apt-get install postgresql)"))  # fmt: skip
+        yield None
+        return
+    with running_server(durable=True) as server:
+        yield server
 
 
 PAGE_TOKEN = "bench-inspector-token"  # noqa: S105 - the bench's own inspector page
@@ -240,14 +262,18 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
     shop_port = free_port()
     shop = running([sys.executable, str(HERE / "bare_app.py"), str(shop_port)], shop_port, env,
                    folder / "shop.out")  # fmt: skip
-    with shop:
+    with shop, postgres(options) as database:
         for items, count in ((1, 120_000), (1000, 8_000)):
             data = folder / f"data-{items}.json"
             write_data(data, items)
             # Alternating rounds: the machine's speed drifts, and the servers share it.
             servers = (
-                ("bare", "listener", "forward", "page") if items == 1 else ("bare", "listener")
+                ["bare", "listener", "forward", "page", "workers2"]
+                if items == 1
+                else ["bare", "listener"]
             )
+            if database is not None:
+                servers += ["pg", "pg-workers2"] if items == 1 else ["pg"]
             for round_ in range(options.rounds):
                 for server in servers:
                     tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
@@ -256,8 +282,9 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                     command = server_command(server, port, shop_port)
                     # A fresh store each time: the forward jobs of one run are not the next's.
                     shutil.rmtree(folder / "home", ignore_errors=True)
+                    store = {"AVASAM_STORE": database.fresh_schema()} if server[:2] == "pg" else {}
                     with (
-                        running(command, port, env, folder / f"{server}.out"),
+                        running(command, port, {**env, **store}, folder / f"{server}.out"),
                         page_open(port + 1 if server == "page" else None),
                     ):
                         wrk(port, tokens, data, 2, options.connections)  # warm-up
@@ -297,6 +324,28 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
         f"p99, 1 item, {options.connections} connections: {p99:.2f} ms (target <= 20) "
         f"{'PASS' if p99 <= 20 else 'FAIL'}"
     )
+    for server in ("workers2", "pg-workers2"):
+        if (1, server) in results:
+            alone = results[(1, "pg" if server == "pg-workers2" else "listener")]["rps"]
+            print(
+                f"--workers 2, {'PostgreSQL' if server == 'pg-workers2' else 'SQLite'}: "
+                f"{results[(1, server)]['rps'] / results[(1, 'bare')]['rps']:.2f}x bare, "
+                f"{results[(1, server)]['rps'] / alone:.2f}x one process (reported)"
+            )
+    if (1, "pg") in results:
+        for items in (1, 1000):
+            ratio = results[(items, "pg")]["rps"] / results[(items, "bare")]["rps"]
+            failed |= ratio < 0.4
+            print(
+                f"ratio listener on PostgreSQL/bare, {items} items: {ratio:.2f} (target >= 0.4) "
+                f"{'PASS' if ratio >= 0.4 else 'FAIL'}"
+            )
+        p99 = results[(1, "pg")]["p99_ms"]
+        failed |= not p99 <= 30
+        print(
+            f"p99 on PostgreSQL, 1 item: {p99:.2f} ms (target <= 30) "
+            f"{'PASS' if p99 <= 30 else 'FAIL'}"
+        )
 
     return failed
 
@@ -316,6 +365,7 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-wal", action="store_true")
+    parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument(
         "--wal-duration", type=float, default=60.0, help="seconds of load for the WAL peak"
     )

@@ -60,10 +60,16 @@ def avasam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Avasam]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL server for the session (skipped where it is not installed)."""
-    from tests.postgres import start_server
+    """One real PostgreSQL server for the session (skipped where it is not installed,
+    unless .ci/run asks for it)."""
+    from tests.postgres import MISSING, REQUIRED_ENV, binaries, running_server
 
-    yield from start_server()
+    if binaries() is None:
+        if os.environ.get(REQUIRED_ENV):
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -61,7 +61,9 @@ def store_rows(path: StoreLocation, where: str = "1 = 1") -> list[dict[str, Any]
         return [dict(row) for row in rows]
 
 
-def store_event(path: StoreLocation, request_id: str, kind: str = "stock", status: str = "verified") -> None:
+def store_event(
+    path: StoreLocation, request_id: str, kind: str = "stock", status: str = "verified"
+) -> None:
     """Put one update straight into the store, as if it had been received."""
     with open_store(path) as store:
         store.insert(

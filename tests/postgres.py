@@ -1,27 +1,28 @@
-"""A real PostgreSQL server for the tests: initdb and pg_ctl in a temporary folder, on a
-free loopback port, as a non-root user (initdb refuses root: `runuser -u postgres`)."""
+"""A real PostgreSQL server for the tests and the benchmarks: initdb and pg_ctl in a
+temporary folder, on a free loopback port, as a non-root user (initdb refuses root:
+`runuser -u postgres` when running as root)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
-from tests.helpers import free_port
-
 REQUIRED_ENV = "AVASAM_TEST_REQUIRE_POSTGRES"  # set by .ci/run: a missing server fails
+MISSING = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
 _schemas = itertools.count()
 
 
-def _binaries() -> Path | None:
+def binaries() -> Path | None:
+    """The folder of initdb and pg_ctl, or None when PostgreSQL is not installed."""
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).resolve().parent
@@ -33,6 +34,13 @@ def _as_server_user(command: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *command]
     return command
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Server:
@@ -49,48 +57,43 @@ class Server:
         return f"{self.url}?options={quote(f'-c search_path={name}')}"
 
 
-def start_server() -> Iterator[Server]:
-    binaries = _binaries()
-    if binaries is None:
-        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
-        if os.environ.get(REQUIRED_ENV):
-            pytest.fail(message)
-        pytest.skip(message)
+@contextlib.contextmanager
+def running_server(durable: bool = False) -> Iterator[Server]:
+    """A server for as long as the block runs.  Not `durable`: no fsync (tests); durable:
+    PostgreSQL's defaults (benchmarks).  RuntimeError when it cannot start."""
+    folder_of_binaries = binaries()
+    if folder_of_binaries is None:
+        raise RuntimeError(MISSING)
     folder = Path(tempfile.mkdtemp(prefix="avasam-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     data = folder / "data"
-    port = free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True}
+    port = _free_port()
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
+    pg_ctl = str(folder_of_binaries / "pg_ctl")
     try:
-        subprocess.run(
-            _as_server_user(
-                [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                 "--no-sync", "-E", "UTF8", "--locale", "C"]
-            ),
-            **quiet,  # type: ignore[call-overload]
-        )  # fmt: skip
-        options = (
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
-        subprocess.run(
-            _as_server_user(
-                [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-s",
-                 "-l", str(folder / "log"), "start"]
-            ),
-            **quiet,  # type: ignore[call-overload]
-        )  # fmt: skip
+        for command in (
+            [str(folder_of_binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+             "--no-sync", "-E", "UTF8", "--locale", "C"],
+            [pg_ctl, "-D", str(data), "-o", options, "-w", "-s", "-l", str(folder / "log"),
+             "start"],
+        ):  # fmt: skip
+            subprocess.run(
+                _as_server_user(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                check=True,
+            )  # fmt: skip
     except subprocess.CalledProcessError as error:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {error.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"PostgreSQL did not start: {error.stderr.decode(errors='replace')}"
+        ) from None
     try:
         yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres")
     finally:
         subprocess.run(
-            _as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                             "-s", "stop"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-s", "stop"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)

@@ -539,7 +539,7 @@ def test_the_event_store_is_chosen_by_flag_environment_or_profile(
     cli: Cli, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """--store, then AVASAM_STORE, then the profile's `store`, then the data folder's file;
-    a path or sqlite:///PATH; a PostgreSQL URL is refused (exit 2, password masked)."""
+    a path or sqlite:///PATH; a PostgreSQL server that cannot be reached is exit 2, its password masked."""
     from tests.helpers import store_event
 
     stores = {name: tmp_path / f"{name}.sqlite3" for name in ("flag", "env", "profile")}
@@ -559,8 +559,11 @@ def test_the_event_store_is_chosen_by_flag_environment_or_profile(
     assert listed("--store", str(stores["flag"])) == {"in-flag"}
     refused = cli("--store", "postgresql://me:s3cret@db.example/avasam", "events", "list")
     assert refused.exit_code == 2
-    assert "SQLite only" in refused.stderr and "s3cret" not in refused.stderr
-    assert "(from --store)" in refused.stderr
+    assert "cannot connect to the event store postgresql://me:****@db.example" in refused.stderr
+    assert "s3cret" not in refused.stderr
+    hostless = cli("--store", "postgresql://me:s3cret@/avasam", "events", "list")
+    assert hostless.exit_code == 2 and "names its server" in hostless.stderr
+    assert "(from --store)" in hostless.stderr and "s3cret" not in hostless.stderr
     monkeypatch.setenv("AVASAM_STORE", str(tmp_path))  # a folder
     folder = cli("events", "list")
     assert folder.exit_code == 2 and "is a folder" in folder.stderr

@@ -186,7 +186,9 @@ def test_target_down_then_up_gets_every_update_once_in_order(store_location: Any
     assert shop.attempt_headers[0] == "4"  # three refused attempts before
 
 
-def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(store_location: Any, shop: Shop) -> None:
+def test_a_poisoned_update_goes_dead_and_the_rest_are_delivered(
+    store_location: Any, shop: Shop
+) -> None:
     shop.codes["r-3"] = 500
     clock, said = Clock(), []
     with open_store(store_location) as store:

@@ -1,0 +1,265 @@
+"""Several receivers, one store: two listeners sharing a real PostgreSQL server,
+`listen --workers 2` on each backend, and what users see of a PostgreSQL store."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from avasam_cli.paths import DatabaseUrl
+from avasam_cli.store.base import open_store
+from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, signed_body, store_rows
+from tests.test_outbox import Shop, _wait
+
+ENV = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+
+
+def _post(url: str, request_id: str) -> tuple[int, str]:
+    """One update on a connection of its own (so each may reach another process)."""
+    answer = httpx.post(
+        f"{url}/webhooks/stock", content=signed_body(request_id=request_id),
+        headers=JSON_HEADERS, timeout=30,
+    )  # fmt: skip
+    status = answer.json().get("status", "") if answer.status_code == 200 else ""
+    return answer.status_code, status
+
+
+def _send_all(jobs: list[tuple[str, str]], threads: int = 16) -> list[tuple[int, str]]:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda job: _post(*job), jobs))
+
+
+def _listener(home: Path, store: str, *args: str) -> ListenProcess:
+    return ListenProcess(home, *args, env={**ENV, "AVASAM_STORE": store})
+
+
+def test_two_listeners_on_one_postgresql_store_each_update_once(
+    tmp_path: Path, postgres_store: str
+) -> None:
+    """The same 200 request ids, sent concurrently to two listeners on two ports: exactly
+    200 answers say ok, the other 200 duplicate, and the store holds 200 verified rows."""
+    first = _listener(tmp_path / "a", postgres_store)
+    second = _listener(tmp_path / "b", postgres_store)
+    try:
+        ids = [f"twice-{n}" for n in range(200)]
+        jobs = [(listener.url, rid) for rid in ids for listener in (first, second)]
+        answers = _send_all(jobs)
+    finally:
+        first.stop()
+        second.stop()
+    assert {code for code, _ in answers} == {200}
+    assert sum(status == "ok" for _, status in answers) == 200
+    assert sum(status == "duplicate" for _, status in answers) == 200
+    rows = store_rows(DatabaseUrl(postgres_store), "status = 'verified'")
+    assert sorted(row["request_id"] for row in rows) == sorted(ids)
+
+
+def test_two_listeners_forwarding_deliver_each_update_once(
+    tmp_path: Path, postgres_store: str
+) -> None:
+    """Both listeners forward to one shop, and both run the outbox: every update reaches
+    the shop exactly once, whichever listener took it and whichever runner claimed it."""
+    shop = Shop()
+    shop.start()
+    try:
+        first = _listener(tmp_path / "a", postgres_store, "--forward-to", shop.url)
+        second = _listener(tmp_path / "b", postgres_store, "--forward-to", shop.url)
+        try:
+            ids = [f"fwd-{n}" for n in range(150)]
+            jobs = [(listener.url, rid) for rid in ids for listener in (first, second)]
+            assert {code for code, _ in _send_all(jobs)} == {200}
+            _wait(lambda: len(shop.received) >= len(ids), seconds=60)
+            time.sleep(1.0)  # a second delivery of anything would arrive by now
+        finally:
+            first.stop()
+            second.stop()
+    finally:
+        shop.stop()
+    assert sorted(shop.received) == sorted(ids)
+    with open_store(DatabaseUrl(postgres_store)) as store:
+        assert store.delivery_counts() == {"delivered": 150}
+
+
+def test_kill_9_under_load_loses_no_answered_update(tmp_path: Path, postgres_store: str) -> None:
+    """One of two listeners is killed (-9) while updates pour in: every update answered
+    200 by either is in the store."""
+    doomed = _listener(tmp_path / "a", postgres_store)
+    other = _listener(tmp_path / "b", postgres_store)
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def pour(url: str, prefix: str) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                code, status = _post(url, f"{prefix}-{n}")
+            except httpx.HTTPError:
+                continue  # the killed listener: no answer, no promise
+            if code == 200 and status == "ok":
+                with lock:
+                    answered.append(f"{prefix}-{n}")
+
+    senders = [
+        threading.Thread(target=pour, args=(listener.url, f"{listener.port}-{t}"))
+        for listener in (doomed, other)
+        for t in range(3)
+    ]
+    try:
+        for sender in senders:
+            sender.start()
+        _wait(lambda: len(answered) >= 300)
+        doomed.process.send_signal(signal.SIGKILL)
+        time.sleep(0.5)
+        stop.set()
+        for sender in senders:
+            sender.join()
+    finally:
+        stop.set()
+        doomed.stop(signal.SIGKILL)
+        other.stop()
+    stored = {row["request_id"] for row in store_rows(DatabaseUrl(postgres_store))}
+    assert len(answered) >= 300
+    assert set(answered) <= stored
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_2_share_the_store_and_one_prints(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """`listen --workers 2`: two receiver processes on the one port, each with its store
+    writer; every update is stored and printed once, by one process; SIGTERM stops both
+    after they answered what they held."""
+    store = (
+        str(tmp_path / "w.sqlite3")
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_store")
+    )
+    listener = _listener(tmp_path / "home", store, "--workers", "2", "--json")
+    try:
+        receivers = _receivers(listener.process.pid)
+        ids = [f"w-{n}" for n in range(300)]
+        answers = _send_all([(listener.url, rid) for rid in ids])
+    finally:
+        code, out, err = listener.stop()
+    assert len(receivers) == 2  # the listener, and one more on its socket
+    assert [status for _, status in answers] == ["ok"] * 300
+    assert code == 0, err
+    printed = [json.loads(line)["requestId"] for line in out.splitlines()]
+    assert sorted(printed) == sorted(ids)
+    assert "Stopped: 300 received (300 verified)." in err
+    location = DatabaseUrl(store) if backend == "postgresql" else Path(store)
+    assert len(store_rows(location)) == 300
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line), from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), args)
+    return found
+
+
+def _receivers(pid: int) -> list[int]:
+    """The processes running a receiver under the listener `pid`: each has a store writer."""
+    deadline = time.monotonic() + 10
+    while True:
+        table = _processes()
+        family = {pid} | {child for child, (parent, _) in table.items() if parent == pid}
+        receivers = sorted(
+            {parent for parent, args in table.values() if "avasam_cli.receiver.writer" in args}
+            & family
+        )
+        if len(receivers) >= 2 or time.monotonic() > deadline:
+            return receivers
+        time.sleep(0.1)
+
+
+def test_the_password_is_never_shown(cli: Any, postgres_server: Any, tmp_path: Path) -> None:
+    """A refused connection is exit 2 naming the server, the password masked; `config
+    show` and `config path` mask it too."""
+    url = postgres_server.url.replace("postgres@", "postgres:hunter2@").replace(
+        "127.0.0.1:", "127.0.0.1:1"
+    )  # a port nothing listens on
+    result = cli("--store", url, "events", "list")
+    assert result.exit_code == 2
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "postgres:****@127.0.0.1" in result.stderr
+    assert "check that the server runs" in result.stderr
+    shown = cli("--store", url, "config", "path")
+    assert "hunter2" not in shown.stdout and "****" in shown.stdout
+    cli("configure", "--store", url + "?password=hunter2")
+    assert "hunter2" not in cli("config", "show").stdout
+
+
+def test_a_missing_extra_names_the_command_that_installs_it(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import avasam_cli.store.postgres as backend
+
+    monkeypatch.setattr(backend, "psycopg", None)
+    result = cli("--store", "postgresql://avasam@db.example/avasam", "events", "list")
+    assert result.exit_code == 2
+    assert "pip install 'avasam-cli[postgres]'" in result.stderr
+
+
+def test_the_commands_work_on_a_postgresql_store(
+    cli: Any, postgres_store: str, tmp_path: Path
+) -> None:
+    """events, deliveries, ack --pending's queue and doctor, on a PostgreSQL store."""
+    listener = _listener(tmp_path / "home", postgres_store)
+    try:
+        assert [
+            status for _, status in _send_all([(listener.url, "c-1"), (listener.url, "c-2")])
+        ] == ["ok", "ok"]
+    finally:
+        listener.stop()
+    listed = cli("--store", postgres_store, "events", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert sorted(line.count('"c-') for line in listed.stdout.splitlines()) == [1, 1]
+    shown = cli("--store", postgres_store, "events", "show", "c-1")
+    assert shown.exit_code == 0 and "c-1" in shown.stdout
+    assert cli("--store", postgres_store, "deliveries", "list").exit_code == 0
+    doctor = cli("--store", postgres_store, "doctor")
+    assert "hunter2" not in doctor.stdout
+    assert "event store" in (doctor.stdout + doctor.stderr).lower()
+
+
+def test_events_follow_sees_rows_from_another_host(postgres_store: str, tmp_path: Path) -> None:
+    """`events list --follow` on one machine shows what a listener elsewhere commits,
+    woken by NOTIFY."""
+    import os
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "avasam_cli", "--store", postgres_store, "events", "list",
+         "--follow", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "AVASAM_HOME": str(tmp_path / "f")},
+    )  # fmt: skip
+    listener = _listener(tmp_path / "home", postgres_store)
+    try:
+        _send_all([(listener.url, f"f-{n}") for n in range(20)], threads=4)
+        time.sleep(1.5)
+    finally:
+        listener.stop()
+        follower.send_signal(signal.SIGINT)
+        out, _ = follower.communicate(timeout=20)
+    seen = [line for line in out.decode().splitlines() if '"f-' in line]
+    assert len(seen) == 20
