@@ -41,6 +41,12 @@ class DatabaseUrl:
 StoreLocation = Path | DatabaseUrl
 
 
+def spelled_out(location: StoreLocation) -> str:
+    """`location` as --store takes it, a password included: for a child process's
+    environment (private to our user, unlike its argv), never to show."""
+    return location.url if isinstance(location, DatabaseUrl) else str(location)
+
+
 @dataclass(frozen=True)
 class Locations:
     config_dir: Path

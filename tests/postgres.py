@@ -44,8 +44,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, start: list[str], stop: list[str]) -> None:
         self.url = url  # postgresql://postgres@127.0.0.1:PORT/postgres
+        self._start, self._stop = start, stop
+
+    def stop(self) -> None:
+        """Stop the server (fast: its sessions are cut off), as a crash or failover would."""
+        subprocess.run(self._stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        subprocess.run(self._start, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
 
     def fresh_schema(self) -> str:
         """A URL whose tables live in a new, empty schema: one test's own store."""
@@ -73,24 +81,26 @@ def running_server(durable: bool = False) -> Iterator[Server]:
     if not durable:
         options += " -c fsync=off -c full_page_writes=off"
     pg_ctl = str(folder_of_binaries / "pg_ctl")
+    start = _as_server_user(
+        [pg_ctl, "-D", str(data), "-o", options, "-w", "-s", "-l", str(folder / "log"), "start"]
+    )
+    stop = _as_server_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-s", "stop"])
     try:
         for command in (
-            [str(folder_of_binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "--no-sync", "-E", "UTF8", "--locale", "C"],
-            [pg_ctl, "-D", str(data), "-o", options, "-w", "-s", "-l", str(folder / "log"),
-             "start"],
+            _as_server_user(
+                [str(folder_of_binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A",
+                 "trust", "--no-sync", "-E", "UTF8", "--locale", "C"]
+            ),
+            start,
         ):  # fmt: skip
-            subprocess.run(
-                _as_server_user(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                check=True,
-            )  # fmt: skip
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
     except subprocess.CalledProcessError as error:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(
             f"PostgreSQL did not start: {error.stderr.decode(errors='replace')}"
         ) from None
     try:
-        yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", start, stop)
     finally:
         subprocess.run(
             _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-s", "stop"]),

@@ -539,7 +539,8 @@ def test_the_event_store_is_chosen_by_flag_environment_or_profile(
     cli: Cli, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """--store, then AVASAM_STORE, then the profile's `store`, then the data folder's file;
-    a path or sqlite:///PATH; a PostgreSQL server that cannot be reached is exit 2, its password masked."""
+    a path or sqlite:///PATH; a PostgreSQL server that cannot be reached is exit 2, its
+    password masked."""
     from tests.helpers import store_event
 
     stores = {name: tmp_path / f"{name}.sqlite3" for name in ("flag", "env", "profile")}

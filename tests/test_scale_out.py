@@ -205,7 +205,8 @@ def test_the_password_is_never_shown(cli: Any, postgres_server: Any, tmp_path: P
     assert "check that the server runs" in result.stderr
     shown = cli("--store", url, "config", "path")
     assert "hunter2" not in shown.stdout and "****" in shown.stdout
-    cli("configure", "--store", url + "?password=hunter2")
+    saved = cli("configure", "--store", url + "?password=hunter2")
+    assert saved.exit_code == 0 and "hunter2" not in saved.stdout + saved.stderr
     assert "hunter2" not in cli("config", "show").stdout
 
 
@@ -263,3 +264,41 @@ def test_events_follow_sees_rows_from_another_host(postgres_store: str, tmp_path
         out, _ = follower.communicate(timeout=20)
     seen = [line for line in out.decode().splitlines() if '"f-' in line]
     assert len(seen) == 20
+
+
+def test_a_database_away_is_503_and_unhealthy_then_recovers(
+    tmp_path: Path, postgres_server: Any
+) -> None:
+    """The server stops under a running listener: requests get 503 (Avasam retries) and
+    /healthz says why; once it is back, the next request is stored, on a new connection."""
+    store = postgres_server.fresh_schema()
+    listener = _listener(tmp_path / "home", store)
+    try:
+        assert _post(listener.url, "up-1") == (200, "ok")
+        postgres_server.stop()
+        try:
+            assert _post(listener.url, "down-1")[0] == 503
+            health = httpx.get(f"{listener.url}/healthz", timeout=10)
+            assert health.status_code == 503
+            assert "the store refused the last commit" in health.json()["reason"]
+        finally:
+            postgres_server.start()
+        assert _post(listener.url, "up-2") == (200, "ok")
+        assert httpx.get(f"{listener.url}/healthz", timeout=10).status_code == 200
+    finally:
+        _, _, err = listener.stop()
+    assert "it is open again" in err
+    stored = {row["request_id"] for row in store_rows(DatabaseUrl(store))}
+    assert stored == {"up-1", "up-2"}
+
+
+def test_child_processes_get_the_whole_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner and the inspector are started with the store in their environment:
+    the real URL, password included (masked only where it is shown)."""
+    from avasam_cli.cli._serve import with_store
+    from avasam_cli.paths import choose_store
+
+    url = "postgresql://avasam:hunter2@db.example/avasam"
+    choose_store(DatabaseUrl(url))
+    assert with_store()["AVASAM_STORE"] == url
+    assert str(DatabaseUrl(url)) == "postgresql://avasam:****@db.example/avasam"

@@ -108,10 +108,11 @@ def check_forward_targets(options: ListenOptions) -> None:
 
 
 def with_store() -> dict[str, str]:
-    """Our environment, naming the store this run chose (--store, profile) for a child."""
-    from avasam_cli.paths import locations
+    """Our environment, naming the store this run chose (--store, profile) for a child:
+    whole, password included (the environment is private to our user, unlike argv)."""
+    from avasam_cli.paths import locations, spelled_out
 
-    return {**os.environ, "AVASAM_STORE": str(locations().store_file)}
+    return {**os.environ, "AVASAM_STORE": spelled_out(locations().store_file)}
 
 
 class RunnerProcess:

@@ -30,6 +30,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from avasam_cli.defaults import restart_delay
 from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
-from avasam_cli.paths import DatabaseUrl, StoreLocation
+from avasam_cli.paths import DatabaseUrl, StoreLocation, spelled_out
 from avasam_cli.store.events import Event, WireRequest
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 FRAME = struct.Struct(">I")
 STOP_TIMEOUT = 60.0
+REFUSAL_MEMORY = 10.0  # seconds /healthz answers 503 after a failed commit
 # An answer waits at most this long for its commit; then 503, and Avasam retries.
 COMMIT_TIMEOUT = 5.0
 PIPE_SIZE = 1 << 20
@@ -127,11 +129,19 @@ class StoreWriter:
         self._outgoing: list[bytes] = []
         self._exited = asyncio.Event()
         self._failure: str | None = None
+        self._refused: tuple[float, str] | None = None  # the last batch's commit failed
         self._ready: asyncio.Future[str | None] | None = None
 
     @property
     def failure(self) -> str | None:
-        """Why requests cannot be stored now (None while the writer is up)."""
+        """Why requests cannot be stored now: the writer is down, or its last commit
+        failed (a database away) less than REFUSAL_MEMORY seconds ago.  None: all well.
+        The refusal is forgotten after a while even without traffic, so that a load
+        balancer sends requests again and finds out."""
+        if self._failure is None and self._refused is not None:
+            at, reason = self._refused
+            if time.monotonic() - at < REFUSAL_MEMORY:
+                return f"the store refused the last commit: {reason}"
         return self._failure
 
     async def start(self) -> None:
@@ -227,10 +237,13 @@ class StoreWriter:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(batch)
             return
+        refused = None
         for seq, row_id, status, error in batch:
+            refused = error or refused
             future = self._pending.pop(seq, None)
             if future is not None and not future.done():
                 future.set_result(Outcome(row_id, status, error))
+        self._refused = (time.monotonic(), refused) if refused else None
 
     def _lost(self) -> None:
         if self._failure is None:
@@ -363,7 +376,7 @@ def _location_argument(location: StoreLocation) -> str:
 
 def _location_environment(location: StoreLocation) -> dict[str, str] | None:
     if isinstance(location, DatabaseUrl):
-        return {**os.environ, _URL_ENV: location.url}
+        return {**os.environ, _URL_ENV: spelled_out(location)}
     return None
 
 

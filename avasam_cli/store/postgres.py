@@ -1,11 +1,13 @@
 """The PostgreSQL backend of the event store: for several listeners, on several hosts.
 
 The same rules as the SQLite backend, kept the same way:
-- duplicates are decided by the partial unique index on (kind, request_id) over
-  verified rows, in one INSERT ... ON CONFLICT DO NOTHING RETURNING per batch;
-- a batch and its delivery jobs are one transaction, committed before any answer;
+- duplicates are decided by the partial unique index on (request_id, kind) over
+  verified rows (request id first: the other-kind check looks up by it alone), in
+  one INSERT ... ON CONFLICT DO NOTHING RETURNING per batch;
+- a batch and its delivery jobs are one transaction, committed before any answer,
+  in three round trips when nothing is a duplicate;
 - row ids grow in commit order: a batch takes one transaction-scoped advisory lock
-  for the moment of its INSERT, as SQLite's one writer does, so `after(last_id)`
+  before its INSERT, as SQLite's one writer does, so `after(last_id)`
   (`events list --follow`, the inspector's stream) never skips a row committed late;
 - jobs are claimed with FOR UPDATE SKIP LOCKED; a forward target is claimed by one
   runner at a time (a try-lock per target), so its updates arrive in order;
@@ -80,6 +82,22 @@ _INSERTED = (
     "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
     "headers, body"
 )
+# unnest of one array per column keeps the arrays' order: RETURNING follows it.  The
+# EXISTS sees the table as it was before the statement: whether a row reuses a request id
+# verified for another kind earlier.  Binary parameters (%b): no text escaping.
+_INSERT_SQL = (
+    "WITH stored AS (INSERT INTO events ("  # noqa: S608 - literals only
+    f"{_INSERTED}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], "
+    "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::bytea[]) "
+    "ON CONFLICT DO NOTHING RETURNING id, kind, request_id, status) "
+    "SELECT id, kind, request_id, status, status = 'verified' AND EXISTS (SELECT 1 FROM events "
+    "e WHERE e.status = 'verified' AND e.request_id = stored.request_id AND e.kind <> "
+    "stored.kind) FROM stored ORDER BY id"
+)
+# One round trip: the transaction, the lock that keeps ids in commit order, the NOTIFY.
+_BEGIN_LOCKED = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {INSERT_LOCK}); NOTIFY {CHANNEL}"
+)
 _JOB_COLUMNS = (
     "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
     "e.headers, e.body, e.received_at"
@@ -118,7 +136,7 @@ MIGRATIONS = [
         forward_status TEXT,
         forward_detail TEXT
     );
-    CREATE UNIQUE INDEX events_verified_once ON events (kind, request_id)
+    CREATE UNIQUE INDEX events_verified_once ON events (request_id, kind)
         WHERE status = 'verified';
     CREATE INDEX events_request_id ON events (request_id);
     CREATE INDEX events_received_at ON events (received_at);
@@ -282,66 +300,68 @@ class PostgresStore:
 
     # --- writing -----------------------------------------------------------------
     def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
+        """Each batch in one transaction of three round trips: BEGIN with the insert lock
+        (and the NOTIFY, sent at commit), the INSERT (which also tells which rows reuse
+        a request id verified for the other kind), COMMIT."""
         for start in range(0, len(events), MAX_BATCH):
             batch = events[start : start + MAX_BATCH]
-            with self._transaction("write to") as conn:
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, INSERT_LOCK))
-                self._refuse_other_kinds(batch)
+            _refuse_reuse_within(batch)
+            conn = self.conn
+            try:
+                conn.execute(_BEGIN_LOCKED)
                 inserted = self._insert(batch, None)
                 duplicates = _match_inserted(batch, inserted)
+                reused = [row[0] for row in inserted if row[4]]
+                if reused:
+                    self._refuse_reused(batch, reused)
                 if duplicates:
-                    for event, (row_id, *_) in zip(
-                        duplicates, self._insert(duplicates, "duplicate"), strict=True
-                    ):
+                    rows = self._insert(duplicates, "duplicate")
+                    for event, (row_id, *_) in zip(duplicates, rows, strict=True):
                         event.status = "duplicate"
                         event.id = row_id
                 if plan:
                     _enqueue(conn, batch, plan, time.time())
-                conn.execute(f"NOTIFY {CHANNEL}")
+                conn.execute("COMMIT")
+            except psycopg.Error as error:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"cannot write to the event store {self.location}: {_first_line(error)}"
+                ) from None
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
 
     def _insert(self, events: Sequence[Event], status: str | None) -> list[Any]:
-        params: list[Any] = []
+        """One statement for the batch, its text the same for any batch size (one array
+        per column), so psycopg parses it once and the server prepares it once."""
+        columns: list[list[Any]] = [[] for _ in range(11)]
         for event in events:
-            params += (
-                event.received_at,
-                event.kind,
-                status or event.status,
-                event.http_status,
-                event.reason,
-                event.detail,
-                event.request_id,
-                event.item_count,
-                event.client,
-                event.headers_json,
-                event.body,
-            )
-        marks = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(events))
-        rows: list[Any] = self.conn.execute(
-            f"INSERT INTO events ({_INSERTED}) VALUES {marks} "  # noqa: S608 - marks only
-            "ON CONFLICT DO NOTHING RETURNING id, kind, request_id, status",
-            params,
-        ).fetchall()
+            for column, value in zip(
+                columns,
+                (event.received_at, event.kind, status or event.status, event.http_status,
+                 event.reason, event.detail, event.request_id, event.item_count, event.client,
+                 event.headers_json, event.body),
+                strict=True,
+            ):  # fmt: skip
+                column.append(value)
+        rows: list[Any] = self.conn.execute(_INSERT_SQL, columns).fetchall()
         return rows
 
-    def _refuse_other_kinds(self, events: Sequence[Event]) -> None:
-        """A verified event whose request id is verified for another kind becomes a refusal
-        (under the insert lock, so the rule holds across hosts)."""
-        verified = [event for event in events if event.status == "verified"]
-        if not verified:
-            return
-        first_kind: dict[str | None, str] = {}
-        for request_id, kind in self.conn.execute(
-            "SELECT request_id, kind FROM events WHERE status = 'verified' "
-            "AND request_id = ANY(%s) ORDER BY id",
-            (list({event.request_id for event in verified}),),
-        ):
-            first_kind.setdefault(request_id, kind)
-        for event in verified:
-            if first_kind.setdefault(event.request_id, event.kind) != event.kind:
-                event.status = "rejected"
-                event.http_status = HTTP_STATUS[Reason.REQUEST_ID_REUSED]
-                event.reason = Reason.REQUEST_ID_REUSED.value
-                event.detail = REUSED_DETAIL
+    def _refuse_reused(self, events: Sequence[Event], row_ids: list[int]) -> None:
+        """Rows just stored as verified whose request id was verified for another kind
+        before: refused instead (rare: a misconfigured sender)."""
+        self.conn.execute(
+            "UPDATE events SET status = 'rejected', http_status = %s, reason = %s, detail = %s "
+            "WHERE id = ANY(%s)",
+            (HTTP_STATUS[Reason.REQUEST_ID_REUSED], Reason.REQUEST_ID_REUSED.value,
+             REUSED_DETAIL, row_ids),
+        )  # fmt: skip
+        refused = set(row_ids)
+        for event in events:
+            if event.id in refused:
+                _mark_reused(event)
 
     def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
         """As the SQLite store's: a success closes the update's pending acknowledgement job."""
@@ -766,6 +786,25 @@ class PostgresStore:
             break
 
 
+def _refuse_reuse_within(events: Sequence[Event]) -> None:
+    """In one batch, a request id verified for one kind and then another: the later ones
+    are refused (the store checks against earlier batches)."""
+    first_kind: dict[str | None, str] = {}
+    for event in events:
+        if (
+            event.status == "verified"
+            and first_kind.setdefault(event.request_id, event.kind) != event.kind
+        ):
+            _mark_reused(event)
+
+
+def _mark_reused(event: Event) -> None:
+    event.status = "rejected"
+    event.http_status = HTTP_STATUS[Reason.REQUEST_ID_REUSED]
+    event.reason = Reason.REQUEST_ID_REUSED.value
+    event.detail = REUSED_DETAIL
+
+
 def _match_inserted(events: Sequence[Event], inserted: Sequence[Any]) -> list[Event]:
     """Set the ids of the inserted rows (RETURNING gives them in the VALUES' order);
     the events left over were skipped by the unique index: duplicates."""
@@ -774,7 +813,7 @@ def _match_inserted(events: Sequence[Event], inserted: Sequence[Any]) -> list[Ev
     duplicates = []
     for event in events:
         if pending is not None and (event.kind, event.request_id, event.status) == tuple(
-            pending[1:]
+            pending[1:4]
         ):
             event.id = pending[0]
             pending = next(rows, None)
