@@ -126,6 +126,15 @@ def normalize_base_url(url: str) -> str:
     return candidate.rstrip("/")
 
 
+def shown_value(name: str, value: str | None) -> str:
+    """A setting as it may be printed: secrets masked, URLs without their password."""
+    if name in SECRET_FIELDS:
+        return mask(value)
+    if name in ("base_url", "store") and value:
+        return without_password(value)
+    return value or "(not set)"
+
+
 def normalize_store(value: str) -> str:
     """The event store: a file's absolute path (from a path or `sqlite:///PATH`), or a
     `postgresql://` URL as given; ConfigError otherwise."""
@@ -398,13 +407,7 @@ class Setting:
 
     @property
     def shown(self) -> str:
-        if self.name in SECRET_FIELDS:
-            return mask(self.value)
-        if self.name in ("base_url", "store") and self.value:
-            from avasam_cli.text import without_password
-
-            return without_password(self.value)
-        return self.value or "(not set)"
+        return shown_value(self.name, self.value)
 
 
 @dataclass(frozen=True)

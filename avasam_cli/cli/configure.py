@@ -29,14 +29,13 @@ def prompt_for_values(current: Mapping[str, str], prompt: Prompt) -> dict[str, s
     default).  A value that cannot be used is explained and asked again, so the answers
     typed before it are not lost."""
     from avasam_cli import output
-    from avasam_cli.config import DEFAULTS, LABELS, NORMALIZERS, PROMPTED_FIELDS, SECRET_FIELDS
-    from avasam_cli.config import mask as masked
+    from avasam_cli.config import DEFAULTS, LABELS, NORMALIZERS, PROMPTED_FIELDS, shown_value
     from avasam_cli.errors import ConfigError
 
     answers: dict[str, str] = {}
     for name in PROMPTED_FIELDS:
         value = current.get(name, "") or DEFAULTS.get(name, "")
-        shown = masked(value) if name in SECRET_FIELDS and value else value
+        shown = shown_value(name, value) if value else value
         while answer := prompt(LABELS[name].capitalize(), shown, name in HIDDEN_FIELDS).strip():
             try:
                 answers[name] = NORMALIZERS[name](answer) if name in NORMALIZERS else answer
@@ -64,11 +63,10 @@ def save(
         LABELS,
         NORMALIZERS,
         PASTE_INSTRUCTION,
-        SECRET_FIELDS,
         check_base_url_transport,
         choose_profile,
         generate_verification_token,
-        mask,
+        shown_value,
         token_length_warning,
     )
 
@@ -110,8 +108,7 @@ def save(
     output.info(f"Saved profile '{profile}' to {config.path}")
     for name in FIELDS:
         if name in updates and not (generate_token and name == "verification_token"):
-            shown = mask(updates[name]) if name in SECRET_FIELDS else updates[name]
-            output.info(f"  {LABELS[name]}: {shown}")
+            output.info(f"  {LABELS[name]}: {shown_value(name, updates[name])}")
         if name in updates and os.environ.get(ENV_VARS[name]):
             output.warn(f"{ENV_VARS[name]} is set and overrides the saved {LABELS[name]}")
     if "verification_token" in updates and updates["verification_token"] != current.get(
