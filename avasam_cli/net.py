@@ -112,8 +112,15 @@ def shown_base_url(sock: socket.socket) -> str:
     return f"http://{url_host(host)}:{port}"
 
 
-def bind(host: str, port: int, option_hint: str = "with --port") -> socket.socket:
-    """Bind a listening TCP socket; a busy port or a bad host is a clear UsageError."""
+def bind(
+    host: str, port: int, option_hint: str = "with --port", shared: bool = False
+) -> socket.socket:
+    """Bind a listening TCP socket; a busy port or a bad host is a clear UsageError.
+
+    `shared`: other sockets of ours may bind the same port too (SO_REUSEPORT, `listen
+    --workers`), and the kernel spreads new connections evenly among them.  Whoever binds
+    first checks that the port is free (`bind` without sharing, closed) beforehand.
+    """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as error:
@@ -122,6 +129,8 @@ def bind(host: str, port: int, option_hint: str = "with --port") -> socket.socke
         ) from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as error:

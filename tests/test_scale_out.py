@@ -302,3 +302,22 @@ def test_child_processes_get_the_whole_url(monkeypatch: pytest.MonkeyPatch) -> N
     choose_store(DatabaseUrl(url))
     assert with_store()["AVASAM_STORE"] == url
     assert str(DatabaseUrl(url)) == "postgresql://avasam:****@db.example/avasam"
+
+
+def test_workers_refuse_a_busy_port(tmp_path: Path) -> None:
+    """The workers' sockets share their port with each other only: a port held by
+    another listener is still an error (exit 2), not a silent share."""
+    import os
+
+    first = _listener(tmp_path / "a", str(tmp_path / "a.sqlite3"))
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "avasam_cli", "listen", "--port", str(first.port),
+             "--workers", "2", "--no-inspect"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, **ENV, "AVASAM_HOME": str(tmp_path / "b")},
+        )  # fmt: skip
+    finally:
+        first.stop()
+    assert second.returncode == 2
+    assert "already in use" in second.stderr

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import Locations, StoreLocation
     from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.store.base import EventStore
     from avasam_cli.tunnel import Tunnel
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -416,17 +417,20 @@ def serve(
     resolved: Settings,
     where: Locations,
 ) -> None:
-    from avasam_cli.net import bind
     from avasam_cli.receiver.app import create_app
     from avasam_cli.store.base import open_store
 
     with open_store(where.store_file) as store:  # an unusable store stops us before we listen
         waiting = store.delivery_counts()
-    sock = bind(options.host, options.port)
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    # Forked now, before any thread of ours starts: the other receivers on this socket.
-    workers = ExtraWorkers(options, receiver, where, sock) if options.workers > 1 else None
+        newest = next(store.latest(1, with_body=False), None)
+    sock = _listening_socket(options)
+    output_fd = _stdout_fd()
+    mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
+    # Forked now, before any thread of ours starts.
+    workers = None
+    if options.workers > 1:
+        seen = newest.id or 0 if newest is not None else 0
+        workers = ExtraWorkers(options, receiver, where.store_file, sock, (seen, mode, output_fd))
     tunnel = None
     if options.tunnel is not None:
         try:
@@ -436,15 +440,11 @@ def serve(
                 workers.stop()
             sock.close()
             raise
-    output_fd = _stdout_fd()
-    mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
-    # One process prints.  Alone, the store writer's printer shows each request once it
-    # is committed; with other workers, a follower of the store shows every worker's.
-    follower = StoreFollower(where, mode, output_fd) if workers is not None else None
+    # Alone, the store writer's printer shows each request once it is committed.
     app = create_app(
         receiver,
         where.store_file,
-        output=mode if follower is None else "none",
+        output=mode if workers is None else "none",
         output_fd=output_fd,
         plan=delivery_plan(options),
         on_ready=_say_ready,
@@ -468,8 +468,6 @@ def serve(
         if workers is not None:
             workers.stop()
         sock.close()
-        if follower is not None:
-            follower.close()
         if tunnel is not None:
             tunnel.stop()
         if inspector is not None:
@@ -479,6 +477,19 @@ def serve(
             _say_outbox_left(where)
     if not server.started:
         raise UsageError("the receiver could not start (see the messages above)")
+
+
+def _listening_socket(options: ListenOptions) -> socket.socket:
+    """Bound and listening, and inherited by every process that serves on it."""
+    from avasam_cli.net import bind
+
+    shared = options.workers > 1
+    if shared:  # the port must be free: a shared bind would join another's group
+        bind(options.host, options.port).close()
+    sock = bind(options.host, options.port, shared=shared)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _start_deliveries(
@@ -523,12 +534,18 @@ class ExtraWorkers:
     """`--workers N`: N - 1 more receiver processes, forked, accepting on the listener's
     own socket.  The kernel hands each connection to one of them, as with uvicorn's
     own --workers: nothing of ours sits between a client and a receiver.  Each has its
-    store writer, and commits to the shared store before it answers; none prints."""
+    store writer, and commits to the shared store before it answers; none prints.  One
+    more process prints what they all commit (StoreFollower)."""
 
     STOP_WAIT = GRACEFUL_SHUTDOWN_SECONDS + 5
 
     def __init__(
-        self, options: ListenOptions, receiver: ReceiverSettings, where: Locations, sock: Any
+        self,
+        options: ListenOptions,
+        receiver: ReceiverSettings,
+        store: StoreLocation,
+        sock: Any,
+        printing: tuple[int, str, int | None],  # shown after row id, mode, fd
     ) -> None:
         import multiprocessing
 
@@ -536,16 +553,18 @@ class ExtraWorkers:
         self.processes = [
             context.Process(
                 target=_extra_worker,
-                args=(options, receiver, where.store_file, sock),
+                args=(options, receiver, store, sock),
                 name=f"avasam-listen-{number}",
             )
             for number in range(2, options.workers + 1)
         ]
         for process in self.processes:
             process.start()
+        self.follower = StoreFollower(store, *printing)
 
     def stop(self) -> None:
-        """SIGTERM each (a Ctrl-C reached them already): they answer what they hold first."""
+        """SIGTERM each (a Ctrl-C reached them already): they answer what they hold first;
+        then the printer shows the last of it."""
         for process in self.processes:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -555,14 +574,23 @@ class ExtraWorkers:
             if process.is_alive():
                 process.kill()
                 process.join()
+        self.follower.close()
 
 
 def _extra_worker(
-    options: ListenOptions, receiver: ReceiverSettings, store: StoreLocation, sock: Any
+    options: ListenOptions, receiver: ReceiverSettings, store: StoreLocation, inherited: Any
 ) -> None:
+    """One more receiver, on a socket of its own bound to the listener's port: with
+    SO_REUSEPORT the kernel balances connections across the sockets (one socket shared
+    by all would hand most to whichever process wakes first)."""
+    from avasam_cli.net import bind
     from avasam_cli.receiver.app import create_app
 
     signal.signal(signal.SIGTERM, lambda *_: None)  # see serve: uvicorn re-raises it
+    host, port = inherited.getsockname()[:2]
+    inherited.close()
+    sock = bind(host, port, shared=True)
+    sock.listen(2048)
     app = create_app(receiver, store, plan=delivery_plan(options))
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn_server(app, options, receiver).run(sockets=[sock])
@@ -570,51 +598,60 @@ def _extra_worker(
 
 class StoreFollower:
     """Prints every request any --workers process (or any listener sharing the store)
-    commits, from the store itself, on a thread: new rows in commit order."""
+    commits, read back from the store in commit order, from a process of its own (forked
+    with the workers): printing costs no receiver any time."""
 
     BATCH = 500
     WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
+    STOP_WAIT = 30.0
 
-    def __init__(self, where: Locations, mode: str, fd: int | None) -> None:
-        import threading
+    def __init__(self, store: StoreLocation, after: int, mode: str, fd: int | None) -> None:
+        import multiprocessing
 
-        from avasam_cli.receiver.printer import make_printer
-        from avasam_cli.store.base import open_store
-
-        self.store = open_store(where.store_file, read_only=True)
-        self.printer = make_printer(mode, -1 if fd is None else os.dup(fd))
-        newest = next(self.store.latest(1, with_body=False), None)
-        self.last = newest.id or 0 if newest is not None else 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="avasam-follower", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        from avasam_cli.errors import StoreError
-
-        while not self.stopping.is_set():
-            try:
-                self._show_new()
-                self.store.wait_for_rows(self.WAIT)
-            except StoreError as error:  # the store is away for now: say so, go on
-                print(error.message, file=sys.stderr, flush=True)
-                self.stopping.wait(1.0)
-
-    def _show_new(self) -> None:
-        while rows := list(self.store.after(self.last, self.BATCH)):
-            self.last = rows[-1].id or self.last
-            if self.printer is not None:
-                self.printer(rows)
+        context = multiprocessing.get_context("fork")
+        self.stopping = context.Event()
+        self.process = context.Process(
+            target=_follow, args=(store, after, mode, fd, self.stopping), name="avasam-printer"
+        )
+        self.process.start()
 
     def close(self) -> None:
-        """Once every worker has stopped: show the last rows, then the summary."""
+        """Once every worker has stopped: the last rows are shown, then the summary."""
         self.stopping.set()
-        self.thread.join()
-        with contextlib.suppress(Exception):
-            self._show_new()
-        self.store.close()
-        if self.printer is not None:
-            print(f"Stopped: {self.printer.close(timeout=10)}.", file=sys.stderr, flush=True)
+        self.process.join(self.STOP_WAIT)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _follow(store: StoreLocation, after: int, mode: str, fd: int | None, stopping: Any) -> None:
+    from avasam_cli.errors import StoreError
+    from avasam_cli.receiver.printer import make_printer
+    from avasam_cli.store.base import open_store
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the listener, once all are
+    printer = make_printer(mode, -1 if fd is None else fd)
+    last = after
+
+    def show_new(reader: EventStore) -> None:
+        nonlocal last
+        while rows := list(reader.after(last, StoreFollower.BATCH)):
+            last = rows[-1].id or last
+            if printer is not None:
+                printer(rows)
+
+    with open_store(store, read_only=True) as reader:
+        while not stopping.is_set():
+            try:
+                show_new(reader)
+                reader.wait_for_rows(StoreFollower.WAIT)
+            except StoreError as error:  # the store is away for now: say so, go on
+                print(error.message, file=sys.stderr, flush=True)
+                stopping.wait(1.0)
+        with contextlib.suppress(StoreError):
+            show_new(reader)
+    if printer is not None:
+        print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
 
 
 def _say_outbox_left(where: Locations) -> None:

@@ -20,6 +20,7 @@ the extra is optional and start-up time does not pay for it.
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -186,12 +187,17 @@ def connect(location: DatabaseUrl) -> Any:
             f"installed: {INSTALL_HINT}"
         )
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             location.url,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
             application_name="avasam",
         )
+        # psycopg prepares a statement run often; PostgreSQL's generic plan for one then
+        # ignores its values, and `id > $1 ... LIMIT $2` (a follower's read) became a scan
+        # of the whole table.  Planned for the values each time, it reads the index.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
+        return conn
     except psycopg.Error as error:
         reason = _first_line(error)
         raise StoreUnavailable(
@@ -286,8 +292,9 @@ class PostgresStore:
             ) from None
 
     def ensure_present(self) -> str | None:
-        """Reconnect when the connection broke (the server restarted, a failover); the
-        batch being written is retried by the writer.  None when nothing changed."""
+        """Reconnect when the connection broke (the server restarted, a failover): the
+        batch that met the break was answered 503, and Avasam sends it again.  None when
+        nothing changed."""
         if not self.conn.broken and not self.conn.closed:
             return None
         with contextlib.suppress(psycopg.Error):
@@ -784,12 +791,23 @@ class PostgresStore:
 
     # --- the live feed -------------------------------------------------------------
     def wait_for_rows(self, timeout: float) -> None:
-        """Return when another process committed rows (any host), or after `timeout`."""
-        if self._listener is None:
-            self._listener = connect(self._url)
-            self._listener.execute(f"LISTEN {CHANNEL}")
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            break
+        """Return when any process, on any host, committed rows (their NOTIFY), or after
+        `timeout`; read from the socket of a connection that only LISTENs."""
+        try:
+            if self._listener is None:
+                self._listener = connect(self._url)
+                self._listener.execute(f"LISTEN {CHANNEL}")
+            pgconn = self._listener.pgconn
+            if select.select([pgconn.socket], [], [], timeout)[0]:
+                pgconn.consume_input()
+                while pgconn.notifies() is not None:  # one wake-up for all of them
+                    pass
+        except (psycopg.Error, OSError, StoreError):  # the server is away: wait, retry later
+            with contextlib.suppress(psycopg.Error):
+                if self._listener is not None:
+                    self._listener.close()
+            self._listener = None
+            time.sleep(timeout)
 
 
 def _refuse_reuse_within(events: Sequence[Event]) -> None:
