@@ -238,11 +238,19 @@ def page_open(inspect_port: int | None) -> Iterator[None]:
 
     def read() -> None:
         url = f"http://127.0.0.1:{inspect_port}/api/stream?token={PAGE_TOKEN}"
-        with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=None)) as stream:
-            for line in stream.iter_lines():
-                rows[0] += line.startswith("id: ")
-                if stop.is_set():
-                    return
+        deadline = time.monotonic() + 10
+        while True:  # the page's process may still be starting when the receiver is up
+            try:
+                with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=None)) as stream:
+                    for line in stream.iter_lines():
+                        rows[0] += line.startswith("id: ")
+                        if stop.is_set():
+                            return
+                return
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
