@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
+
+from avasam_cli.delivery.outbox import FORWARD
 
 
 def runner_name() -> str:
@@ -74,3 +76,37 @@ class DeliveryRow(NamedTuple):
     next_attempt_at: float
     last_result: str | None
     waits_for_forward: bool  # an acknowledgement waiting for the shop to have the update
+
+
+class _Executes(Protocol):
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+
+
+def note_on_event(conn: _Executes, attempt: Attempt, mark: str) -> None:
+    """Inside `finish_deliveries`' transaction: the update's own forward or acknowledgement
+    columns follow its job's attempt (for `events list` and `ack --pending`).  `mark` is
+    the backend's parameter placeholder (? or %s); the SQL is the same on both."""
+    job, event_id = conn.execute(
+        f"SELECT job, event_id FROM deliveries WHERE id = {mark}",  # noqa: S608 - a mark
+        (attempt.job_id,),
+    ).fetchone()
+    detail = f"{attempt.status} {attempt.excerpt}".strip()
+    if job == FORWARD:
+        conn.execute(
+            f"UPDATE events SET forward_status = {mark}, forward_detail = {mark} "  # noqa: S608
+            f"WHERE id = {mark}",
+            (attempt.status if attempt.state != "pending" else "retrying", detail, event_id),
+        )
+    elif attempt.state == "delivered":
+        conn.execute(
+            f"UPDATE events SET ack_status = 'acknowledged', ack_detail = {mark}, "  # noqa: S608
+            f"ack_at = {mark} WHERE id = {mark}",
+            (attempt.excerpt, attempt.at, event_id),
+        )
+    else:  # a failure never overwrites an earlier success
+        conn.execute(
+            f"UPDATE events SET ack_status = 'failed', ack_detail = {mark}, "  # noqa: S608
+            f"ack_at = {mark} WHERE id = {mark} "
+            "AND (ack_status IS NULL OR ack_status != 'acknowledged')",
+            (detail, attempt.at, event_id),
+        )

@@ -14,7 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
-from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow, gone_runners
+from avasam_cli.store.deliveries import (
+    Attempt,
+    DeliveryJob,
+    DeliveryRow,
+    gone_runners,
+    note_on_event,
+)
 from avasam_cli.store.events import Event
 from avasam_cli.store.transactions import write_transaction
 
@@ -161,7 +167,7 @@ class SqliteOutbox:
                 ],
             )
             for attempt in attempts:
-                _note_on_event(conn, attempt)
+                note_on_event(conn, attempt, "?")
 
     def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
         conn = self.conn
@@ -251,27 +257,3 @@ class SqliteOutbox:
             [*head, *params],
         )
         return cursor.rowcount
-
-
-def _note_on_event(conn: sqlite3.Connection, attempt: Attempt) -> None:
-    job, event_id = conn.execute(
-        "SELECT job, event_id FROM deliveries WHERE id = ?", (attempt.job_id,)
-    ).fetchone()
-    detail = f"{attempt.status} {attempt.excerpt}".strip()
-    if job == FORWARD:
-        conn.execute(
-            "UPDATE events SET forward_status = ?, forward_detail = ? WHERE id = ?",
-            (attempt.status if attempt.state != "pending" else "retrying", detail, event_id),
-        )
-    elif attempt.state == "delivered":
-        conn.execute(
-            "UPDATE events SET ack_status = 'acknowledged', ack_detail = ?, ack_at = ? "
-            "WHERE id = ?",
-            (attempt.excerpt, attempt.at, event_id),
-        )
-    else:  # a failure never overwrites an earlier success
-        conn.execute(
-            "UPDATE events SET ack_status = 'failed', ack_detail = ?, ack_at = ? "
-            "WHERE id = ? AND ack_status IS NOT 'acknowledged'",
-            (detail, attempt.at, event_id),
-        )

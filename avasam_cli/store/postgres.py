@@ -35,7 +35,13 @@ from avasam_cli.delivery.outbox import (
 )
 from avasam_cli.errors import StoreError, StoreUnavailable
 from avasam_cli.paths import DatabaseUrl
-from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow, gone_runners
+from avasam_cli.store.deliveries import (
+    Attempt,
+    DeliveryJob,
+    DeliveryRow,
+    gone_runners,
+    note_on_event,
+)
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
@@ -512,7 +518,7 @@ class PostgresStore:
                 ],
             )
             for attempt in attempts:
-                _note_on_event(conn, attempt)
+                note_on_event(conn, attempt, "%s")
 
     def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
         ids = list(job_ids)
@@ -860,27 +866,3 @@ def _enqueue(conn: Any, events: Sequence[Event], plan: Plan, now: float) -> None
                 "VALUES (%s, %s, %s, %s, %s)",
                 rows,
             )
-
-
-def _note_on_event(conn: Any, attempt: Attempt) -> None:
-    job, event_id = conn.execute(
-        "SELECT job, event_id FROM deliveries WHERE id = %s", (attempt.job_id,)
-    ).fetchone()
-    detail = f"{attempt.status} {attempt.excerpt}".strip()
-    if job == FORWARD:
-        conn.execute(
-            "UPDATE events SET forward_status = %s, forward_detail = %s WHERE id = %s",
-            (attempt.status if attempt.state != "pending" else "retrying", detail, event_id),
-        )
-    elif attempt.state == "delivered":
-        conn.execute(
-            "UPDATE events SET ack_status = 'acknowledged', ack_detail = %s, ack_at = %s "
-            "WHERE id = %s",
-            (attempt.excerpt, attempt.at, event_id),
-        )
-    else:  # a failure never overwrites an earlier success
-        conn.execute(
-            "UPDATE events SET ack_status = 'failed', ack_detail = %s, ack_at = %s "
-            "WHERE id = %s AND ack_status IS DISTINCT FROM 'acknowledged'",
-            (detail, attempt.at, event_id),
-        )
