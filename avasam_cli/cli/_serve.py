@@ -531,9 +531,9 @@ def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings)
 
 
 class ExtraWorkers:
-    """`--workers N`: N - 1 more receiver processes, forked, accepting on the listener's
-    own socket.  The kernel hands each connection to one of them, as with uvicorn's
-    own --workers: nothing of ours sits between a client and a receiver.  Each has its
+    """`--workers N`: N - 1 more receiver processes, forked, each accepting on a socket of
+    its own bound to the listener's port (SO_REUSEPORT).  The kernel hands each connection
+    to one of them: nothing of ours sits between a client and a receiver.  Each has its
     store writer, and commits to the shared store before it answers; none prints.  One
     more process prints what they all commit (StoreFollower)."""
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
+from avasam_cli.store.columns import FORWARDS_DONE, JOB_COLUMNS, ROW_COLUMNS
 from avasam_cli.store.deliveries import (
     Attempt,
     DeliveryJob,
@@ -23,23 +24,6 @@ from avasam_cli.store.deliveries import (
 )
 from avasam_cli.store.events import Event
 from avasam_cli.store.transactions import write_transaction
-
-_JOB_COLUMNS = (
-    "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
-    "e.headers, e.body, e.received_at"
-)
-_ROW_COLUMNS = (
-    "d.id, d.event_id, e.kind, e.request_id, d.job, d.target, d.state, d.attempts, "
-    "d.queued_at, d.next_attempt_at, d.last_result, "
-    "(d.job = 'acknowledge' AND d.state = 'pending' AND EXISTS (SELECT 1 FROM deliveries f "
-    "WHERE f.event_id = d.event_id AND f.job = 'forward' AND f.state != 'delivered'))"
-)
-# An acknowledgement waits until every forward of its update is delivered: Avasam is
-# told an update was handled only once the shop has it.
-_FORWARDS_DONE = (
-    "NOT EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = d.event_id "
-    "AND f.job = 'forward' AND f.state != 'delivered')"
-)
 
 
 def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: float) -> None:
@@ -122,7 +106,7 @@ class SqliteOutbox:
                     for (job_id,) in conn.execute(
                         f"SELECT d.id FROM deliveries d WHERE d.state = 'pending' AND d.job = ? "  # noqa: S608
                         f"AND d.next_attempt_at <= ? AND (d.claimed_by IS NULL OR d.claimed_by = ? "
-                        f"OR d.claimed_until < ?) AND {_FORWARDS_DONE} ORDER BY d.id LIMIT ?",
+                        f"OR d.claimed_until < ?) AND {FORWARDS_DONE} ORDER BY d.id LIMIT ?",
                         (ACKNOWLEDGE, due_by, runner, now, per_target),
                     )
                 ]
@@ -139,7 +123,7 @@ class SqliteOutbox:
                 jobs += [
                     DeliveryJob(*row)
                     for row in conn.execute(
-                        f"SELECT {_JOB_COLUMNS} FROM deliveries d "  # noqa: S608
+                        f"SELECT {JOB_COLUMNS} FROM deliveries d "  # noqa: S608
                         f"JOIN events e ON e.id = d.event_id WHERE d.id IN ({marks}) ORDER BY d.id",
                         chunk,
                     )
@@ -191,7 +175,7 @@ class SqliteOutbox:
         return [
             DeliveryRow._make((*row[:-1], bool(row[-1])))
             for row in conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
+                f"SELECT {ROW_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "  # noqa: S608
                 "WHERE (? IS NULL OR d.state = ?) AND (? IS NULL OR d.target = ?) "
                 "AND (? IS NULL OR d.event_id = ?) ORDER BY d.id DESC LIMIT ?",
                 (state, state, target, target, event_id, event_id, limit),

@@ -35,6 +35,14 @@ from avasam_cli.delivery.outbox import (
 )
 from avasam_cli.errors import StoreError, StoreUnavailable
 from avasam_cli.paths import DatabaseUrl
+from avasam_cli.store.columns import (
+    FORWARDS_DONE,
+    INSERTED_COLUMNS,
+    JOB_COLUMNS,
+    ROW_COLUMNS,
+    STORED_COLUMNS,
+    listed_columns,
+)
 from avasam_cli.store.deliveries import (
     Attempt,
     DeliveryJob,
@@ -77,24 +85,13 @@ SEARCH_FILTERS = {
     "since": "received_at >= %s",
     "until": "received_at < %s",
 }
-_STORED_COLUMNS = (
-    "id, received_at, kind, status, http_status, headers AS headers_json, body, reason, detail, "
-    "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
-    "forward_detail"
-)
-_LISTED_COLUMNS = _STORED_COLUMNS.replace(
-    "headers AS headers_json, body", "'[]' AS headers_json, ''::bytea AS body"
-)
-_INSERTED = (
-    "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
-    "headers, body"
-)
+_LISTED_COLUMNS = listed_columns("''::bytea")
 # unnest of one array per column keeps the arrays' order: RETURNING follows it.  The
 # EXISTS sees the table as it was before the statement: whether a row reuses a request id
 # verified for another kind earlier.  Binary parameters (%b): no text escaping.
 _INSERT_SQL = (
     "WITH stored AS (INSERT INTO events ("  # noqa: S608 - literals only
-    f"{_INSERTED}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], "
+    f"{INSERTED_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], "
     "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::bytea[]) "
     "ON CONFLICT DO NOTHING RETURNING id, kind, request_id, status) "
     "SELECT id, kind, request_id, status, status = 'verified' AND EXISTS (SELECT 1 FROM events "
@@ -105,20 +102,7 @@ _INSERT_SQL = (
 _BEGIN_LOCKED = (
     f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {INSERT_LOCK}); NOTIFY {CHANNEL}"
 )
-_JOB_COLUMNS = (
-    "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
-    "e.headers, e.body, e.received_at"
-)
-_ROW_COLUMNS = (
-    "d.id, d.event_id, e.kind, e.request_id, d.job, d.target, d.state, d.attempts, "
-    "d.queued_at, d.next_attempt_at, d.last_result, "
-    "(d.job = 'acknowledge' AND d.state = 'pending' AND EXISTS (SELECT 1 FROM deliveries f "
-    "WHERE f.event_id = d.event_id AND f.job = 'forward' AND f.state != 'delivered'))"
-)
-_FORWARDS_DONE = (
-    "NOT EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = d.event_id "
-    "AND f.job = 'forward' AND f.state != 'delivered')"
-)
+
 
 # The schema, as ordered migrations: the same tables as the SQLite store's `migrations`.
 # The version is the number applied, kept in avasam_schema; a new step goes at the end.
@@ -341,15 +325,13 @@ class PostgresStore:
                 if plan:
                     _enqueue(conn, batch, plan, time.time())
                 conn.execute("COMMIT")
-            except psycopg.Error as error:
+            except BaseException as error:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
-                raise StoreError(
-                    f"cannot write to the event store {self.location}: {_first_line(error)}"
-                ) from None
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
+                if isinstance(error, psycopg.Error):
+                    raise StoreError(
+                        f"cannot write to the event store {self.location}: {_first_line(error)}"
+                    ) from None
                 raise
 
     def _insert(self, events: Sequence[Event], status: str | None) -> list[Any]:
@@ -467,7 +449,7 @@ class PostgresStore:
                     for (job_id,) in conn.execute(
                         "SELECT d.id FROM deliveries d WHERE d.state = 'pending' "  # noqa: S608
                         "AND d.job = %s AND d.next_attempt_at <= %s AND (d.claimed_by IS NULL "
-                        f"OR d.claimed_by = %s OR d.claimed_until < %s) AND {_FORWARDS_DONE} "
+                        f"OR d.claimed_by = %s OR d.claimed_until < %s) AND {FORWARDS_DONE} "
                         "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED",
                         (ACKNOWLEDGE, due_by, runner, now, per_target),
                     ).fetchall()
@@ -479,7 +461,7 @@ class PostgresStore:
                 (runner, now + lease, taken),
             )
             rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
+                f"SELECT {JOB_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
                 "ON e.id = d.event_id WHERE d.id = ANY(%s) ORDER BY d.id",
                 (taken,),
             ).fetchall()
@@ -540,7 +522,7 @@ class PostgresStore:
         return [
             DeliveryRow._make(row)
             for row in self._rows(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
+                f"SELECT {ROW_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
                 "ON e.id = d.event_id WHERE (%(state)s::text IS NULL OR d.state = %(state)s) "
                 "AND (%(target)s::text IS NULL OR d.target = %(target)s) "
                 "AND (%(event)s::bigint IS NULL OR d.event_id = %(event)s) "
@@ -625,7 +607,7 @@ class PostgresStore:
 
     # --- reading -----------------------------------------------------------------
     def _select(
-        self, where: str, params: Sequence[Any], tail: str = "", columns: str = _STORED_COLUMNS
+        self, where: str, params: Sequence[Any], tail: str = "", columns: str = STORED_COLUMNS
     ) -> Iterator[StoredEvent]:
         cursor = self.conn.cursor()
         try:
@@ -648,7 +630,7 @@ class PostgresStore:
             "(%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
             (kind, kind, status, status, limit),
             "ORDER BY id DESC LIMIT %s",
-            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
     def after(
@@ -664,7 +646,7 @@ class PostgresStore:
             "id > %s AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
             (last_id, kind, kind, status, status, limit),
             "ORDER BY id LIMIT %s",
-            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
     def search(

@@ -23,6 +23,7 @@ from avasam_cli.delivery.outbox import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Pla
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store import outbox_sqlite
+from avasam_cli.store.columns import INSERTED_COLUMNS, STORED_COLUMNS, listed_columns
 from avasam_cli.store.events import Event, StockSighting, StoredEvent
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.transactions import write_transaction
@@ -61,15 +62,7 @@ SEARCH_FILTERS = {
 }
 RECLAIM_STEP = 1_000  # pages per incremental_vacuum step
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
-_STORED_COLUMNS = (
-    "id, received_at, kind, status, http_status, headers AS headers_json, body, reason, detail, "
-    "request_id, item_count, client, ack_status, ack_at, ack_detail, forward_status, "
-    "forward_detail"
-)
-# The same, without the headers and body: what a listing shows.
-_LISTED_COLUMNS = _STORED_COLUMNS.replace(
-    "headers AS headers_json, body", "'[]' AS headers_json, X'' AS body"
-)
+_LISTED_COLUMNS = listed_columns("X''")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -184,17 +177,13 @@ class Checkpointer:
         self.conn.close()
 
 
-_COLUMNS = (
-    "received_at, kind, status, http_status, reason, detail, request_id, item_count, client, "
-    "headers, body"
-)
 _ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 @functools.lru_cache(maxsize=MAX_BATCH)
 def _insert_sql(rows: int) -> str:
     values = ", ".join([_ROW_PLACEHOLDERS] * rows)
-    return f"INSERT INTO events ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608
+    return f"INSERT INTO events ({INSERTED_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608
 
 
 def _insert(
@@ -397,7 +386,7 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
 
     # --- reading -----------------------------------------------------------------
     def _select(
-        self, where: str, params: Sequence[Any], tail: str = "", columns: str = _STORED_COLUMNS
+        self, where: str, params: Sequence[Any], tail: str = "", columns: str = STORED_COLUMNS
     ) -> Iterator[StoredEvent]:
         sql = f"SELECT {columns} FROM events WHERE {where} {tail}"  # noqa: S608 - literals
         cursor = self.conn.execute(sql, params)
@@ -416,7 +405,7 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
             "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
             (kind, kind, status, status, limit),
             "ORDER BY id DESC LIMIT ?",
-            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
     def after(
@@ -433,7 +422,7 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
             "id > ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
             (last_id, kind, kind, status, status, limit),
             "ORDER BY id LIMIT ?",
-            _STORED_COLUMNS if with_body else _LISTED_COLUMNS,
+            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
 
     def search(
