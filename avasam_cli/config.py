@@ -42,10 +42,12 @@ FIELDS = (
     "allow_insecure_base_url",
     *(f"{kind}_path" for kind in DEFAULT_WEBHOOK_PATHS),  # the listener's endpoint paths
     "store",  # the event store: a file (default: events.sqlite3 in the data folder)
+    "audience",  # the JWT audiences `listen` requires, comma-separated (default: any)
 )
 FIELD_TYPES: Mapping[str, str] = {
     "listen_port": 'a port number (20603 or "20603")',
     "allow_insecure_base_url": "true or false",
+    "audience": 'audiences separated by commas ("shop-a, shop-b")',
 }
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
@@ -69,6 +71,7 @@ LABELS: Mapping[str, str] = {
     "allow_insecure_base_url": "plain-HTTP base URL allowance",
     **{f"{kind}_path": f"{kind} update endpoint path" for kind in DEFAULT_WEBHOOK_PATHS},
     "store": "event store",
+    "audience": "required token audience",
 }
 
 PASTE_INSTRUCTION = (
@@ -233,7 +236,27 @@ def normalize_path(path: str) -> str:
     return candidate.rstrip("/") or "/"
 
 
+def normalize_audience(value: str) -> str:
+    """Audiences (the JWT's `aud` values a listener requires) as "a, b"; ConfigError when
+    one is empty or holds a control character."""
+    from avasam_cli.webhooks.kinds import is_identifier
+
+    values = [part.strip() for part in value.split(",")]
+    if not all(is_identifier(part) for part in values):
+        raise ConfigError(
+            f"invalid audience {value!r}: give non-empty values without control characters, "
+            "separated by commas (for example --audience shop-eu)"
+        )
+    return ", ".join(dict.fromkeys(values))
+
+
+def audiences(value: str | None) -> tuple[str, ...]:
+    """The audiences of a normalized `audience` setting; () when none is required."""
+    return tuple(part.strip() for part in value.split(",")) if value else ()
+
+
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    "audience": normalize_audience,
     **{f"{kind}_path": normalize_path for kind in DEFAULT_WEBHOOK_PATHS},
     "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,
@@ -350,6 +373,12 @@ class ConfigFile:
                 value = "true" if raw else "false"
             elif isinstance(raw, int) and not isinstance(raw, bool) and key == "listen_port":
                 value = str(raw)
+            elif (
+                isinstance(raw, list)
+                and key == "audience"
+                and all(isinstance(part, str) for part in raw)
+            ):
+                value = ", ".join(raw)
             if not isinstance(value, str):
                 raise ConfigError(
                     f"config file {self.path}: profiles.{name}.{key} must be "

@@ -31,14 +31,14 @@ def test_expiry_in_avasams_format_parses() -> None:
 
 
 def test_ack_sends_the_documented_requests(cli: Cli, avasam: Avasam) -> None:
-    """Exact paths, JSON bodies, Bearer token and User-Agent."""
+    """Exact paths, JSON bodies, the raw token (auto's first form) and User-Agent."""
     result = cli("ack", "req-1", "req-2")
     assert result.exit_code == 0, result.output
     assert avasam.paths() == [TOKEN_PATH, ACK, ACK]
     token_call, first, second = avasam.received
     assert token_call.body == {"consumer_key": avasam.consumer_key, "secret_key": avasam.secret_key}
     assert first.body == {"requestId": "req-1"} and second.body == {"requestId": "req-2"}
-    assert first.headers["Authorization"] == "Bearer access-0001"
+    assert first.headers["Authorization"] == "access-0001"
     assert first.headers["User-Agent"].startswith("avasam-cli/")
     assert "acknowledged  req-1" in result.stdout
 
@@ -79,7 +79,7 @@ def test_new_token_after_401(cli: Cli, avasam: Avasam) -> None:
     result = cli("ack", "b")
     assert result.exit_code == 0, result.output
     assert avasam.paths()[-3:] == [ACK, TOKEN_PATH, ACK]
-    assert avasam.received[-1].headers["Authorization"] == "Bearer access-0002"
+    assert avasam.received[-1].headers["Authorization"] == "access-0002"
 
 
 @pytest.mark.parametrize("failure", [503, "drop", 429])

@@ -33,7 +33,7 @@ def test_auto_scheme_is_learned_and_reused(cli: Cli, avasam: Avasam, strict: str
     avasam.scheme = strict
     first = cli("ack", "req-1")
     assert first.exit_code == 0, first.output
-    assert avasam.refused_calls() == (1 if strict == "raw" else 0)  # bearer is tried first
+    assert avasam.refused_calls() == (1 if strict == "bearer" else 0)  # raw is tried first
     assert next(iter(cached_tokens().values()))["scheme"] == strict
     refused_before = avasam.refused_calls()
     second = cli("ack", "req-2")
@@ -95,7 +95,10 @@ def test_doctor_shows_scheme_and_customer_id(cli: Cli, avasam: Avasam) -> None:
     result = cli("doctor")
     assert "credentials accepted: accepted by" in result.stdout
     assert "(customer id 4242)" in result.stdout
-    assert "PASS  API accepts the access token: Authorization: <token> (learned" in result.stdout
+    assert (
+        "PASS  API accepts the access token: Authorization: <token> accepted (auth_scheme auto "
+        "learned it on " in result.stdout
+    )
     assert next(iter(cached_tokens().values()))["customer_id"] == "4242"
     stock_calls = [r for r in avasam.received if r.path == STOCK_PATH]
     assert stock_calls[-1].body == {"limit": 1, "page": 0}
@@ -313,7 +316,7 @@ def test_bad_cached_entries_are_dropped(cli: Cli, avasam: Avasam, entry: object)
     (key,) = cached_tokens()
     path.write_text(json.dumps({key: entry}))
     assert cli("ack", "b").exit_code == 0
-    assert avasam.received[-1].headers["Authorization"] == "Bearer access-0002"
+    assert avasam.received[-1].headers["Authorization"] == "access-0002"
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "dev-zero"])

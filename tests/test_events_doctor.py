@@ -128,7 +128,7 @@ def test_doctor_all_pass(cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.count("PASS") == 6
     assert "credentials accepted: accepted by" in result.stdout
-    assert "API accepts the access token: Authorization: Bearer <token>" in result.stdout
+    assert "API accepts the access token: Authorization: <token> accepted" in result.stdout
 
 
 def test_doctor_reports_each_problem(cli: Cli) -> None:

@@ -51,20 +51,21 @@ REFUSED_CREDENTIALS = (
 
 
 # --- How the access token is sent -------------------------------------------------------
-# Avasam's help page says only "with a valid token".  Public integrations written against
-# real accounts disagree: one, "per Avasam docs and Postman test", sends the raw token as
-# the Authorization header; another tries several forms in turn; a third removed the
-# Bearer it had guessed.  So no form is hard-coded.  `auto` (the default) sends the form
-# that last worked (cached with the token), starting with `Bearer`; when a freshly issued
-# token is refused (401 or 403) it tries the other form once and remembers the one
-# accepted.  `bearer` and `raw` force one form (profile `auth_scheme`, AVASAM_AUTH_SCHEME,
+# Avasam's help page says only "with a valid token".  Public evidence, not Avasam's word:
+# live probes recorded by a public integration against a real seller account (August 2026)
+# found `Authorization: <token>` (no prefix) accepted while `Authorization: Bearer <token>`
+# and a `Token:` header were refused; other public clients agree or try several forms.  So
+# `auto` (the default) sends the raw token first, `Bearer` second: a fresh token's first
+# call goes out raw; when a freshly issued token is refused (401 or 403) the other form is
+# tried once, and the form accepted is remembered with the token (and when it was learned).
+# `bearer` and `raw` force one form (profile `auth_scheme`, AVASAM_AUTH_SCHEME,
 # `configure --auth-scheme`).  The names are also in `defaults.AUTH_SCHEME_CHOICES`.
 AUTO = "auto"
-AUTH_SCHEMES = ("bearer", "raw")  # the order `auto` tries them in
+AUTH_SCHEMES = ("raw", "bearer")  # the order `auto` tries them in
 AUTH_SCHEME_LABELS = {"bearer": "Authorization: Bearer <token>", "raw": "Authorization: <token>"}
 
 
-def authorization(access_token: str, scheme: str = "bearer") -> dict[str, str]:
+def authorization(access_token: str, scheme: str = AUTH_SCHEMES[0]) -> dict[str, str]:
     """The header carrying the access token in `scheme` ("bearer" or "raw")."""
     if scheme == "raw":
         return {"Authorization": access_token}
@@ -143,10 +144,10 @@ def stock_page(answer: Any) -> StockPage:
 
 def refused_both_ways(status: int, url: str) -> ApiError:
     return ApiError(
-        f"Avasam refused a new access token in both forms ({AUTH_SCHEME_LABELS['bearer']}, "
-        f"and {AUTH_SCHEME_LABELS['raw']}) for {url} ({status}): check the API user's access "
+        f"Avasam refused a new access token in both forms ({AUTH_SCHEME_LABELS['raw']}, "
+        f"and {AUTH_SCHEME_LABELS['bearer']}) for {url} ({status}): check the API user's access "
         "rights in Avasam; if you know the form your account expects, set it with "
-        "`avasam configure --auth-scheme bearer` (or raw)",
+        "`avasam configure --auth-scheme raw` (or bearer)",
         status,
     )
 
@@ -197,6 +198,7 @@ class CachedToken(NamedTuple):
     expires_at: float  # Unix time
     scheme: str | None = None  # the form Avasam accepted it in, once known
     customer_id: str | None = None  # Avasam's customerId, when the token answer has one
+    scheme_learned_at: float | None = None  # Unix time `auto` learned the form
 
 
 class TokenCache:
@@ -258,11 +260,14 @@ class TokenCache:
             return None
         scheme = entry.get("scheme")
         customer_id = entry.get("customer_id")
+        learned = entry.get("scheme_learned_at")
+        known = scheme in AUTH_SCHEMES
         return CachedToken(
             token,
             float(expires),
-            scheme if scheme in AUTH_SCHEMES else None,
+            scheme if known else None,
             customer_id if isinstance(customer_id, str) else None,
+            float(learned) if known and isinstance(learned, int | float) else None,
         )
 
     def put(self, key: str, entry: CachedToken, replaces: str | None = None) -> None:
@@ -476,6 +481,7 @@ class AvasamClient:
             # A new token keeps the form the old one was accepted in.
             cached.scheme if cached is not None else None,
             None if customer_id is None else str(customer_id),
+            cached.scheme_learned_at if cached is not None else None,
         )
         self.cache.put(self.cache_key, entry, replaces=self.cache_prefix)
         return entry, True
@@ -527,7 +533,8 @@ class AvasamClient:
         if response.is_success:
             self.scheme_used = scheme
             if self.auth_scheme == AUTO and entry.scheme != scheme:
-                self.cache.put(self.cache_key, entry._replace(scheme=scheme))
+                learned = entry._replace(scheme=scheme, scheme_learned_at=self.clock())
+                self.cache.put(self.cache_key, learned)
         return response
 
     def call(self, path: str, body: Mapping[str, Any]) -> httpx.Response:

@@ -33,6 +33,15 @@ BaseUrlOption = Annotated[
 LeewayOption = Annotated[
     float, typer.Option(help="Seconds of clock drift allowed for exp/nbf/iat.", min=0)
 ]
+AudienceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--audience",
+        help="Require the token's `aud` to be this value (repeatable: any of them); "
+        "by default any audience is accepted (Avasam documents none).",
+        show_default=False,
+    ),
+]
 
 
 ListenerHostOption = Annotated[

@@ -41,6 +41,7 @@ class SigningOptions:
     expires_in: int = 300
     include_iat: bool = True
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    casing: str = "camel"  # how the body's keys are written: "camel" or "pascal"
 
 
 def _read_data_file(name: str) -> list[dict[str, Any]]:
@@ -103,10 +104,17 @@ def build_body(items: ItemOptions, signing_options: SigningOptions) -> dict[str,
     )
 
 
-def print_signed_body(items: ItemOptions, signing_options: SigningOptions, pretty: bool) -> None:
+def written(body: dict[str, Any], signing_options: SigningOptions, pretty: bool = False) -> bytes:
+    """The body as sent, its keys in the casing asked for (the token signs the request id,
+    whatever the casing of the keys around it)."""
     from avasam_cli.webhooks import sign as signing
+    from avasam_cli.webhooks.keys import recased
 
-    body = signing.encode(build_body(items, signing_options), pretty=pretty)
+    return signing.encode(recased(body, signing_options.casing), pretty=pretty)
+
+
+def print_signed_body(items: ItemOptions, signing_options: SigningOptions, pretty: bool) -> None:
+    body = written(build_body(items, signing_options), signing_options, pretty)
     sys.stdout.buffer.write(body + b"\n")
     sys.stdout.flush()
 
@@ -146,11 +154,9 @@ def tampered(body: dict[str, Any], mode: str, signing_options: SigningOptions) -
     return forged
 
 
-def send_one(url: str, body: dict[str, Any], timeout: float, tamper: str | None) -> None:
-    from avasam_cli.webhooks import sign as signing
-
+def send_one(url: str, body: bytes, timeout: float, tamper: str | None) -> None:
     headers = {"content-type": "application/json", TEST_MARKER: "1"}
-    response = post_and_show(url, signing.encode(body), headers, timeout)
+    response = post_and_show(url, body, headers, timeout)
     if tamper is None:
         if not response.is_success:
             raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
@@ -199,7 +205,7 @@ def _signed_bodies(items: ItemOptions, signing_options: SigningOptions) -> Itera
             expires_in=options.expires_in,
             include_iat=options.include_iat,
         )
-        yield signing.encode(body)
+        yield written(body, options)
 
 
 def send_load(

@@ -189,6 +189,14 @@ def configure(
     price_path: Annotated[
         str | None, typer.Option(help="Price endpoint path for `listen`, `send-test`, `replay`.")
     ] = None,
+    audience: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--audience",
+            help="The JWT audience (aud) `listen` requires (repeatable; default: any).",
+            show_default=False,
+        ),
+    ] = None,
     allow_insecure_base_url: Annotated[
         bool,
         typer.Option(
@@ -224,6 +232,7 @@ def configure(
             "stock_path": stock_path,
             "price_path": price_path,
             "allow_insecure_base_url": "true" if allow_insecure_base_url else None,
+            "audience": None if audience is None else ",".join(audience),
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),

@@ -45,14 +45,20 @@ def _credentials(resolved: "Settings", where: "Locations") -> str:
 
 def _token_scheme(resolved: "Settings", where: "Locations") -> str:
     """A read-only call (the stock list, one row) shows which form of the token works."""
-    from avasam_cli.api.client import AUTH_SCHEME_LABELS, STOCK_LIST_PATH
+    from datetime import UTC, datetime
+
+    from avasam_cli.api.client import AUTH_SCHEME_LABELS, AUTH_SCHEMES, STOCK_LIST_PATH
 
     with client_for(resolved, where) as client:
         client.call(STOCK_LIST_PATH, {"limit": 1, "page": 0})
-        used = client.scheme_used or "bearer"
+        used = client.scheme_used or AUTH_SCHEMES[0]
+        entry = client.cache.get(client.cache_key)
     setting = resolved.require("auth_scheme")
-    how = "learned" if setting == "auto" else "set"
-    return f"{AUTH_SCHEME_LABELS[used]} ({how}: auth_scheme {setting})"
+    if setting != "auto":
+        return f"{AUTH_SCHEME_LABELS[used]} accepted (set: auth_scheme {setting})"
+    learned = entry.scheme_learned_at if entry is not None else None
+    when = f" on {datetime.fromtimestamp(learned, UTC):%Y-%m-%d %H:%M} UTC" if learned else ""
+    return f"{AUTH_SCHEME_LABELS[used]} accepted (auth_scheme auto learned it{when})"
 
 
 def _store(where: "Locations") -> str:

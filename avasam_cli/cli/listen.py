@@ -25,7 +25,7 @@ from avasam_cli.cli._deliver import (
     RetryScheduleOption,
     delivery_config,
 )
-from avasam_cli.cli._options import STDIN_HELP, LeewayOption
+from avasam_cli.cli._options import STDIN_HELP, AudienceOption, LeewayOption
 from avasam_cli.defaults import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_FORWARD_TIMEOUT,
@@ -174,6 +174,7 @@ def listen(
     tunnel_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the tunnel's public URL.", min=1)
     ] = DEFAULT_TUNNEL_TIMEOUT,
+    audience: AudienceOption = None,
 ) -> None:
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.cli._serve import (
@@ -182,6 +183,7 @@ def listen(
         ensure_token,
         serve,
     )
+    from avasam_cli.config import audiences
     from avasam_cli.net import checked_url
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import ReceiverSettings
@@ -191,6 +193,7 @@ def listen(
     flags["listen_host"] = host
     flags["listen_port"] = None if port is None else str(port)
     flags["stock_path"], flags["price_path"] = stock_path, price_path
+    flags["audience"] = ",".join(audience) if audience else None
     resolved = settings(ctx, config, **flags)
     paths = endpoint_paths(resolved)
     given = {"--forward-to": forward_to, "--forward-stock-to": forward_stock_to,
@@ -232,7 +235,9 @@ def listen(
     if auto_ack:  # missing keys are a configuration error now, not at the first acknowledgement
         client_for(resolved, where).close()
     token = ensure_token(resolved, config)
-    receiver = ReceiverSettings(token, paths, leeway, max_body_size, max_header_size)
+    receiver = ReceiverSettings(
+        token, paths, leeway, max_body_size, max_header_size, audiences(resolved.get("audience"))
+    )
     serve(options, receiver, resolved, where)
 
 

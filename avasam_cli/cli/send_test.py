@@ -61,6 +61,20 @@ ExpiresOption = Annotated[
 IatOption = Annotated[bool, typer.Option("--iat/--no-iat", help="Include the `iat` claim.")]
 
 
+class Casing(StrEnum):
+    camel = "camel"
+    pascal = "pascal"
+
+
+CasingOption = Annotated[
+    Casing,
+    typer.Option(
+        help="Write the body's keys as the help page does (camel: requestId, sku) or as "
+        "Avasam's API answers (pascal: RequestId, Sku); a receiver must take both.",
+    ),
+]
+
+
 def _signing_options(
     ctx: typer.Context,
     token_flag: str | None,
@@ -69,6 +83,7 @@ def _signing_options(
     alg: Algorithm,
     expires_in: int,
     iat: bool,
+    casing: Casing,
 ) -> "SigningOptions":
     from avasam_cli.cli._simulate import SigningOptions
 
@@ -79,6 +94,7 @@ def _signing_options(
         algorithm=alg.value,
         expires_in=expires_in,
         include_iat=iat,
+        casing=casing.value,
     )
 
 
@@ -97,12 +113,13 @@ def sign_test_payload(
     iat: IatOption = True,
     verification_token: TokenOption = None,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON.")] = False,
+    casing: CasingOption = Casing.camel,
 ) -> None:
     """Print a webhook body signed as Avasam signs it (JSON on stdout, nothing else)."""
     from avasam_cli.cli._simulate import ItemOptions, print_signed_body
 
     signing_options = _signing_options(
-        ctx, verification_token, request_id, on, alg, expires_in, iat
+        ctx, verification_token, request_id, on, alg, expires_in, iat, casing
     )
     item_options = ItemOptions(kind.value, tuple(sku or ()), quantity, price, items, data_file)
     print_signed_body(item_options, signing_options, pretty)
@@ -139,9 +156,17 @@ def send_test(
     ] = 10.0,
     host: ListenerHostOption = None,
     port: ListenerPortOption = None,
+    casing: CasingOption = Casing.camel,
 ) -> None:
     """Sign and send test webhooks to a receiver: one, a forgery, or a load."""
-    from avasam_cli.cli._simulate import ItemOptions, build_body, send_load, send_one, tampered
+    from avasam_cli.cli._simulate import (
+        ItemOptions,
+        build_body,
+        send_load,
+        send_one,
+        tampered,
+        written,
+    )
     from avasam_cli.net import checked_url
 
     if url is not None and (host or port):
@@ -156,7 +181,7 @@ def send_test(
     if url is None:
         url = local_endpoint(ctx, host, port, chosen)
     signing_options = _signing_options(
-        ctx, verification_token, request_id, on, alg, expires_in, iat
+        ctx, verification_token, request_id, on, alg, expires_in, iat, casing
     )
     if count > 1 and tamper is not None:
         raise UsageError("--tamper sends one forged request: leave out --count")
@@ -166,7 +191,7 @@ def send_test(
     body = build_body(item_options, signing_options)
     if tamper is not None:
         body = tampered(body, tamper.value, signing_options)
-    send_one(url, body, timeout, tamper.value if tamper else None)
+    send_one(url, written(body, signing_options), timeout, tamper.value if tamper else None)
 
 
 def local_endpoint(ctx: typer.Context, host: str | None, port: int | None, kind: str) -> str:

@@ -7,8 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from avasam_cli.cli._context import verification_token_for
-from avasam_cli.cli._options import KIND_CHOICES, Kind, LeewayOption, TokenOption
+from avasam_cli.cli._context import settings, verification_token_for
+from avasam_cli.cli._options import (
+    KIND_CHOICES,
+    AudienceOption,
+    Kind,
+    LeewayOption,
+    TokenOption,
+)
 from avasam_cli.defaults import DEFAULT_LEEWAY
 from avasam_cli.errors import AlreadyReported, UsageError
 
@@ -23,20 +29,19 @@ def read_body(source: str) -> bytes:
 
 
 def guess_kind(raw: bytes) -> str:
-    """The kind, from the first item's fields (see `kinds.guess_kind`)."""
-    import json
-
+    """The kind, from the first item's fields in any casing (see `kinds.guess_kind`)."""
+    from avasam_cli.webhooks.keys import stored_items
+    from avasam_cli.webhooks.kinds import STRAY_KIND
     from avasam_cli.webhooks.kinds import guess_kind as kind_of
 
-    try:
-        data = json.loads(raw).get("data")
-        first: Any = data[0] if isinstance(data, list) and data else {}
-    except (ValueError, AttributeError, RecursionError):
-        first = None
+    data = stored_items(raw, STRAY_KIND)
+    first: Any = data[0] if data else None
     return kind_of(first)
 
 
-def _leeway_needed(raw: bytes, kind: str, token: str, refused: Exception) -> int | None:
+def _leeway_needed(
+    raw: bytes, kind: str, token: str, refused: Exception, audience: tuple[str, ...]
+) -> int | None:
     """For a body refused only for its time (expired, not yet valid): the whole seconds
     of --leeway that would accept it; None when anything else is wrong too."""
     import math
@@ -45,15 +50,16 @@ def _leeway_needed(raw: bytes, kind: str, token: str, refused: Exception) -> int
     import jwt
 
     from avasam_cli.webhooks.contract import Reason, VerificationError
+    from avasam_cli.webhooks.keys import readable_body
     from avasam_cli.webhooks.verify import verify
 
     timing = (Reason.EXPIRED, Reason.NOT_YET_VALID)
     if not isinstance(refused, VerificationError) or refused.reason not in timing:
         return None
     try:
-        verify(raw, kind, token, leeway=10**10)  # everything but the time
+        verify(raw, kind, token, leeway=10**10, audience=audience)  # all but the time
         claims = jwt.decode(
-            json.loads(raw)["token"], options={"verify_signature": False}, algorithms=None
+            readable_body(raw, kind)["token"], options={"verify_signature": False}, algorithms=None
         )
     except (VerificationError, jwt.PyJWTError, ValueError, KeyError, TypeError):
         return None
@@ -63,8 +69,14 @@ def _leeway_needed(raw: bytes, kind: str, token: str, refused: Exception) -> int
     return math.ceil(max(gaps)) + 1 if gaps else None
 
 
-def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_json: bool) -> None:
-    import json
+def show_verdict(
+    source: str,
+    kind: str | None,
+    token: str,
+    leeway: float,
+    as_json: bool,
+    audience: tuple[str, ...] = (),
+) -> None:
 
     from avasam_cli import output
     from avasam_cli.webhooks.contract import VerificationError
@@ -73,9 +85,9 @@ def show_verdict(source: str, kind: str | None, token: str, leeway: float, as_js
     raw = read_body(source)
     chosen = kind or guess_kind(raw)
     try:
-        update = verify(raw, chosen, token, leeway)
+        update = verify(raw, chosen, token, leeway, audience)
     except VerificationError as refused:
-        needed = _leeway_needed(raw, chosen, token, refused)
+        needed = _leeway_needed(raw, chosen, token, refused, audience)
         if as_json:
             output.out(
                 json.dumps(
@@ -128,8 +140,9 @@ def verify_command(
     verification_token: TokenOption = None,
     leeway: LeewayOption = DEFAULT_LEEWAY,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    audience: AudienceOption = None,
 ) -> None:
-    """Verify a saved webhook body offline with your verification token."""
+    """Verify a saved webhook body offline with your verification token (keys in any case)."""
     if source == "-" and verification_token == "-":  # noqa: S105 - the stdin marker
         raise UsageError("the body and the token cannot both come from standard input")
     if source == "-" and sys.stdin.isatty():  # it would wait, silently, for a paste
@@ -137,8 +150,12 @@ def verify_command(
             "verify checks a saved webhook body: give its file (avasam verify body.json), "
             "or pipe one in (avasam sign-test-payload | avasam verify)"
         )
+    from avasam_cli.config import audiences
+
     token = verification_token_for(ctx, verification_token)
-    show_verdict(source, kind.value if kind else None, token, leeway, as_json)
+    given = ",".join(audience) if audience else None
+    wanted = audiences(settings(ctx, audience=given).get("audience"))
+    show_verdict(source, kind.value if kind else None, token, leeway, as_json, wanted)
 
 
 def register(app: typer.Typer) -> None:

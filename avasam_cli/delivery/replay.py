@@ -5,12 +5,12 @@ Shared by `avasam events replay` and the inspector's actions.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from avasam_cli.delivery.forward import passed_on
 from avasam_cli.store.events import REDACTED, StoredEvent
+from avasam_cli.webhooks import keys
 from avasam_cli.webhooks import sign as signing
 
 
@@ -21,12 +21,9 @@ def replay_headers(event: StoredEvent) -> list[tuple[str, str]]:
 
 
 def stored_items(event: StoredEvent) -> list[Any] | None:
-    """The update's items, or None when the body holds no list of them."""
-    try:
-        items = json.loads(event.body)["data"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None
-    return items if isinstance(items, list) else None
+    """The update's items (keys in their canonical casing), or None when the body holds no
+    list of them."""
+    return keys.stored_items(event.body, event.kind)
 
 
 def resigned(items: list[Any], verification_token: str) -> tuple[bytes, str]:

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
+from avasam_cli.webhooks.keys import readable_body
 
 COOKIE = "avasam_inspector"
 PAGE_SIZE = 100
@@ -92,14 +93,21 @@ def _skew_seconds(body: Any, claims: Any) -> float | None:
     return round(iat - moment.timestamp(), 3)
 
 
+def _pretty(body: Any) -> str | None:
+    """The body indented; None when it is no JSON, or nested too deeply to write again."""
+    if body is None:
+        return None
+    try:
+        return json.dumps(body, indent=2)
+    except RecursionError:
+        return None
+
+
 def detail_json(event: StoredEvent, store: EventStore) -> dict[str, Any]:
     """Everything the detail view shows of one request."""
     record = event_json(event)
     text = event.body.decode("utf-8", "replace")
-    try:
-        body: Any = json.loads(event.body)
-    except (ValueError, RecursionError):
-        body = None
+    body: Any = readable_body(event.body, event.kind)  # known keys in canonical casing
     token = _decoded_token(body.get("token")) if isinstance(body, dict) else None
     items = body.get("data") if isinstance(body, dict) else None
     jobs = []
@@ -113,7 +121,7 @@ def detail_json(event: StoredEvent, store: EventStore) -> dict[str, Any]:
             "detail": event.detail,
             "headers": [list(pair) for pair in event.headers],
             "body_text": text,
-            "body_pretty": json.dumps(body, indent=2) if body is not None else None,
+            "body_pretty": _pretty(body),
             "items": items if isinstance(items, list) else None,
             "jwt": token,
             "skew_seconds": _skew_seconds(body, token["claims"] if token else None),

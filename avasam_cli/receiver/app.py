@@ -35,7 +35,13 @@ from avasam_cli.paths import StoreLocation
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.store.events import WireRequest
-from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason, VerificationError
+from avasam_cli.webhooks.contract import (
+    HTTP_STATUS,
+    NO_AUDIENCE,
+    REUSED_DETAIL,
+    Reason,
+    VerificationError,
+)
 from avasam_cli.webhooks.kinds import STRAY_KIND
 from avasam_cli.webhooks.verify import verify
 
@@ -49,6 +55,7 @@ class ReceiverSettings:
     leeway: float = DEFAULT_LEEWAY
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE  # enforced by the protocol (receiver.protocol)
+    audience: tuple[str, ...] = NO_AUDIENCE  # the `aud` values required; () accepts any
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -137,7 +144,10 @@ class WebhookEndpoint:
         verdict: tuple[str, int, str | None, str | None, str | None, int | None]
         try:
             body = await self._read_request(scope, headers, receive)
-            update = verify(body, self.kind, self.settings.verification_token, self.settings.leeway)
+            settings = self.settings
+            update = verify(
+                body, self.kind, settings.verification_token, settings.leeway, settings.audience
+            )
         except _Refused as refused:
             verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
             extra = refused.headers

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from avasam_cli import output
 from avasam_cli.store.events import Event
+from avasam_cli.webhooks.keys import stored_items
 
 OUTPUT_MODES = ("none", "json", "human")
 # Stands for items that cannot be printed (nested deeper than orjson writes); stored whole.
@@ -58,8 +59,8 @@ class BackgroundPrinter:
                 continue
             for event in events:  # the items, for printing: the body was verified already
                 if event.status == "verified" and event.store_error is None:
-                    try:
-                        event.data_json = orjson.dumps(orjson.loads(event.body)["data"])
+                    try:  # under canonical names, whatever the casing it came in
+                        event.data_json = orjson.dumps(stored_items(event.body, event.kind))
                     except orjson.JSONEncodeError:  # an item nested too deeply to write again
                         event.data_json = UNPRINTABLE_ITEMS
             try:

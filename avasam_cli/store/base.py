@@ -12,7 +12,7 @@ from typing import Protocol
 from avasam_cli.delivery.outbox import Plan
 from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
-from avasam_cli.store.events import Event, StockSighting, StoredEvent
+from avasam_cli.store.events import Event, StoredEvent
 
 
 class ResultLog(Protocol):
@@ -150,9 +150,9 @@ class EventStore(ResultLog, Protocol):
         """Give freed space back to the disk, yielding progress as (done, total); a step
         that would hold the store for long (a full VACUUM) only when `allow_vacuum`."""
 
-    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
-        """Every item of every verified stock update received at or after `since` (an ISO
-        time in UTC), oldest first."""
+    def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
+        """Every verified update of `kind` received at or after `since` (an ISO time in UTC),
+        oldest first, bodies included, read as they are iterated."""
 
     def wait_for_rows(self, timeout: float) -> None:
         """Return once rows may have been committed by any process, at the latest after

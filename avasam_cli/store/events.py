@@ -85,11 +85,11 @@ class StoredEvent(Event):
     forward_detail: str | None = None
 
 
-class StockSighting(NamedTuple):
-    """One item of a verified stock update: what a webhook said a SKU's stock was."""
+class Sighting(NamedTuple):
+    """One item of a verified update: what a webhook said a SKU's stock or price was."""
 
     sku: str
-    quantity: int
+    value: float  # the quantity (stock) or the price
     updated_on: str
     received_at: str
     request_id: str

@@ -50,7 +50,7 @@ from avasam_cli.store.deliveries import (
     gone_runners,
     note_on_event,
 )
-from avasam_cli.store.events import Event, StockSighting, StoredEvent
+from avasam_cli.store.events import Event, StoredEvent
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
@@ -711,21 +711,13 @@ class PostgresStore:
     def count_by_status(self) -> dict[str, int]:
         return dict(self._rows("SELECT status, COUNT(*) FROM events GROUP BY status"))
 
-    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
-        # The bodies were verified on arrival (UTF-8 JSON with a data list); OFFSET 0 keeps
-        # the conversion from running on any other row.
-        return [
-            StockSighting(*row)
-            for row in self._rows(
-                "SELECT item->>'sku', (item->>'quantity')::bigint, item->>'updatedOn', "
-                "e.received_at, e.request_id FROM (SELECT id, received_at, request_id, body "
-                "FROM events WHERE kind = 'stock' AND status = 'verified' "
-                "AND (%(since)s::text IS NULL OR received_at >= %(since)s) OFFSET 0) AS e, "
-                "LATERAL jsonb_array_elements(convert_from(e.body, 'UTF8')::jsonb -> 'data') "
-                "WITH ORDINALITY AS items(item, n) ORDER BY e.id, items.n",
-                {"since": since},
-            )
-        ]
+    def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
+        return self._select(
+            "kind = %(kind)s AND status = 'verified' "
+            "AND (%(since)s::text IS NULL OR received_at >= %(since)s)",
+            {"kind": kind, "since": since},
+            "ORDER BY id",
+        )
 
     # --- retention ---------------------------------------------------------------
     def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from avasam_cli.errors import StoreError
 from avasam_cli.paths import ensure_private_dir
 from avasam_cli.store import outbox_sqlite
 from avasam_cli.store.columns import INSERTED_COLUMNS, STORED_COLUMNS, listed_columns
-from avasam_cli.store.events import Event, StockSighting, StoredEvent
+from avasam_cli.store.events import Event, StoredEvent
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.transactions import write_transaction
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
@@ -574,15 +574,9 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
         return {status: count for status, count in cursor}
 
-    def stock_sightings(self, since: str | None = None) -> list[StockSighting]:
-        # The bodies were verified on arrival, so every item has a string sku, an integer
-        # quantity and an updatedOn; the CAST reads the BLOB as JSON text.
-        cursor = self.conn.execute(
-            "SELECT json_extract(item.value, '$.sku'), json_extract(item.value, '$.quantity'), "
-            "json_extract(item.value, '$.updatedOn'), e.received_at, e.request_id "
-            "FROM events AS e, json_each(CAST(e.body AS TEXT), '$.data') AS item "
-            "WHERE e.kind = 'stock' AND e.status = 'verified' "
-            "AND (? IS NULL OR e.received_at >= ?) ORDER BY e.id",
-            (since, since),
+    def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
+        return self._select(
+            "kind = ? AND status = 'verified' AND (? IS NULL OR received_at >= ?)",
+            (kind, since, since),
+            "ORDER BY id",
         )
-        return [StockSighting(*row) for row in cursor]

@@ -17,7 +17,12 @@ import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
-from avasam_cli.webhooks.contract import HMAC_ALGORITHMS, Reason, VerificationError
+from avasam_cli.webhooks.contract import (
+    HMAC_ALGORITHMS,
+    NO_AUDIENCE,
+    Reason,
+    VerificationError,
+)
 
 
 class _CachedKeyHMAC(HMACAlgorithm):
@@ -67,6 +72,8 @@ class _WebhookJWT(jwt.PyJWT):
     """PyJWT's codec with the HMAC family only, cached keys, and orjson for payloads."""
 
     def __init__(self) -> None:
+        # The audience is checked only when one is configured (decode_token; the decision
+        # is contract.NO_AUDIENCE); Avasam documents no issuer.
         super().__init__(options={"verify_aud": False, "verify_iss": False, "require": []})
         self._jws = _FastJWS(algorithms=[], options=self._get_sig_options())
         digests = (HMACAlgorithm.SHA256, HMACAlgorithm.SHA384, HMACAlgorithm.SHA512)
@@ -93,10 +100,27 @@ def shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def decode_token(token: str, key: str, leeway: float) -> tuple[dict[str, Any], str]:
-    """The verified claims and algorithm; VerificationError with its reason otherwise."""
+def decode_token(
+    token: str, key: str, leeway: float, audience: tuple[str, ...] = NO_AUDIENCE
+) -> tuple[dict[str, Any], str]:
+    """The verified claims and algorithm; VerificationError with its reason otherwise.
+
+    With no `audience`, any `aud` is accepted (see contract.NO_AUDIENCE); with one or more,
+    the token's `aud` must name one of them."""
     try:
-        decoded = JWT.decode_complete(token, key, algorithms=list(HMAC_ALGORITHMS), leeway=leeway)
+        if audience:
+            decoded = JWT.decode_complete(
+                token,
+                key,
+                algorithms=list(HMAC_ALGORITHMS),
+                leeway=leeway,
+                audience=list(audience),
+                options={"verify_aud": True},
+            )
+        else:
+            decoded = JWT.decode_complete(
+                token, key, algorithms=list(HMAC_ALGORITHMS), leeway=leeway
+            )
     except jwt.InvalidAlgorithmError:
         alg = _unverified_alg(token)
         raise VerificationError(
@@ -111,6 +135,18 @@ def decode_token(token: str, key: str, leeway: float) -> tuple[dict[str, Any], s
         ) from None
     except jwt.ExpiredSignatureError:
         raise VerificationError(Reason.EXPIRED, "token has expired (exp)") from None
+    except jwt.InvalidAudienceError:
+        raise VerificationError(
+            Reason.WRONG_AUDIENCE,
+            f"token audience (aud) is not one of {', '.join(audience)}: check --audience",
+        ) from None
+    except jwt.MissingRequiredClaimError as error:
+        if error.claim != "aud":
+            raise VerificationError(Reason.BAD_TOKEN, f"token is not valid: {error}") from None
+        raise VerificationError(
+            Reason.WRONG_AUDIENCE,
+            f"token has no audience (aud); one of {', '.join(audience)} is required",
+        ) from None
     except jwt.ImmatureSignatureError as error:
         claim = "iat" if "iat" in str(error) else "nbf"
         raise VerificationError(Reason.NOT_YET_VALID, f"token is not valid yet ({claim})") from None

@@ -17,6 +17,15 @@ from typing import Any
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # The claim carrying the request id, matched case-insensitively (RequestId, requestid).
 REQUEST_ID_CLAIM = "requestId"
+# The body's keys (envelope and items) are matched without regard to case: Avasam's API
+# answers in PascalCase (`SKU`, `Stock`, `Price`, seen live) while its help page writes the
+# webhook in camelCase, and .NET reads keys in any case.  Two keys of one object that
+# differ only in case are refused as ambiguous.  False: the help page's names only.
+KEYS_MATCH_ANY_CASE = True
+# Avasam documents no audience (`aud`).  RFC 7519 says a receiver must refuse a token whose
+# `aud` does not name it; with no audience configured we name none, and accept any `aud`.
+# `listen --audience VALUE` (profile `audience`) requires one of the values given.
+NO_AUDIENCE: tuple[str, ...] = ()
 
 
 class Reason(StrEnum):
@@ -31,6 +40,7 @@ class Reason(StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REQUEST_ID_MISMATCH = "request_id_mismatch"
+    WRONG_AUDIENCE = "wrong_audience"
     # The JWT binds only the request id, not the kind: a request id verified for one kind
     # and sent again for the other is a replay (decided by the store, across processes).
     REQUEST_ID_REUSED = "request_id_reused"

@@ -19,11 +19,14 @@ import orjson
 from avasam_cli.defaults import DEFAULT_LEEWAY
 from avasam_cli.webhooks._jwt import decode_token, shown
 from avasam_cli.webhooks.contract import (
+    KEYS_MATCH_ANY_CASE,
+    NO_AUDIENCE,
     REQUEST_ID_CLAIM,
     Reason,
     VerificationError,
     VerifiedUpdate,
 )
+from avasam_cli.webhooks.keys import ENVELOPE_NAMES, AmbiguousKeys, canonical, canonical_items
 from avasam_cli.webhooks.kinds import (
     CONTROL_CHARACTERS,
     IDENTIFIER_RULE,
@@ -137,26 +140,51 @@ def _claimed_request_ids(claims: Mapping[str, Any]) -> list[Any]:
     return [value for key, value in claims.items() if key.lower() == wanted]
 
 
+def _ambiguous(path: str, clash: AmbiguousKeys) -> VerificationError:
+    return VerificationError(
+        Reason.INVALID_PAYLOAD,
+        f"{path} holds both {clash.first!r} and {clash.second!r}: keys that differ only in "
+        "case are ambiguous; send one of them",
+        path,
+    )
+
+
 # --- The whole check ---------------------------------------------------------------
 def verify(
-    raw: bytes, kind: str, verification_token: str, leeway: float = DEFAULT_LEEWAY
+    raw: bytes,
+    kind: str,
+    verification_token: str,
+    leeway: float = DEFAULT_LEEWAY,
+    audience: tuple[str, ...] = NO_AUDIENCE,
 ) -> VerifiedUpdate:
-    """Accept or refuse a webhook body whole.  Raises VerificationError with its reason."""
+    """Accept or refuse a webhook body whole.  Raises VerificationError with its reason.
+
+    The update it returns has its items under the canonical (camelCase) names."""
     document = parse_json(raw)
     if type(document) is not dict:
         raise _invalid("$", "a JSON object {requestId, on, token, data}")
+    if KEYS_MATCH_ANY_CASE:
+        try:
+            document = canonical(document, ENVELOPE_NAMES)
+        except AmbiguousKeys as clash:
+            raise _ambiguous("$", clash) from None
     request_id = document.get("requestId")
     if not is_identifier(request_id):
         raise _invalid("requestId", IDENTIFIER_RULE, document.get("requestId", ...))
     try:
-        return _verify_claimed(document, request_id, kind, verification_token, leeway)
+        return _verify_claimed(document, request_id, kind, verification_token, leeway, audience)
     except VerificationError as refused:
         refused.claimed_request_id = request_id
         raise
 
 
 def _verify_claimed(
-    document: dict[str, Any], request_id: str, kind: str, verification_token: str, leeway: float
+    document: dict[str, Any],
+    request_id: str,
+    kind: str,
+    verification_token: str,
+    leeway: float,
+    audience: tuple[str, ...],
 ) -> VerifiedUpdate:
     """`verify` once the request id is known to be well-formed."""
     on: Any = document.get("on")
@@ -165,6 +193,11 @@ def _verify_claimed(
     data = document.get("data")
     if type(data) is not list:
         raise _invalid("data", "a list of items", document.get("data", ...))
+    if KEYS_MATCH_ANY_CASE and data and set(map(type, data)) == {dict}:
+        try:
+            data = canonical_items(kind, data)
+        except AmbiguousKeys as clash:
+            raise _ambiguous(f"data[{clash.index}]", clash) from None
     problem_of = KINDS[kind].item_problem
     # Column checks pay off from a few dozen items; below that the loop is cheaper.
     checked_by_columns = len(data) >= 32 and _all_items_valid(kind, data)
@@ -181,7 +214,7 @@ def _verify_claimed(
     if type(token) is not str:
         raise VerificationError(Reason.BAD_TOKEN, "token must be a string")
 
-    claims, algorithm = decode_token(token, verification_token, leeway)
+    claims, algorithm = decode_token(token, verification_token, leeway, audience)
     claimed = _claimed_request_ids(claims)
     if not claimed:
         raise VerificationError(
