@@ -43,6 +43,7 @@ FIELDS = (
     *(f"{kind}_path" for kind in DEFAULT_WEBHOOK_PATHS),  # the listener's endpoint paths
     "store",  # the event store: a file (default: events.sqlite3 in the data folder)
     "audience",  # the JWT audiences `listen` requires, comma-separated (default: any)
+    "forward_to",  # the shop's URL: `listen`'s --forward-to, and `reconcile --fix`'s target
 )
 FIELD_TYPES: Mapping[str, str] = {
     "listen_port": 'a port number (20603 or "20603")',
@@ -72,6 +73,7 @@ LABELS: Mapping[str, str] = {
     **{f"{kind}_path": f"{kind} update endpoint path" for kind in DEFAULT_WEBHOOK_PATHS},
     "store": "event store",
     "audience": "required token audience",
+    "forward_to": "forward target",
 }
 
 PASTE_INSTRUCTION = (
@@ -133,7 +135,7 @@ def shown_value(name: str, value: str | None) -> str:
     """A setting as it may be printed: secrets masked, URLs without their password."""
     if name in SECRET_FIELDS:
         return mask(value)
-    if name in ("base_url", "store") and value:
+    if name in ("base_url", "store", "forward_to") and value:
         return without_password(value)
     return value or "(not set)"
 
@@ -250,6 +252,18 @@ def normalize_audience(value: str) -> str:
     return ", ".join(dict.fromkeys(values))
 
 
+def normalize_forward_to(url: str) -> str:
+    from avasam_cli.net import url_problem
+
+    problem = url_problem(url)
+    if problem:
+        raise ConfigError(
+            f"invalid forward target {url!r}: {problem}; for example "
+            "--forward-to http://127.0.0.1:3000/avasam"
+        )
+    return url.strip()
+
+
 def audiences(value: str | None) -> tuple[str, ...]:
     """The audiences of a normalized `audience` setting; () when none is required."""
     return tuple(part.strip() for part in value.split(",")) if value else ()
@@ -257,6 +271,7 @@ def audiences(value: str | None) -> tuple[str, ...]:
 
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
     "audience": normalize_audience,
+    "forward_to": normalize_forward_to,
     **{f"{kind}_path": normalize_path for kind in DEFAULT_WEBHOOK_PATHS},
     "allow_insecure_base_url": normalize_flag,
     "base_url": normalize_base_url,

@@ -12,7 +12,7 @@ import pytest
 from avasam_cli.api.reconcile import newest_by_sku
 from avasam_cli.paths import locations
 from avasam_cli.store.base import open_store
-from avasam_cli.store.events import Event, StockSighting
+from avasam_cli.store.events import Event, Sighting
 from avasam_cli.webhooks import sign
 from tests.conftest import Cli
 from tests.helpers import TOKEN
@@ -234,7 +234,7 @@ def test_reconcile_reports_changes_behind_the_stores_back(cli: Cli, avasam: Avas
     assert summary["summary"]["differs"] == 1 and summary["summary"]["never_received"] == 1
     human = cli("reconcile")
     assert human.exit_code == 1
-    assert "never received by webhook: NEW" in human.stderr
+    assert "never received by stock webhook: NEW" in human.stderr
 
 
 def test_reconcile_newest_update_wins_and_since(cli: Cli, avasam: Avasam) -> None:
@@ -251,8 +251,8 @@ def test_reconcile_newest_update_wins_and_since(cli: Cli, avasam: Avasam) -> Non
 
 def test_newest_by_sku_breaks_ties_by_arrival() -> None:
     """Equal updatedOn: the later arrival wins."""
-    first = StockSighting("A", 1, "2026-11-28T09:00:00+00:00", "2026-11-28T09:00:01", "r1")
-    second = StockSighting("A", 2, "2026-11-28T09:00:00.0000000+00:00", "2026-11-28T09:00:02", "r2")
+    first = Sighting("A", 1, "2026-11-28T09:00:00+00:00", "2026-11-28T09:00:01", "r1")
+    second = Sighting("A", 2, "2026-11-28T09:00:00.0000000+00:00", "2026-11-28T09:00:02", "r2")
     assert newest_by_sku([second, first])["A"].request_id == "r2"
 
 

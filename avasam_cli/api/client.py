@@ -29,8 +29,10 @@ from avasam_cli.text import excerpt, without_password
 TOKEN_PATH = "/api/auth/request-token"  # noqa: S105 - a path, not a password
 ACKNOWLEDGE_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
 STOCK_LIST_PATH = "/apiseeker/Products/SellerStockList"
-# Avasam's documented example body asks for {"limit": 10, "page": 0}: pages count from 0.
-STOCK_LIST_FIRST_PAGE = 0
+PRODUCT_LIST_PATH = "/apiseeker/Products/GetSellerProductList"
+# Avasam's documented example bodies ask for {"limit": 10, "page": 0} (stock) and
+# {"Page": 0, "Limit": 10} (products): pages count from 0, and each list spells its own.
+FIRST_PAGE = 0
 USER_AGENT = f"avasam-cli/{__version__}"
 # Connection failures worth another try: refused or reset, timed out, closed unanswered.
 RETRIED_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
@@ -110,17 +112,21 @@ class StockRow(NamedTuple):
     stock: int | float | None
 
 
-class StockPage(NamedTuple):
-    rows: list[StockRow]
+class ProductRow(NamedTuple):
+    sku: str
+    price: int | float | None
+    fields: dict[str, Any]  # the whole row as Avasam sent it (`products list --json`)
+
+
+class Page(NamedTuple):
+    rows: list[Any]  # StockRow or ProductRow
     total: int | None  # when Avasam says how many there are in all
 
 
-def stock_page(answer: Any) -> StockPage:
-    """Rows `{SKU, Stock}` from a stock-list answer: a list, or an object holding one.
-
-    Our decision where the documentation shows only the rows: the list may also come
-    wrapped as `data`/`items`/`rows`/`result` (any case) beside an optional `total`.
-    """
+def _listed_rows(answer: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """The rows of a list answer, and its total if given: a bare array, or an object
+    holding one as `data`/`items`/`rows`/`result` beside an optional `total` (keys in any
+    case; our decision: the documented wrappers disagree with what live accounts answer)."""
     rows: Any = answer
     total = None
     if isinstance(answer, dict):
@@ -130,16 +136,33 @@ def stock_page(answer: Any) -> StockPage:
             total = lowered["total"]
     if not isinstance(rows, list):
         raise ValueError("no list of rows")
-    parsed = []
-    for row in rows:
-        if not isinstance(row, dict):
-            raise ValueError("a row is not an object")
-        fields = {str(key).lower(): value for key, value in row.items()}
-        sku, stock = fields.get("sku"), fields.get("stock")
-        if not isinstance(sku, str) or not (stock is None or isinstance(stock, int | float)):
-            raise ValueError("a row has no SKU or no numeric Stock")
-        parsed.append(StockRow(sku, stock))
-    return StockPage(parsed, total)
+    if not all(isinstance(row, dict) for row in rows):
+        raise ValueError("a row is not an object")
+    return rows, total
+
+
+def _sku_and_number(row: dict[str, Any], number: str) -> tuple[str, int | float | None]:
+    """A row's SKU and one numeric field, both looked up in any case (`SKU`, `Sku`)."""
+    fields = {str(key).lower(): value for key, value in row.items()}
+    sku, value = fields.get("sku"), fields.get(number)
+    if not isinstance(sku, str) or not (
+        value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    ):
+        raise ValueError(f"a row has no SKU or no numeric {number.capitalize()}")
+    return sku, value
+
+
+def stock_page(answer: Any) -> Page:
+    """Rows `{SKU, Stock}` from a stock-list answer (see `_listed_rows`)."""
+    rows, total = _listed_rows(answer)
+    return Page([StockRow(*_sku_and_number(row, "stock")) for row in rows], total)
+
+
+def product_page(answer: Any) -> Page:
+    """Rows holding a `SKU` and a numeric `Price` from a product-list answer; every other
+    field is kept."""
+    rows, total = _listed_rows(answer)
+    return Page([ProductRow(*_sku_and_number(row, "price"), row) for row in rows], total)
 
 
 def refused_both_ways(status: int, url: str) -> ApiError:
@@ -549,18 +572,39 @@ class AvasamClient:
         response = self.call(ACKNOWLEDGE_PATH, acknowledge_body(request_id))
         return f"{response.status_code} {excerpt(self.scrub(response.text), 80)}".strip()
 
-    def stock_pages(self, page_size: int) -> Iterator[StockPage]:
+    def stock_pages(self, page_size: int) -> Iterator[Page]:
         """Every page of the seller's stock list, until a page comes back short."""
-        page = STOCK_LIST_FIRST_PAGE
-        previous: list[StockRow] | None = None
-        url = self.shown_url(STOCK_LIST_PATH)
+        return self._pages(
+            STOCK_LIST_PATH, lambda page: {"limit": page_size, "page": page}, page_size, stock_page
+        )
+
+    def product_pages(self, page_size: int) -> Iterator[Page]:
+        """Every page of the seller's product list (SKU and Price), until one comes back short."""
+        return self._pages(
+            PRODUCT_LIST_PATH,
+            lambda page: {"Page": page, "Limit": page_size},
+            page_size,
+            product_page,
+        )
+
+    def _pages(
+        self,
+        path: str,
+        body_for: Callable[[int], dict[str, int]],
+        page_size: int,
+        parse: Callable[[Any], Page],
+    ) -> Iterator[Page]:
+        page = FIRST_PAGE
+        previous: list[Any] | None = None
+        url = self.shown_url(path)
         while True:
-            response = self.call(STOCK_LIST_PATH, {"limit": page_size, "page": page})
+            response = self.call(path, body_for(page))
             try:
-                current = stock_page(response.json())
+                current = parse(response.json())
             except ValueError as error:
                 raise ApiError(
-                    f"unexpected stock list from {url} ({error}): {excerpt(response.text, 200)}",
+                    f"unexpected list from {url} ({error}): "
+                    f"{excerpt(self.scrub(response.text), 200)}",
                     response.status_code,
                 ) from None
             if current.rows == previous:  # a page number past the end, answered with the last

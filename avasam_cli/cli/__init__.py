@@ -21,6 +21,7 @@ from avasam_cli.cli import (
     events,
     inspect,
     listen,
+    products,
     reconcile,
     send_test,
     stock,
@@ -137,6 +138,7 @@ for verb in (
     doctor,
     api,
     stock,
+    products,
     reconcile,
 ):
     verb.register(app)

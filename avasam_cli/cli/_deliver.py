@@ -6,7 +6,7 @@ own (off the request path), handing it these options as arguments.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from avasam_cli.delivery.outbox import (
     parse_schedule,
 )
 from avasam_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.delivery.runner import DeliveryRunner, Tally
 
 RetryScheduleOption = Annotated[
     str,
@@ -137,3 +140,26 @@ def delivery_config(
         verify = str(forward_ca.resolve())
     rules = RetryRules(schedule, max_attempts, float(max_age))
     return DeliveryConfig(rules, forward_timeout, tuple(headers), verify)
+
+
+def run_once(runner: "DeliveryRunner", due: int) -> "Tally":
+    """One pass over what is due, with a progress bar on a terminal."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from avasam_cli import output
+
+    console = output.make_console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("delivering", total=due or None)
+        runner.on_attempt = lambda _: progress.advance(task)
+
+        async def go() -> "Tally":
+            async with runner:
+                return await runner.run_due(everything=True)
+
+        try:
+            return asyncio.run(go())
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None

@@ -189,6 +189,10 @@ def configure(
     price_path: Annotated[
         str | None, typer.Option(help="Price endpoint path for `listen`, `send-test`, `replay`.")
     ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(help="Your shop's URL: `listen` forwards there, `reconcile --fix` too."),
+    ] = None,
     audience: Annotated[
         list[str] | None,
         typer.Option(
@@ -233,6 +237,7 @@ def configure(
             "price_path": price_path,
             "allow_insecure_base_url": "true" if allow_insecure_base_url else None,
             "audience": None if audience is None else ",".join(audience),
+            "forward_to": forward_to,
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),

@@ -19,13 +19,14 @@ from avasam_cli.cli._deliver import (
     MaxAttemptsOption,
     RetryScheduleOption,
     delivery_config,
+    run_once,
 )
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    from avasam_cli.delivery.runner import DeliveryRunner, Tally
+    from avasam_cli.delivery.runner import DeliveryRunner
 
 
 class State(StrEnum):
@@ -149,7 +150,7 @@ def run(
         if watch:
             asyncio.run(_watch(runner, stop_on_eof))
             return
-        tally = _run_once(runner, due)
+        tally = run_once(runner, due)
         left = store.delivery_counts()
     summary = (
         f"Delivered {tally.delivered:,}; {tally.retrying:,} failed and will be retried, "
@@ -162,29 +163,6 @@ def run(
             "`avasam deliveries list --state dead` shows why, and "
             "`avasam deliveries retry --dead` tries again"
         )
-
-
-def _run_once(runner: "DeliveryRunner", due: int) -> "Tally":
-    """One pass over what is due, with a progress bar on a terminal."""
-    import asyncio
-
-    from rich.progress import Progress
-
-    from avasam_cli import output
-
-    console = output.make_console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("delivering", total=due or None)
-        runner.on_attempt = lambda _: progress.advance(task)
-
-        async def go() -> "Tally":
-            async with runner:
-                return await runner.run_due(everything=True)
-
-        try:
-            return asyncio.run(go())
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
 
 
 async def _watch(runner: "DeliveryRunner", stop_on_eof: bool) -> None:

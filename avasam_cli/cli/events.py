@@ -162,6 +162,7 @@ def show(
     """Show one stored request: headers, body, verification, acknowledgement."""
 
     from avasam_cli import output
+    from avasam_cli.delivery.catch_up import is_catch_up
     from avasam_cli.delivery.outbox import is_test_event
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
@@ -189,7 +190,10 @@ def show(
         f"{event.ack_detail or ''}".rstrip()
     )
     say(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
-    if is_test_event(event.headers_json):
+    if is_catch_up(event.headers_json):
+        say("catch-up:     made by `avasam reconcile --fix` from Avasam's values, so never "
+            "acknowledged to Avasam")  # fmt: skip
+    elif is_test_event(event.headers_json):
         say("test event:   sent by `avasam send-test`, so never acknowledged to Avasam")
     if event.status == "verified" and event.request_id:
         with open_store(locations().store_file, read_only=True) as store:

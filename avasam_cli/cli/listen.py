@@ -106,7 +106,11 @@ def listen(
         typer.Option(help="Acknowledge each new verified stock update through the API."),
     ] = False,
     forward_to: Annotated[
-        str | None, typer.Option(help="Forward verified updates of both kinds to this URL.")
+        str | None,
+        typer.Option(
+            help="Forward verified updates of both kinds to this URL (default: the profile's "
+            "forward_to, if set)."
+        ),
     ] = None,
     forward_stock_to: Annotated[
         str | None, typer.Option(help="Forward verified stock updates to this URL.")
@@ -188,19 +192,21 @@ def listen(
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import ReceiverSettings
 
+    given = {"--forward-to": forward_to, "--forward-stock-to": forward_stock_to,
+             "--forward-price-to": forward_price_to}  # fmt: skip
+    for option, url in given.items():
+        if url is not None:
+            checked_url(url, option, "http://127.0.0.1:3000/avasam")
     config = config_file()
     flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
     flags["listen_host"] = host
     flags["listen_port"] = None if port is None else str(port)
     flags["stock_path"], flags["price_path"] = stock_path, price_path
     flags["audience"] = ",".join(audience) if audience else None
+    flags["forward_to"] = forward_to
     resolved = settings(ctx, config, **flags)
+    forward_to = resolved.get("forward_to")  # the flag, else the profile's
     paths = endpoint_paths(resolved)
-    given = {"--forward-to": forward_to, "--forward-stock-to": forward_stock_to,
-             "--forward-price-to": forward_price_to}  # fmt: skip
-    for option, url in given.items():
-        if url is not None:
-            checked_url(url, option, "http://127.0.0.1:3000/avasam")
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
     options = ListenOptions(
         host=resolved.require("listen_host"),

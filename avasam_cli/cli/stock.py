@@ -2,7 +2,7 @@
 
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,29 +11,34 @@ from avasam_cli.cli._options import BaseUrlOption
 from avasam_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from avasam_cli.api.client import AvasamClient, StockRow
+    from avasam_cli.api.client import AvasamClient, Page, StockRow
 
 PageSizeOption = Annotated[
-    int, typer.Option(help="Rows asked for per page of the stock list.", min=1, max=10_000)
+    int, typer.Option(help="Rows asked for per page of Avasam's list.", min=1, max=10_000)
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")]
 
 
-def fetch_stock(client: "AvasamClient", page_size: int) -> list["StockRow"]:
-    """Every row of the stock list, with a progress bar on stderr."""
+def fetch_all(pages: Iterator["Page"], what: str) -> list[Any]:
+    """Every row of a paged list (`what` names it), with a progress bar on stderr."""
     from rich.progress import Progress
 
     from avasam_cli import output
 
-    rows: list[StockRow] = []
+    rows: list[Any] = []
     console = output.make_console(stderr=True)
     # Off a terminal a progress bar only leaves blank lines in logs.
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("reading Avasam's stock list", total=None)
-        for page in client.stock_pages(page_size):
+        task = progress.add_task(f"reading Avasam's {what}", total=None)
+        for page in pages:
             rows += page.rows
             progress.update(task, completed=len(rows), total=page.total)
     return rows
+
+
+def fetch_stock(client: "AvasamClient", page_size: int) -> list["StockRow"]:
+    """Every row of the stock list, with a progress bar on stderr."""
+    return fetch_all(client.stock_pages(page_size), "stock list")
 
 
 def print_rows(lines: Iterator[dict[str, object]], as_json: bool, as_csv: bool) -> None:

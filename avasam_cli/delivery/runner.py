@@ -71,6 +71,7 @@ class DeliveryRunner:
     verify: bool | str = True  # TLS: False, or a CA bundle's path, for a local HTTPS shop
     clock: Callable[[], float] = time.time
     on_attempt: Callable[[str], None] | None = None  # the job's state after each attempt
+    only: str | None = None  # claim jobs of this type only (FORWARD, ACKNOWLEDGE)
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
@@ -91,7 +92,9 @@ class DeliveryRunner:
         due_by: float | None = float("inf") if everything else None
         while True:
             lease = self.timeout * PER_TARGET + LEASE_MARGIN
-            jobs = self.store.claim_deliveries(self.name, self.clock(), lease, PER_TARGET, due_by)
+            jobs = self.store.claim_deliveries(
+                self.name, self.clock(), lease, PER_TARGET, due_by, self.only
+            )
             due_by = None
             if not jobs:
                 return total

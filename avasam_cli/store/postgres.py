@@ -713,9 +713,8 @@ class PostgresStore:
 
     def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
         return self._select(
-            "kind = %(kind)s AND status = 'verified' "
-            "AND (%(since)s::text IS NULL OR received_at >= %(since)s)",
-            {"kind": kind, "since": since},
+            "kind = %s AND status = 'verified' AND (%s::text IS NULL OR received_at >= %s)",
+            (kind, since, since),
             "ORDER BY id",
         )
 
