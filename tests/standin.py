@@ -15,6 +15,7 @@ from typing import Any
 TOKEN_PATH = "/api/auth/request-token"
 ACK_PATH = "/api-seller/Product/AcknowledgeStockUpdate"
 STOCK_PATH = "/apiseeker/Products/SellerStockList"
+PRODUCT_PATH = "/apiseeker/Products/GetSellerProductList"
 
 
 @dataclass
@@ -51,6 +52,11 @@ class Avasam:
     stock: dict[str, int] = field(default_factory=dict)
     # Queued answers for any other data path (`avasam api`): a status code; when empty, 200.
     data_script: list[int] = field(default_factory=list)
+    # The seller's product list, {SKU: Price}, served in pages as live accounts answer (an
+    # array of PascalCase rows); None: the path echoes like any other (`avasam api`).
+    products: dict[str, float] | None = None
+    # Wrap list answers in an object under this key (e.g. "Data"), as some accounts may.
+    list_wrapper: str | None = None
 
     def paths(self) -> list[str]:
         return [request.path for request in self.received]
@@ -110,6 +116,8 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
                 self._acknowledge()
             elif path == STOCK_PATH:
                 self._stock_list(body)
+            elif path == PRODUCT_PATH and state.products is not None:
+                self._product_list(body)
             elif path.startswith("/apiseeker/") or path.startswith("/api-seller/"):
                 step = state.data_script.pop(0) if state.data_script else 200
                 self._answer(step, {"method": method, "path": self.path, "received": body})
@@ -156,7 +164,20 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
         def _stock_list(self, body: Any) -> None:
             limit, page = int(body["limit"]), int(body["page"])
             rows = [{"SKU": sku, "Stock": stock} for sku, stock in sorted(state.stock.items())]
-            self._answer(200, rows[page * limit : (page + 1) * limit])
+            self._list(rows[page * limit : (page + 1) * limit], len(rows))
+
+        def _product_list(self, body: Any) -> None:
+            assert state.products is not None
+            limit, page = int(body["Limit"]), int(body["Page"])
+            rows = [
+                {"SKU": sku, "Title": f"Product {sku}", "Price": price}
+                for sku, price in sorted(state.products.items())
+            ]
+            self._list(rows[page * limit : (page + 1) * limit], len(rows))
+
+        def _list(self, rows: list[dict[str, Any]], total: int) -> None:
+            wrapper = state.list_wrapper
+            self._answer(200, rows if wrapper is None else {wrapper: rows, "TotalCount": total})
 
     return Handler
 

@@ -19,16 +19,27 @@ import orjson
 from avasam_cli.webhooks.kinds import KINDS
 
 
-def _by_lower_case(names: Iterable[str]) -> dict[str, str]:
-    return {name.lower(): name for name in names}
+class Names:
+    """The canonical spellings of one object's known keys, looked up by lower case."""
+
+    __slots__ = ("by_lower", "canonical")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.by_lower = {name.lower(): name for name in names}
+        self.canonical = frozenset(self.by_lower.values())
+
+    def spelled_canonically(self, keys: Iterable[str]) -> bool:
+        """Whether no key names a known field in another casing (so nothing to rename)."""
+        by_lower = self.by_lower
+        return all(by_lower.get(key.lower(), key) == key for key in keys)
 
 
-ENVELOPE_NAMES = _by_lower_case(("requestId", "on", "token", "data"))
-ITEM_NAMES: Mapping[str, dict[str, str]] = {
-    name: _by_lower_case(("sku", kind.value_field, "updatedOn")) for name, kind in KINDS.items()
+ENVELOPE_NAMES = Names(("requestId", "on", "token", "data"))
+ITEM_NAMES: Mapping[str, Names] = {
+    name: Names(("sku", kind.value_field, "updatedOn")) for name, kind in KINDS.items()
 }
 # For a body stored under no kind of ours (a stray path): every item name of every kind.
-ANY_ITEM_NAMES = {key: name for names in ITEM_NAMES.values() for key, name in names.items()}
+ANY_ITEM_NAMES = Names(name for names in ITEM_NAMES.values() for name in names.canonical)
 
 
 class AmbiguousKeys(ValueError):
@@ -41,15 +52,16 @@ class AmbiguousKeys(ValueError):
         self.index = index  # the item's position, for an item
 
 
-def canonical(obj: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+def canonical(obj: dict[str, Any], names: Names) -> dict[str, Any]:
     """`obj` with each key that names one of `names` in another casing renamed to it;
     `obj` itself (no copy) when every known key is spelled canonically already."""
-    if all(names.get(key.lower(), key) == key for key in obj):
+    # The common case first, as one set operation: only canonical names.
+    if obj.keys() <= names.canonical or names.spelled_canonically(obj):
         return obj
     renamed: dict[str, Any] = {}
     spelled: dict[str, str] = {}  # canonical name -> the key that gave it
     for key, value in obj.items():
-        name = names.get(key.lower(), key)
+        name = names.by_lower.get(key.lower(), key)
         if name in spelled:
             raise AmbiguousKeys(spelled[name], key)
         spelled[name] = key
@@ -65,7 +77,7 @@ def canonical_items(kind: str, items: list[dict[str, Any]]) -> list[dict[str, An
     """
     names = ITEM_NAMES.get(kind, ANY_ITEM_NAMES)
     keys: set[str] = set().union(*items)
-    if all(names.get(key.lower(), key) == key for key in keys):
+    if keys <= names.canonical or names.spelled_canonically(keys):
         return items
     result = []
     for index, item in enumerate(items):
