@@ -52,6 +52,7 @@ def test_help_lists_every_command_with_summary(cli: Cli) -> None:
         ("doctor",),
         ("api",),
         ("stock", "list"),
+        ("products", "list"),
         ("reconcile",),
     ]
     for name in ("listen", "sign-test-payload", "send-test", "verify", "ack", "doctor", "events"):

@@ -157,6 +157,9 @@ def _show(reports: "list[Report]", after: str | None, as_json: bool, as_csv: boo
         print_rows((_csv_row(line) for line in reported), as_json=False, as_csv=True)
     else:
         for report in reports:
+            if len(reports) > 1:  # say which comparison each table belongs to
+                output.info(f"{report.kind.capitalize()}: Avasam's {LIST_NAMES[report.kind]} "
+                            f"against the {report.kind} webhooks")  # fmt: skip
             _show_report(report, after)
     return any(report.summary()[DIFFERS] for report in reports)
 
@@ -245,10 +248,13 @@ def _fix(
             output.out(f"would send  {line.kind:5}  {line.sku}  {line.avasam}  ({line.status})")
         output.info(f"Dry run: {count} would be sent to {target}; nothing was sent.")
         return
-    question = f"Send Avasam's current values for {count} to {target}?"
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"{question[:-1]}: add --yes to send without asking")
+            raise UsageError(
+                f"--fix would send Avasam's current values for {count} to {target}: add --yes "
+                "to send them without being asked"
+            )
+        question = f"Send Avasam's current values for {count} to {target}?"
         if not typer.confirm(question, default=False, err=True):
             raise OperationFailed("nothing was sent")
     _send_catch_up(behind, target, resolved, config)
