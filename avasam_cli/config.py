@@ -44,6 +44,12 @@ FIELDS = (
     "store",  # the event store: a file (default: events.sqlite3 in the data folder)
     "audience",  # the JWT audiences `listen` requires, comma-separated (default: any)
     "forward_to",  # the shop's URL: `listen`'s --forward-to, and `reconcile --fix`'s target
+    # Rotations (configure --rotate-*): the value replaced, and until when it still counts.
+    "previous_verification_token",
+    "previous_token_until",
+    "forward_secret",  # signs every forward (Standard Webhooks): whsec_ and base64
+    "previous_forward_secret",
+    "previous_forward_secret_until",
 )
 FIELD_TYPES: Mapping[str, str] = {
     "listen_port": 'a port number (20603 or "20603")',
@@ -51,7 +57,16 @@ FIELD_TYPES: Mapping[str, str] = {
     "audience": 'audiences separated by commas ("shop-a, shop-b")',
 }
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
-SECRET_FIELDS = frozenset({"consumer_key", "secret_key", "verification_token"})
+SECRET_FIELDS = frozenset(
+    {
+        "consumer_key",
+        "secret_key",
+        "verification_token",
+        "previous_verification_token",
+        "forward_secret",
+        "previous_forward_secret",
+    }
+)
 DEFAULTS: Mapping[str, str] = {
     "base_url": DEFAULT_BASE_URL,
     "listen_host": DEFAULT_LISTEN_HOST,
@@ -74,6 +89,11 @@ LABELS: Mapping[str, str] = {
     "store": "event store",
     "audience": "required token audience",
     "forward_to": "forward target",
+    "previous_verification_token": "previous verification token",
+    "previous_token_until": "previous token counts until",
+    "forward_secret": "forward signing secret",
+    "previous_forward_secret": "previous forward signing secret",
+    "previous_forward_secret_until": "previous forward secret counts until",
 }
 
 PASTE_INSTRUCTION = (
@@ -264,12 +284,38 @@ def normalize_forward_to(url: str) -> str:
     return url.strip()
 
 
+def normalize_forward_secret(secret: str) -> str:
+    from avasam_cli.rotation import forward_secret_problem
+
+    problem = forward_secret_problem(secret.strip())
+    if problem:
+        raise ConfigError(
+            f"invalid forward secret: {problem}; `avasam configure --generate-forward-secret` "
+            "makes one"
+        )
+    return secret.strip()
+
+
+def normalize_until(value: str) -> str:
+    """A time in ISO 8601 (UTC when no offset is given), written back in UTC."""
+    from avasam_cli.rotation import parse_until, until_text
+
+    moment = parse_until(value)
+    if moment is None:
+        raise ConfigError(f"invalid time {value!r}: use ISO 8601, e.g. 2026-12-03T09:00:00+00:00")
+    return until_text(moment)
+
+
 def audiences(value: str | None) -> tuple[str, ...]:
     """The audiences of a normalized `audience` setting; () when none is required."""
     return tuple(part.strip() for part in value.split(",")) if value else ()
 
 
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    "forward_secret": normalize_forward_secret,
+    "previous_forward_secret": normalize_forward_secret,
+    "previous_token_until": normalize_until,
+    "previous_forward_secret_until": normalize_until,
     "audience": normalize_audience,
     "forward_to": normalize_forward_to,
     **{f"{kind}_path": normalize_path for kind in DEFAULT_WEBHOOK_PATHS},

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
+from avasam_cli.webhooks.contract import PREVIOUS_TOKEN  # standard library only
+
 if TYPE_CHECKING:
     import orjson
     from rich.console import Console
@@ -264,6 +266,8 @@ class HumanEventPrinter(EventPrinter):
             label = f"[red]rejected {event.http_status} {escape(inert(event.reason or ''))}[/]"
         else:
             label = f"[{_STATUS_STYLE[status]}]{status}[/]"
+            if event.reason == PREVIOUS_TOKEN:  # a rotation's grace: tell Avasam the new one
+                label += " [yellow](previous token)[/]"
         request_id = escape(inert(event.request_id or "-"))
         if status == "rejected" and event.request_id:
             request_id += " [dim](unverified)[/]"

@@ -1,7 +1,8 @@
 """Throughput, latency and memory of `avasam listen` against a bare Starlette receiver.
 
-Usage: python bench/listener.py [--duration 10] [--connections 20] [--skip-memory]
-       [--skip-throughput] [--skip-wal] [--wal-duration 60]
+Usage: python bench/listener.py [--duration 10] [--connections 20] [--rounds 3]
+       [--skip-memory] [--skip-throughput] [--skip-wal] [--wal-duration 60]
+       [--baseline DIR] [--servers bare,listener,baseline]
 
 Both servers run on this machine with the same uvicorn settings; wrk (Debian
 package `wrk`) drives them with distinct, validly signed bodies (1 item and
@@ -202,6 +203,8 @@ def server_command(server: str, port: int, shop_port: int) -> list[str]:
     command = [sys.executable, "-m", "avasam_cli", "listen", "--json", "--port", str(port)]
     if server == "forward":
         command += ["--forward-to", f"http://127.0.0.1:{shop_port}/webhooks/stock"]
+    if server == "baseline":
+        return [*command, "--no-inspect"]
     if server.endswith("workers2"):
         command += ["--workers", "2"]
     if server != "page":
@@ -265,7 +268,6 @@ def page_open(inspect_port: int | None) -> Iterator[None]:
 def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -> bool:
     """Alternating rounds of bare and listener under wrk; True when a target is missed."""
     runs: dict[tuple[int, str], list[dict[str, float]]] = {}
-    failed = False
     # The shop that `listen --forward-to` forwards to: another bare app, up throughout.
     shop_port = free_port()
     shop = running([sys.executable, str(HERE / "bare_app.py"), str(shop_port)], shop_port, env,
@@ -282,6 +284,10 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
             )
             if database is not None:
                 servers += ["pg", "pg-workers2"] if items == 1 else ["pg"]
+            if options.baseline:
+                servers.insert(2, "baseline")
+            if options.servers:
+                servers = [s for s in servers if s in options.servers.split(",")]
             for round_ in range(options.rounds):
                 for server in servers:
                     tokens = folder / f"tokens-{items}-{server}-{round_}.tsv"
@@ -291,6 +297,8 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                     # A fresh store each time: the forward jobs of one run are not the next's.
                     shutil.rmtree(folder / "home", ignore_errors=True)
                     store = {"AVASAM_STORE": database.fresh_schema()} if server[:2] == "pg" else {}
+                    if server == "baseline":  # the same listener, from the other checkout
+                        store["PYTHONPATH"] = str(Path(options.baseline).resolve())
                     with (
                         running(command, port, {**env, **store}, folder / f"{server}.out"),
                         page_open(port + 1 if server == "page" else None),
@@ -299,6 +307,14 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                         figures = wrk(port, tokens, data, options.duration, options.connections)
                     runs.setdefault((items, server), []).append(figures)
                     tokens.unlink()
+    return report(runs, options)
+
+
+def report(
+    runs: dict[tuple[int, str], list[dict[str, float]]], options: argparse.Namespace
+) -> bool:
+    """Medians, spreads and ratios of the rounds; True when a target is missed."""
+    failed = False
     results = {
         key: {name: statistics.median(run[name] for run in values) for name in values[0]}
         for key, values in runs.items()
@@ -318,6 +334,20 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
             f"{figures['p99_ms']:>9.2f}{figures['non_2xx']:>9.0f}"
         )
         failed |= figures["non_2xx"] > 0
+    if options.baseline:
+        for items in (1, 1000):
+            if (items, "baseline") not in runs:
+                continue
+            # Each round's listener against the baseline run next to it.
+            pairs = zip(runs[(items, "listener")], runs[(items, "baseline")], strict=True)
+            per_round = sorted(new["rps"] / old["rps"] for new, old in pairs)
+            print(
+                f"listener/baseline ({options.baseline}), {items} items: "
+                f"{statistics.median(per_round):.2f} (per round "
+                f"{per_round[0]:.2f}-{per_round[-1]:.2f}; reported)"
+            )
+    if options.servers:
+        return failed
     for items in (1, 1000):
         ratio = results[(items, "listener")]["rps"] / results[(items, "bare")]["rps"]
         verdict = "PASS" if ratio >= 0.5 else "FAIL"
@@ -386,6 +416,16 @@ def main() -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-wal", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the listener from this checkout (e.g. a git worktree of main) in "
+        "each round, and report listener/baseline: what a change costs, measured side by side",
+    )
+    parser.add_argument(
+        "--servers",
+        help="only these rows, e.g. bare,listener,baseline (the targets are then not judged)",
+    )
     parser.add_argument(
         "--wal-duration", type=float, default=60.0, help="seconds of load for the WAL peak"
     )

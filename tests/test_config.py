@@ -481,7 +481,7 @@ def test_a_weak_token_does_not_silently_replace_a_strong_one(cli: Cli) -> None:
     assert ConfigFile(config_file()).profile("default")["verification_token"] == TOKEN
     forced = cli("configure", "--verification-token", "short", "--force")
     assert forced.exit_code == 0
-    assert "A running `avasam listen` keeps the token it started with" in forced.stderr
+    assert "A running `avasam listen` takes it up within seconds" in forced.stderr
     assert ConfigFile(config_file()).profile("default")["verification_token"] == "short"
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import Locations, StoreLocation
     from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.rotation import Rolling
     from avasam_cli.store.base import EventStore
     from avasam_cli.tunnel import Tunnel
 
@@ -356,6 +357,27 @@ def start_tunnel(options: ListenOptions, port: int) -> Tunnel:
     return tunnel
 
 
+def _say_token_changed(profile: str, tokens: Rolling) -> None:
+    """A rotation (or an edit) of the profile's token, taken up while running."""
+    import time
+
+    from avasam_cli import output
+    from avasam_cli.rotation import until_text
+
+    if tokens.previous_counts(time.time()):
+        assert tokens.previous_until is not None
+        after = (
+            f"; the previous one still counts until {until_text(tokens.previous_until)}, so "
+            "paste the new one into Avasam before then"
+        )
+    else:
+        after = "; the previous one no longer counts"
+    output.info(
+        f"The verification token of profile '{profile}' changed: webhooks signed with the "
+        f"new one are accepted now{after}."
+    )
+
+
 def _say_ready() -> None:
     """Once the receiver has started, forward checks included: only then is it ready."""
     from avasam_cli import output
@@ -449,6 +471,7 @@ def serve(
         plan=delivery_plan(options),
         on_ready=_say_ready,
         retain=options.retain,
+        on_token_change=lambda tokens: _say_token_changed(resolved.profile, tokens),
     )
     server = uvicorn_server(app, options, receiver)
     inspector: InspectorProcess | None = None

@@ -55,6 +55,7 @@ def save(
     stdin: TextIO,
     prompt: Prompt,
     force: bool = False,
+    rotation: "Rotation | None" = None,
 ) -> None:
     from avasam_cli import output
     from avasam_cli.config import (
@@ -90,8 +91,12 @@ def save(
     if "base_url" in updates:  # refused before anything is saved
         allowed = updates.get("allow_insecure_base_url", current.get("allow_insecure_base_url"))
         check_base_url_transport(updates["base_url"], allowed == "true")
+    rotation = rotation or Rotation()
+    rotation.check(given, generate_token)
     if generate_token:
         updates["verification_token"] = generate_verification_token()
+    elif rotation.any:
+        updates.update(rotation.updates(current))
     elif "verification_token" in updates:
         warning = token_length_warning(updates["verification_token"])
         if warning:
@@ -106,8 +111,9 @@ def save(
         return
     config.save_profile(profile, updates)
     output.info(f"Saved profile '{profile}' to {config.path}")
+    shown_once = rotation.shown_once() | ({"verification_token"} if generate_token else set())
     for name in FIELDS:
-        if name in updates and not (generate_token and name == "verification_token"):
+        if name in updates and name not in shown_once:
             output.info(f"  {LABELS[name]}: {shown_value(name, updates[name])}")
         if name in updates and os.environ.get(ENV_VARS[name]):
             output.warn(f"{ENV_VARS[name]} is set and overrides the saved {LABELS[name]}")
@@ -115,13 +121,117 @@ def save(
         "verification_token"
     ):
         output.info(
-            "A running `avasam listen` keeps the token it started with: restart it to use "
-            "this one (and paste the same token into Avasam)."
+            "A running `avasam listen` takes it up within seconds; paste the same token into "
+            "Avasam."
         )
     if generate_token:
         output.info("New verification token (shown once):")
         output.out(updates["verification_token"])
         output.info(PASTE_INSTRUCTION)
+    rotation.announce(updates)
+
+
+class Rotation:
+    """What `configure` was asked to rotate or create: the verification token, the forward
+    secret; each rotation keeps the old value counting for `grace` seconds."""
+
+    def __init__(
+        self,
+        token: bool = False,
+        new_forward_secret: bool = False,
+        forward_secret: bool = False,
+        grace: int | None = None,
+    ) -> None:
+        self.token = token
+        self.new_forward_secret = new_forward_secret
+        self.forward_secret = forward_secret
+        self.grace = grace
+
+    @property
+    def any(self) -> bool:
+        return self.token or self.new_forward_secret or self.forward_secret
+
+    def check(self, given: Mapping[str, str | None], generate_token: bool) -> None:
+        if self.token and (generate_token or given.get("verification_token")):
+            raise UsageError(
+                "--rotate-verification-token makes the new token itself: leave out "
+                "--verification-token and --generate-verification-token"
+            )
+        if self.new_forward_secret and self.forward_secret:
+            raise UsageError("give --generate-forward-secret or --rotate-forward-secret, not both")
+        if self.grace is not None and not (self.token or self.forward_secret):
+            raise UsageError(
+                "--grace goes with --rotate-verification-token or --rotate-forward-secret"
+            )
+
+    def updates(self, current: Mapping[str, str]) -> dict[str, str]:
+        import time
+
+        from avasam_cli.config import generate_verification_token
+        from avasam_cli.rotation import (
+            DEFAULT_GRACE,
+            FORWARD_SECRET,
+            VERIFICATION_TOKEN,
+            new_forward_secret,
+            rotated,
+        )
+
+        grace = DEFAULT_GRACE if self.grace is None else self.grace
+        now = time.time()
+        updates: dict[str, str] = {}
+        if self.token:
+            old = current.get("verification_token")
+            if not old:
+                raise UsageError(
+                    "there is no verification token to rotate yet: `avasam configure "
+                    "--generate-verification-token` makes the first one"
+                )
+            new = generate_verification_token()
+            updates.update(rotated(old, new, grace, now, VERIFICATION_TOKEN))
+        if self.new_forward_secret:
+            updates["forward_secret"] = new_forward_secret()
+        if self.forward_secret:
+            old = current.get("forward_secret")
+            if not old:
+                raise UsageError(
+                    "there is no forward secret to rotate yet: `avasam configure "
+                    "--generate-forward-secret` makes the first one"
+                )
+            updates.update(rotated(old, new_forward_secret(), grace, now, FORWARD_SECRET))
+        return updates
+
+    def shown_once(self) -> set[str]:
+        """Settings printed whole below (once), not masked in the list of what was saved."""
+        shown = set()
+        if self.token:
+            shown.add("verification_token")
+        if self.new_forward_secret or self.forward_secret:
+            shown.add("forward_secret")
+        return shown
+
+    def announce(self, updates: Mapping[str, str]) -> None:
+        from avasam_cli import output
+        from avasam_cli.config import PASTE_INSTRUCTION
+
+        if self.token:
+            output.info("New verification token (shown once):")
+            output.out(updates["verification_token"])
+            output.info(PASTE_INSTRUCTION)
+            output.info(
+                f"Webhooks signed with the previous token are still accepted until "
+                f"{updates['previous_token_until']} (--grace), by a running `avasam listen` "
+                "too: paste the new one into Avasam before then."
+            )
+        if self.new_forward_secret or self.forward_secret:
+            output.info("New forward signing secret (shown once): give it to your shop, which "
+                        "verifies each forward's webhook-signature with it:")  # fmt: skip
+            output.out(updates["forward_secret"])
+        if self.forward_secret:
+            output.info(
+                "Forwards carry a signature with each secret until "
+                f"{updates['previous_forward_secret_until']} (--grace): the shop may switch to "
+                "the new one at any time before then."
+            )
 
 
 def _confirm_weaker_token(interactive: bool, force: bool) -> None:
@@ -219,6 +329,37 @@ def configure(
         bool,
         typer.Option("--force", help="Replace a strong verification token with a short one."),
     ] = False,
+    rotate_verification_token: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-verification-token",
+            help="Make a new verification token and print it once; the old one still "
+            "verifies webhooks for --grace, so none is refused while Avasam is updated.",
+        ),
+    ] = False,
+    generate_forward_secret: Annotated[
+        bool,
+        typer.Option(
+            "--generate-forward-secret",
+            help="Make a secret (whsec_...) that signs every forward (Standard Webhooks), save "
+            "it and print it once for the shop.",
+        ),
+    ] = False,
+    rotate_forward_secret: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-forward-secret",
+            help="Make a new forward secret; forwards are signed with both for --grace.",
+        ),
+    ] = False,
+    grace: Annotated[
+        str | None,
+        typer.Option(
+            help="With a rotation: how long the old value still counts (default 24h; 0 ends "
+            "it at once).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Store API keys and the webhook verification token in a profile."""
     save(
@@ -244,7 +385,24 @@ def configure(
         stdin=sys.stdin,
         prompt=_prompt,
         force=force,
+        rotation=Rotation(
+            rotate_verification_token,
+            generate_forward_secret,
+            rotate_forward_secret,
+            _grace_seconds(grace),
+        ),
     )
+
+
+def _grace_seconds(value: str | None) -> int | None:
+    from avasam_cli.cli._options import duration_seconds
+
+    if value is None:
+        return None
+    seconds = 0 if value.strip() == "0" else duration_seconds(value)
+    if seconds is None:
+        raise UsageError(f"--grace {value!r} is not a duration: for example --grace 24h, 7d or 0")
+    return seconds
 
 
 def register(app: typer.Typer) -> None:
@@ -253,5 +411,7 @@ def register(app: typer.Typer) -> None:
         "  avasam configure\n\n"
         "  avasam configure --consumer-key CK --secret-key - < secret.txt\n\n"
         "  avasam -p staging configure --base-url https://sandbox.example\n\n"
-        "  avasam configure --generate-verification-token",
+        "  avasam configure --generate-verification-token\n\n"
+        "  avasam configure --rotate-verification-token --grace 48h\n\n"
+        "  avasam configure --generate-forward-secret",
     )(configure)

@@ -117,6 +117,7 @@ def run(
     import asyncio
 
     from avasam_cli import output
+    from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.store.deliveries import runner_name
@@ -146,6 +147,7 @@ def run(
             timeout=config.timeout,
             extra_headers=config.headers,
             verify=config.verify,
+            forward_secrets=secrets_for_run(resolved, where.config_file),
         )
         if watch:
             asyncio.run(_watch(runner, stop_on_eof))

@@ -167,6 +167,7 @@ def show(
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.text import inert
+    from avasam_cli.webhooks.contract import PREVIOUS_TOKEN
 
     event = _find(key)
     if raw:  # byte for byte, for files and pipes: the caller asked for the stored bytes
@@ -183,7 +184,9 @@ def show(
     )
     unverified = " (claimed by the body, not verified)" if event.status == "rejected" else ""
     say(f"request id:   {event.request_id or '-'}{unverified if event.request_id else ''}")
-    if event.reason:
+    if event.reason == PREVIOUS_TOKEN:
+        say("token:        verified with the previous verification token (a rotation's grace)")
+    elif event.reason:
         say(f"refused:      {event.reason}: {event.detail}")
     say(
         f"acknowledged: {event.ack_status or '-'} {event.ack_at or ''} "
@@ -264,6 +267,12 @@ def replay(
             f"Re-signed the items of event {event.id} as a new update: request id "
             f"{request_id}, signed now with profile '{settings(ctx).profile}''s token."
         )
+    if to is not None:  # to a shop: signed as the outbox signs its forwards
+        from avasam_cli.delivery.signature import message_id, secrets_for_run, signature_headers
+        from avasam_cli.paths import locations
+
+        secrets = secrets_for_run(settings(ctx), locations().config_file)()
+        headers += signature_headers(secrets, message_id(event.kind, event.request_id, to), body)
     response = post_and_show(target, body, headers, timeout, url_option="--to")
     why = None if resign else _replay_outcome(response)
     if why:

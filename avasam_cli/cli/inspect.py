@@ -33,6 +33,7 @@ def inspect(
     from avasam_cli import output
     from avasam_cli.cli._context import settings
     from avasam_cli.cli.send_test import local_endpoint
+    from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.inspector.app import new_token
     from avasam_cli.inspector.server import serve
     from avasam_cli.net import bind
@@ -66,6 +67,7 @@ def inspect(
             locations().store_file, sock, token, stop_on_eof, receiver,
             resolved.get("verification_token"), forward, acknowledge,
             ["--profile", resolved.profile] if resolved.profile_source != "default" else [],
+            secrets_for_run(resolved, locations().config_file),
         )  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,7 +41,7 @@ from avasam_cli.defaults import (
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
 
 if TYPE_CHECKING:
-    from avasam_cli.config import Settings
+    from avasam_cli.config import ConfigFile, Settings
 
 
 class TunnelTool(StrEnum):
@@ -242,9 +242,31 @@ def listen(
         client_for(resolved, where).close()
     token = ensure_token(resolved, config)
     receiver = ReceiverSettings(
-        token, paths, leeway, max_body_size, max_header_size, audiences(resolved.get("audience"))
+        token,
+        paths,
+        leeway,
+        max_body_size,
+        max_header_size,
+        audiences(resolved.get("audience")),
+        **token_settings(resolved, config),
     )
     serve(options, receiver, resolved, where)
+
+
+def token_settings(resolved: "Settings", config: "ConfigFile") -> dict[str, Any]:
+    """The receiver's settings for a rotation: a token from the profile (or made now and
+    saved there) is followed while we run, with its previous one during the grace; a
+    token from a flag or the environment is fixed for the run."""
+    from avasam_cli.rotation import VERIFICATION_TOKEN, rolling_from
+
+    if resolved.values["verification_token"].source not in ("profile", "unset"):
+        return {"previous_token": None, "previous_until": None, "follow_profile": None}
+    rolling = rolling_from({n: resolved.get(n) for n in VERIFICATION_TOKEN}, VERIFICATION_TOKEN)
+    return {
+        "previous_token": rolling.previous if rolling else None,
+        "previous_until": rolling.previous_until if rolling else None,
+        "follow_profile": (str(config.path), resolved.profile),
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -270,6 +270,7 @@ def _send_catch_up(
     from avasam_cli.delivery.catch_up import queue_catch_up
     from avasam_cli.delivery.outbox import FORWARD
     from avasam_cli.delivery.runner import DeliveryRunner
+    from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.store.deliveries import runner_name
@@ -289,6 +290,7 @@ def _send_catch_up(
             extra_headers=config.headers,
             verify=config.verify,
             only=FORWARD,
+            forward_secrets=secrets_for_run(resolved, locations().config_file),
         )
         run_once(runner, len(events))
         undelivered = [

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import httpx
 
+from avasam_cli.delivery.signature import message_id, signature_headers
 from avasam_cli.store.events import is_credential_header
 from avasam_cli.text import excerpt
 
@@ -29,7 +30,10 @@ def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [
         (name, value)
         for name, value in headers
-        if name.lower() not in HOP_BY_HOP and not is_credential_header(name.lower())
+        if name.lower() not in HOP_BY_HOP
+        and not is_credential_header(name.lower())
+        # Standard Webhooks' headers are ours to set: a caller's would pose as our signature.
+        and not name.lower().startswith("webhook-")
     ]
 
 
@@ -54,12 +58,16 @@ async def forward(
     body: bytes,
     deadline: float,
     extra: list[tuple[str, str]] | None = None,
+    secrets: Sequence[str] = (),
+    request_id: str | None = None,
 ) -> ForwardResult:
     """POST a verified update to `url`, marked with its kind and as verified (plus the
-    `extra` headers); the whole exchange within `deadline` seconds, and at most
-    ANSWER_READ bytes of the answer read."""
+    `extra` headers), signed with `secrets` (Standard Webhooks; see `signature`); the
+    whole exchange within `deadline` seconds, and at most ANSWER_READ bytes of the
+    answer read."""
     sent = [*passed_on(headers), ("x-avasam-event", kind), ("x-avasam-verified", "true")]
     sent += extra or []
+    sent += signature_headers(secrets, message_id(kind, request_id, url), body)
     start = time.perf_counter()
     try:
         async with (

@@ -26,6 +26,7 @@ import httpx
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.forward import forward, tls_verify
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, RetryRules, Verdict, judge
+from avasam_cli.delivery.signature import Secrets, no_secrets
 from avasam_cli.errors import ApiError, NetworkError
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
@@ -72,6 +73,7 @@ class DeliveryRunner:
     clock: Callable[[], float] = time.time
     on_attempt: Callable[[str], None] | None = None  # the job's state after each attempt
     only: str | None = None  # claim jobs of this type only (FORWARD, ACKNOWLEDGE)
+    forward_secrets: Secrets = no_secrets  # sign forwards with these (Standard Webhooks)
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
@@ -187,7 +189,15 @@ class DeliveryRunner:
         ]
         extra = [*self.extra_headers, ("x-avasam-delivery-attempt", str(job.attempts + 1))]
         result = await forward(
-            self._client, job.target, job.kind, headers, job.body, self.timeout, extra
+            self._client,
+            job.target,
+            job.kind,
+            headers,
+            job.body,
+            self.timeout,
+            extra,
+            self.forward_secrets(),
+            job.request_id,
         )
         return (
             judge(result.code),

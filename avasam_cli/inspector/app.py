@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from avasam_cli.delivery.signature import Secrets, no_secrets
 from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
@@ -148,6 +149,7 @@ class Inspector:
         self.forward = dict(forward or {})  # kind -> the forward target, from configuration
         self.acknowledge = acknowledge  # the API client's, when keys are configured
         self.profile_args: list[str] = []  # `--profile NAME` for the commands it runs
+        self.forward_secrets: Secrets = no_secrets  # signs forwards, as the outbox does
         self.token = token
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
@@ -374,7 +376,10 @@ async def _forward(state: Inspector, event: StoredEvent) -> Response:
     if url is None or event.status != "verified":
         return _refusal("no_target", f"no forward target is configured for {event.kind!r}")
     async with httpx.AsyncClient() as client:
-        result = await forward(client, url, event.kind, replay_headers(event), event.body, 10)
+        result = await forward(
+            client, url, event.kind, replay_headers(event), event.body, 10, None,
+            state.forward_secrets(), event.request_id,
+        )  # fmt: skip
     return JSONResponse(
         {"status": result.code, "answer": result.excerpt, "ms": result.latency_ms, "to": url}
     )

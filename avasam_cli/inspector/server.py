@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from avasam_cli.delivery.signature import Secrets
 from avasam_cli.inspector.app import create_inspector
 from avasam_cli.paths import StoreLocation
 
@@ -38,6 +39,7 @@ def serve(
     forward: Mapping[str, str] | None = None,
     acknowledge: Callable[[str], str] | None = None,
     profile_args: list[str] | None = None,
+    forward_secrets: Secrets | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
@@ -46,6 +48,8 @@ def serve(
         store_path, token, port, receiver, verification_token, forward, acknowledge
     )
     app.state.profile_args = list(profile_args or [])
+    if forward_secrets is not None:
+        app.state.forward_secrets = forward_secrets
     config = uvicorn.Config(
         app,
         log_level="warning",

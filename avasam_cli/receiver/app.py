@@ -8,6 +8,7 @@ answer.  Nothing else happens on the request path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,16 +35,19 @@ from avasam_cli.delivery.outbox import Plan
 from avasam_cli.paths import StoreLocation
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
+from avasam_cli.rotation import Rolling
 from avasam_cli.store.events import WireRequest
 from avasam_cli.webhooks.contract import (
+    CURRENT,
     HTTP_STATUS,
     NO_AUDIENCE,
+    PREVIOUS_TOKEN,
     REUSED_DETAIL,
     Reason,
     VerificationError,
 )
 from avasam_cli.webhooks.kinds import STRAY_KIND
-from avasam_cli.webhooks.verify import verify
+from avasam_cli.webhooks.verify import verify_rolling
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ class ReceiverSettings:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE  # enforced by the protocol (receiver.protocol)
     audience: tuple[str, ...] = NO_AUDIENCE  # the `aud` values required; () accepts any
+    # During a rotation's grace the token replaced still verifies, until this Unix time.
+    previous_token: str | None = None
+    previous_until: float | None = None
+    # (config file, profile) whose token changes a running receiver takes up; None when
+    # the token came from a flag or the environment.
+    follow_profile: tuple[str, str] | None = None
+
+    @property
+    def tokens(self) -> Rolling:
+        return Rolling(self.verification_token, self.previous_token, self.previous_until)
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -134,6 +148,7 @@ class WebhookEndpoint:
         self.kind = kind
         self.settings = settings
         self.store = store
+        self.tokens = settings.tokens  # replaced when the profile's token changes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.time()
@@ -145,8 +160,8 @@ class WebhookEndpoint:
         try:
             body = await self._read_request(scope, headers, receive)
             settings = self.settings
-            update = verify(
-                body, self.kind, settings.verification_token, settings.leeway, settings.audience
+            update = verify_rolling(
+                body, self.kind, self.tokens, settings.leeway, settings.audience, received
             )
         except _Refused as refused:
             verdict = ("rejected", refused.status, refused.reason, refused.detail, None, None)
@@ -157,7 +172,8 @@ class WebhookEndpoint:
         except _Disconnected:
             verdict = ("rejected", CLIENT_GONE, "client_disconnected", _GONE_DETAIL, None, None)
         else:
-            verdict = ("verified", 200, None, None, update.request_id, len(update.items))
+            how = None if update.token == CURRENT else PREVIOUS_TOKEN
+            verdict = ("verified", 200, how, None, update.request_id, len(update.items))
 
         client = scope.get("client")
         client_address = f"{client[0]}:{client[1]}" if client else None
@@ -264,11 +280,14 @@ def create_app(
     plan: Plan | None = None,
     on_ready: Callable[[], None] | None = None,
     retain: int | None = None,
+    on_token_change: Callable[[Rolling], None] | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
     prunes events older than `retain` seconds, and commits each new verified update with
-    the delivery jobs of `plan`; `on_ready` is called once everything has started."""
+    the delivery jobs of `plan`; `on_ready` is called once everything has started.  With
+    `settings.follow_profile`, a change of the profile's verification token (a rotation)
+    is taken up within about a second, and `on_token_change` hears of it."""
     store = StoreWriter(store_path, output, output_fd, retain=retain, plan=plan)
 
     async def health(_: Request) -> Response:
@@ -280,19 +299,27 @@ def create_app(
             )
         return JSONResponse({"status": "ok", "version": __version__})
 
+    webhooks = {
+        path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths.items()
+    }
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await store.start()
+        following = None
+        if settings.follow_profile is not None:
+            following = asyncio.create_task(
+                _follow_tokens(settings, list(webhooks.values()), on_token_change)
+            )
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            if following is not None:
+                following.cancel()
             await store.close()  # after the last answer: every answered request is stored
 
-    webhooks = {
-        path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths.items()
-    }
     return ReceiverApp(
         webhooks,
         StrayEndpoint(settings, store),
@@ -300,6 +327,35 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
+
+
+TOKEN_LOOK_INTERVAL = 1.0  # seconds between looks at the profile for a changed token
+
+
+async def _follow_tokens(
+    settings: ReceiverSettings,
+    endpoints: list[WebhookEndpoint],
+    on_change: Callable[[Rolling], None] | None,
+) -> None:
+    """Look at the config file every TOKEN_LOOK_INTERVAL; a changed verification token (or
+    previous token) is in force for the next request, on every endpoint."""
+    from pathlib import Path
+
+    from avasam_cli.rotation import VERIFICATION_TOKEN, ProfileWatch, profile_reader
+
+    assert settings.follow_profile is not None
+    path, profile = settings.follow_profile
+    watch = ProfileWatch(
+        Path(path), profile_reader(profile, VERIFICATION_TOKEN), settings.tokens, interval=0
+    )
+    while True:
+        await asyncio.sleep(TOKEN_LOOK_INTERVAL)
+        changed = watch.changed()  # a stat; the file is read only when it changed
+        if changed is not None:
+            for endpoint in endpoints:
+                endpoint.tokens = changed
+            if on_change is not None:
+                on_change(changed)
 
 
 class ReceiverApp(Starlette):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from avasam_cli.webhooks.contract import PREVIOUS_TOKEN
+
 # Header names that may carry credentials: stored as "[redacted]", and never forwarded.
 _SECRET_HEADER_MARKERS = ("pass", "sig", "auth", "token", "secret", "key", "cookie")
 REDACTED = "[redacted]"
@@ -42,6 +44,8 @@ class Event:
     http_status: int
     headers_json: str
     body: bytes
+    # A refusal's reason code; on a verified update, PREVIOUS_TOKEN when the previous
+    # verification token of a rotation verified it.
     reason: str | None = None
     detail: str | None = None
     request_id: str | None = None
@@ -127,6 +131,8 @@ def event_json(event: Event, data: Any = None) -> dict[str, Any]:
     if event.store_error is not None:
         record["store_error"] = event.store_error
     if event.status == "verified" and event.store_error is None:
+        # Which verification token verified it (a rotation's previous one, in its grace).
+        record["token"] = "previous" if event.reason == PREVIOUS_TOKEN else "current"
         if data is not None:
             record["data"] = data
         else:

@@ -86,6 +86,13 @@ class VerificationError(Exception):
         return HTTP_STATUS[self.reason]
 
 
+# Which verification token verified an update (`"token"` in the JSON views): during a
+# rotation's grace the previous one still counts.  A verified row keeps PREVIOUS_TOKEN in
+# its reason column when the previous one did.
+CURRENT, PREVIOUS = "current", "previous"
+PREVIOUS_TOKEN = "previous_token"  # noqa: S105 - a reason code, not a password
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedUpdate:
     kind: str
@@ -93,3 +100,4 @@ class VerifiedUpdate:
     on: str
     items: list[dict[str, Any]]
     algorithm: str
+    token: str = CURRENT  # or PREVIOUS

@@ -7,9 +7,11 @@ leaves open live in `contract`, the per-kind item rules in `kinds`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import operator
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,10 +19,12 @@ from typing import Any
 import orjson
 
 from avasam_cli.defaults import DEFAULT_LEEWAY
+from avasam_cli.rotation import Rolling, until_text
 from avasam_cli.webhooks._jwt import decode_token, shown
 from avasam_cli.webhooks.contract import (
     KEYS_MATCH_ANY_CASE,
     NO_AUDIENCE,
+    PREVIOUS,
     REQUEST_ID_CLAIM,
     Reason,
     VerificationError,
@@ -233,3 +237,37 @@ def _verify_claimed(
             f"the token's {REQUEST_ID_CLAIM} does not match the body's requestId",
         )
     return VerifiedUpdate(kind, request_id, on, data, algorithm)
+
+
+def verify_rolling(
+    raw: bytes,
+    kind: str,
+    tokens: Rolling,
+    leeway: float = DEFAULT_LEEWAY,
+    audience: tuple[str, ...] = NO_AUDIENCE,
+    now: float | None = None,
+) -> VerifiedUpdate:
+    """`verify` with the current token, and, only when its signature does not match, with
+    the previous one: accepted while the rotation's grace lasts (the update says which
+    token verified it), refused after it with a detail saying when it stopped counting."""
+    try:
+        return verify(raw, kind, tokens.current, leeway, audience)
+    except VerificationError as refused:
+        if refused.reason is not Reason.BAD_SIGNATURE or tokens.previous is None:
+            raise
+        try:
+            update = verify(raw, kind, tokens.previous, leeway, audience)
+        except VerificationError:
+            raise refused from None
+    moment = time.time() if now is None else now
+    if not tokens.previous_counts(moment):
+        assert tokens.previous_until is not None
+        expired = VerificationError(
+            Reason.BAD_SIGNATURE,
+            "the token was signed with the previous verification token, which stopped "
+            f"counting at {until_text(tokens.previous_until)}: paste the current one into "
+            "Avasam's webhook settings",
+        )
+        expired.claimed_request_id = update.request_id
+        raise expired
+    return dataclasses.replace(update, token=PREVIOUS)

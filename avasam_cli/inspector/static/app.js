@@ -79,6 +79,7 @@ async function open(tr) {
   const parts = [title];
   const facts = [`received ${e.received_at} from ${e.client || "?"}`, `request id ${e.requestId || "-"}${e.status === "rejected" && e.requestId ? " (claimed, not verified)" : ""}`];
   if (e.reason) facts.push(`refused: ${e.reason}: ${e.detail || ""}`);
+  if (e.token) facts.push(`verification token: ${e.token}${e.token === "previous" ? " (a rotation's grace: paste the new one into Avasam)" : ""}`);
   if (e.skew_seconds !== null && e.skew_seconds !== undefined) facts.push(`iat - on: ${e.skew_seconds} s`);
   const ack = e.acknowledgement || {}, fwd = e.forward || {};
   if (ack.status) facts.push(`acknowledged: ${ack.status} ${ack.at || ""} ${ack.detail || ""}`.trim());
