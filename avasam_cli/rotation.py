@@ -158,3 +158,17 @@ class ProfileWatch:
             return None
         self.current = found
         return found
+
+
+def followed(
+    path: Path, profile: str, names: tuple[str, str, str], current: Rolling | None
+) -> Callable[[], Rolling | None]:
+    """The rolling secret `names` of `profile` as it is now: each call looks at the file
+    at most every second (a `ProfileWatch`), for runs that use it now and then."""
+    watch = ProfileWatch(path, profile_reader(profile, names), current)
+
+    def now() -> Rolling | None:
+        watch.changed()
+        return watch.current
+
+    return now

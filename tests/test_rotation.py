@@ -350,3 +350,18 @@ def test_rolling_from_a_profile_needs_its_end() -> None:
     names = FORWARD_SECRET
     assert rolling_from({names[0]: "a", names[1]: "b", names[2]: "soon"}, names) == Rolling("a")
     assert rolling_from({}, names) is None
+
+
+def test_the_inspector_re_signs_with_the_token_in_force(cli: Cli) -> None:
+    """The inspector that `listen` starts follows the profile's token for its re-signs: a
+    rotation while the page is open is used for the next one."""
+    from avasam_cli.cli.inspect import _followed_token
+    from avasam_cli.config import resolve
+
+    assert cli("configure", "--verification-token", OLD).exit_code == 0
+    config = ConfigFile(locations().config_file)
+    signing = _followed_token(resolve(config))
+    assert signing is not None and signing() == OLD
+    assert cli("configure", "--rotate-verification-token").exit_code == 0
+    rotated = ConfigFile(locations().config_file).profile("default")["verification_token"]
+    wait_for(lambda: signing() == rotated, 5, "the inspector's token to follow")

@@ -165,7 +165,7 @@ class InspectorProcess:
         sock: socket.socket,
         resolved: Settings,
         receiver: Mapping[str, str],
-        signing: str,
+        signing: str | None,
         forward: Mapping[str, str],
     ) -> None:
         import json
@@ -183,7 +183,9 @@ class InspectorProcess:
              "--stop-on-eof"],
             stdin=subprocess.PIPE, pass_fds=[fd],
             env={**with_store(), TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
-                 FORWARD_ENV: json.dumps(dict(forward)), "AVASAM_VERIFICATION_TOKEN": signing},
+                 FORWARD_ENV: json.dumps(dict(forward)),
+                 # A token from a flag or the environment; the profile's it follows itself.
+                 **({"AVASAM_VERIFICATION_TOKEN": signing} if signing else {})},
         )  # fmt: skip
         sock.close()  # the child has it
 
@@ -202,7 +204,7 @@ class InspectorProcess:
 
 
 def start_inspector(
-    options: ListenOptions, resolved: Settings, sock: socket.socket, signing: str
+    options: ListenOptions, resolved: Settings, sock: socket.socket, signing: str | None
 ) -> InspectorProcess | None:
     """The inspector on 127.0.0.1:--inspect-port, or None (and why) when it cannot be."""
     from avasam_cli import output
@@ -480,7 +482,8 @@ def serve(
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        inspector = start_inspector(options, resolved, sock, receiver.verification_token)
+        fixed = None if receiver.follow_profile else receiver.verification_token
+        inspector = start_inspector(options, resolved, sock, fixed)
         banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
         runner = _start_deliveries(options, resolved, waiting)
         server.run(sockets=[sock])

@@ -1,10 +1,14 @@
 """`avasam inspect`: the inspector page over the store, without a receiver."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from avasam_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from avasam_cli.config import Settings
 
 DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serves it
 
@@ -68,7 +72,24 @@ def inspect(
             resolved.get("verification_token"), forward, acknowledge,
             ["--profile", resolved.profile] if resolved.profile_source != "default" else [],
             secrets_for_run(resolved, locations().config_file),
+            _followed_token(resolved),
         )  # fmt: skip
+
+
+def _followed_token(resolved: "Settings") -> Callable[[], str | None] | None:
+    """The profile's verification token as it is at each re-sign (a rotation while the
+    page is open is followed); None for a token from a flag or the environment."""
+    from avasam_cli.paths import locations
+    from avasam_cli.rotation import VERIFICATION_TOKEN, followed, rolling_from
+
+    if resolved.values["verification_token"].source != "profile":
+        return None
+    values = {name: resolved.get(name) for name in VERIFICATION_TOKEN}
+    now = followed(
+        locations().config_file, resolved.profile, VERIFICATION_TOKEN,
+        rolling_from(values, VERIFICATION_TOKEN),
+    )  # fmt: skip
+    return lambda: current.current if (current := now()) is not None else None
 
 
 def page_url(port: int, token: str) -> str:

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 from avasam_cli.rotation import (
     FORWARD_SECRET,
     FORWARD_SECRET_PREFIX,
-    ProfileWatch,
-    profile_reader,
+    followed,
     rolling_from,
 )
 
@@ -75,11 +74,10 @@ def secrets_for_run(resolved: Settings, config_path: Path) -> Secrets:
     if resolved.values["forward_secret"].source not in ("profile", "unset"):
         fixed = [rolling.current] if rolling is not None else []
         return lambda: fixed
-    watch = ProfileWatch(config_path, profile_reader(resolved.profile, FORWARD_SECRET), rolling)
+    now = followed(config_path, resolved.profile, FORWARD_SECRET, rolling)
 
     def in_force() -> Sequence[str]:
-        watch.changed()
-        current = watch.current
+        current = now()
         return current.in_force(time.time()) if current is not None else ()
 
     return in_force

@@ -157,7 +157,8 @@ class Inspector:
         # Where replays go: the receiver's endpoint for each kind, from our configuration,
         # never from a request (the page cannot be made to reach other hosts).
         self.receiver = dict(receiver or {})
-        self.verification_token = verification_token
+        # Re-signs use the token in force: a rotation while the page is open is followed.
+        self.signing_token: Callable[[], str | None] = lambda: verification_token
         self.stopping = asyncio.Event()
         self._store: EventStore | None = None
         self._was_missing = False
@@ -280,7 +281,7 @@ def create_inspector(
                 "csrf": state.csrf,
                 "receiver": state.receiver,
                 "forward": state.forward,
-                "can_resign": state.verification_token is not None,
+                "can_resign": state.signing_token() is not None,
                 "can_acknowledge": state.acknowledge is not None,
             }
         )
@@ -353,14 +354,15 @@ async def _act(state: Inspector, request: Request) -> Response:
 
     body, request_id = event.body, event.request_id
     if action == "resign":
-        if state.verification_token is None:
+        signing = state.signing_token()
+        if signing is None:
             return _refusal("no_token", "no verification token is configured: `avasam configure`")
         asked = await request.json() if await request.body() else {}
         items = asked.get("items") if isinstance(asked, dict) else None
         items = items if isinstance(items, list) else stored_items(event)
         if items is None:
             return _refusal("no_items", "this request holds no items to re-sign")
-        body, request_id = resigned(items, state.verification_token)
+        body, request_id = resigned(items, signing)
     return JSONResponse(await _send(url, body, replay_headers(event)) | {"request_id": request_id})
 
 

@@ -40,6 +40,7 @@ def serve(
     acknowledge: Callable[[str], str] | None = None,
     profile_args: list[str] | None = None,
     forward_secrets: Secrets | None = None,
+    signing_token: Callable[[], str | None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
@@ -50,6 +51,8 @@ def serve(
     app.state.profile_args = list(profile_args or [])
     if forward_secrets is not None:
         app.state.forward_secrets = forward_secrets
+    if signing_token is not None:  # the profile's token, followed through rotations
+        app.state.signing_token = signing_token
     config = uvicorn.Config(
         app,
         log_level="warning",
