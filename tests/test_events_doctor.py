@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -245,55 +246,57 @@ def test_human_printer_makes_request_text_inert() -> None:
     assert "\\x1b[2J" in out.getvalue() and "\\x1b[5m" in out.getvalue()
 
 
-def _as_reader_without_write_access(store_home: Path) -> list[str]:
-    """A command prefix that cannot write to `store_home`: `nobody` when we are root
-    (root writes through any mode bits), else this user after a chmod."""
-    import os
-    import shutil
-    import sys
-
-    if os.geteuid() != 0:
-        for path in (store_home / "data" / "events.sqlite3", store_home / "data", store_home):
-            path.chmod(0o444 if path.is_file() else 0o555)
-        return [sys.executable]
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root, and setpriv (util-linux) is missing to drop to nobody")
-    for path in (store_home, store_home / "data"):
-        path.chmod(0o755)
-    (store_home / "data" / "events.sqlite3").chmod(0o644)
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
-
-
-def test_events_read_a_store_they_cannot_write() -> None:
-    """`events list` and `events show` open the store read-only: no schema, no chmod."""
+@contextlib.contextmanager
+def _without_write_access(store_home: Path) -> Iterator[None]:
+    """The store's folder and file made unwritable for this process: by their mode bits,
+    or, for root (who writes through any mode), by the file system's immutable flag.
+    The interpreter stays this one, so it works from a clone in a private (0700) folder,
+    which another user could not enter."""
     import os
     import shutil
     import subprocess
-    import tempfile
+
+    data, store = store_home / "data", store_home / "data" / "events.sqlite3"
+    if os.geteuid() != 0:
+        for path in (store, data, store_home):
+            path.chmod(0o444 if path.is_file() else 0o555)
+        try:
+            yield
+        finally:
+            for path in (store_home, data, store):
+                path.chmod(0o644 if path.is_file() else 0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(store), str(data)]).returncode:
+        pytest.skip("running as root, and chattr +i (e2fsprogs) is not available here")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(store), str(data)], check=True)
+
+
+def test_events_read_a_store_they_cannot_write(tmp_path: Path) -> None:
+    """`events list` and `events show` open the store read-only: no schema, no chmod."""
+    import os
+    import subprocess
+    import sys
 
     from avasam_cli.store.base import open_store
     from tests.helpers import store_event
 
-    # Outside pytest's private tmp folder, so that `nobody` can reach it.
-    home = Path(tempfile.mkdtemp(prefix="avasam-ro-")) / "home"
-    os.chmod(home.parent, 0o755)  # noqa: S103 - a reader who is another user
+    home = tmp_path / "home"
     store_event(home / "data" / "events.sqlite3", "ro-1")
     open_store(home / "data" / "events.sqlite3").close()
     before = {p.name: p.stat().st_mtime_ns for p in (home / "data").iterdir()}
-    prefix = [*_as_reader_without_write_access(home), "-m", "avasam_cli"]
     env = {"PATH": os.environ["PATH"], "AVASAM_HOME": str(home), "COLUMNS": "200"}
-    try:
+    with _without_write_access(home):
         for args in (["events", "list"], ["events", "show", "ro-1"]):
-            run = subprocess.run([*prefix, *args], env=env, capture_output=True, text=True)
+            command = [sys.executable, "-m", "avasam_cli", *args]
+            run = subprocess.run(command, env=env, capture_output=True, text=True)
             assert run.returncode == 0, run.stderr
             assert "ro-1" in run.stdout
         after = {p.name: p.stat().st_mtime_ns for p in (home / "data").iterdir()}
-        assert after == before
-    finally:
-        for path in (home, home / "data"):
-            path.chmod(0o755)
-        shutil.rmtree(home.parent)
+    assert after == before
 
 
 def test_events_list_does_not_create_a_missing_store(cli: Cli, isolated_home: Path) -> None:

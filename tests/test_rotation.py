@@ -365,3 +365,16 @@ def test_the_inspector_re_signs_with_the_token_in_force(cli: Cli) -> None:
     assert cli("configure", "--rotate-verification-token").exit_code == 0
     rotated = ConfigFile(locations().config_file).profile("default")["verification_token"]
     wait_for(lambda: signing() == rotated, 5, "the inspector's token to follow")
+
+
+def test_reconcile_fix_forwards_are_signed(
+    cli: Cli, avasam: Any, shop: SignedShop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconcile --fix` goes through the outbox's runner: its catch-up is signed too."""
+    monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", OLD)
+    secret = cli("configure", "--generate-forward-secret").stdout.strip()
+    avasam.stock = {"A": 4}
+    result = cli("reconcile", "--fix", "--yes", "--forward-to", shop.url)
+    assert result.exit_code == 0, result.output
+    ((headers, raw),) = shop.received
+    assert standardwebhooks.Webhook(secret).verify(raw, headers)["data"][0]["sku"] == "A"
