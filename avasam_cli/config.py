@@ -47,6 +47,7 @@ FIELDS = (
     # Rotations (configure --rotate-*): the value replaced, and until when it still counts.
     "previous_verification_token",
     "previous_token_until",
+    "forward_headers",  # 'Name: value' lines every forward carries (a shop's key)
     "forward_secret",  # signs every forward (Standard Webhooks): whsec_ and base64
     "previous_forward_secret",
     "previous_forward_secret_until",
@@ -91,6 +92,7 @@ LABELS: Mapping[str, str] = {
     "forward_to": "forward target",
     "previous_verification_token": "previous verification token",
     "previous_token_until": "previous token counts until",
+    "forward_headers": "forward headers",
     "forward_secret": "forward signing secret",
     "previous_forward_secret": "previous forward signing secret",
     "previous_forward_secret_until": "previous forward secret counts until",
@@ -155,6 +157,9 @@ def shown_value(name: str, value: str | None) -> str:
     """A setting as it may be printed: secrets masked, URLs without their password."""
     if name in SECRET_FIELDS:
         return mask(value)
+    if name == "forward_headers" and value:  # a shop's key, often: the names only, masked
+        lines = (line.partition(":") for line in value.splitlines())
+        return "; ".join(f"{head}: {mask(rest.strip())}" for head, _, rest in lines)
     if name in ("base_url", "store", "forward_to") and value:
         return without_password(value)
     return value or "(not set)"
@@ -205,12 +210,11 @@ def normalize_host(host: str) -> str:
 
 
 def normalize_port(port: str) -> str:
-    """A TCP port number as text; raise ConfigError otherwise."""
+    """A TCP port number from 1 to 65535, as text; raise ConfigError otherwise (0, "any
+    free port", is only for `listen --port 0`: nothing could reach a saved 0)."""
     candidate = port.strip()
-    if not candidate.isdigit() or not 0 <= int(candidate) <= 65535:
-        raise ConfigError(
-            f"invalid listener port {port!r}: use a number from 1 to 65535 (0: any free port)"
-        )
+    if not (candidate.isascii() and candidate.isdigit()) or not 1 <= int(candidate) <= 65535:
+        raise ConfigError(f"invalid listener port {port!r}: use a number from 1 to 65535")
     return str(int(candidate))
 
 
@@ -284,6 +288,24 @@ def normalize_forward_to(url: str) -> str:
     return url.strip()
 
 
+def normalize_forward_headers(value: str) -> str:
+    """'Name: value' lines (a line each), checked; ConfigError naming a bad one."""
+    from avasam_cli.delivery.forward import split_header
+
+    lines = []
+    for line in value.splitlines():
+        if not line.strip():
+            continue
+        split = split_header(line)
+        if split is None:
+            raise ConfigError(
+                f"invalid forward header {line!r}: write it as 'Name: value', for example "
+                "--forward-header 'X-Shop-Key: abc123'"
+            )
+        lines.append(f"{split[0]}: {split[1]}")
+    return "\n".join(lines)
+
+
 def normalize_forward_secret(secret: str) -> str:
     from avasam_cli.rotation import forward_secret_problem
 
@@ -312,6 +334,7 @@ def audiences(value: str | None) -> tuple[str, ...]:
 
 
 NORMALIZERS: Mapping[str, Callable[[str], str]] = {
+    "forward_headers": normalize_forward_headers,
     "forward_secret": normalize_forward_secret,
     "previous_forward_secret": normalize_forward_secret,
     "previous_token_until": normalize_until,

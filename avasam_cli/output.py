@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
+from avasam_cli.store.events import is_test_event
 from avasam_cli.webhooks.contract import PREVIOUS_TOKEN  # standard library only
 
 if TYPE_CHECKING:
@@ -272,6 +273,8 @@ class HumanEventPrinter(EventPrinter):
         if status == "rejected" and event.request_id:
             request_id += " [dim](unverified)[/]"
         items = "" if event.item_count is None else f"  {plural(event.item_count, 'item')}"
+        if is_test_event(event.headers_json):  # send-test's: never acknowledged
+            items += "  [dim](test)[/]"
         self.console.print(f"{time}  [bold]{event.kind.upper():5}[/]  {label}  {request_id}{items}")
         if status == "rejected" and event.detail:
             detail = Text(inert(event.detail), style="dim")

@@ -88,16 +88,10 @@ def locations() -> Locations:
     )
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` readable by the owner only, and every missing folder above it too
-    (AVASAM_HOME among them).  A `path` that is a symbolic link is refused: its mode
-    would be changed on the link's target, which may be shared."""
-    if path.is_symlink():
-        raise ConfigError(
-            f"{path} is a symbolic link; avasam keeps secrets there and will not change the "
-            "permissions of a folder it does not own: point AVASAM_HOME at a real folder, "
-            "or replace the link with a folder"
-        )
+def make_missing_dirs(path: Path) -> Path:
+    """Create `path` and every missing folder above it, each readable by the owner only.
+    Folders that exist are left exactly as they are: they may be shared (/tmp) or belong
+    to another user."""
     missing = []
     for folder in (path, *path.parents):
         if folder.exists():
@@ -106,9 +100,34 @@ def ensure_private_dir(path: Path) -> Path:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             folder.mkdir(mode=PRIVATE_DIR_MODE)
+    return path
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` readable by the owner only, and every missing folder above it too
+    (AVASAM_HOME among them); tighten `path` itself, avasam's own folder for secrets.  A
+    `path` that is a symbolic link is refused: its mode would be changed on the link's
+    target, which may be shared."""
+    if path.is_symlink():
+        raise ConfigError(
+            f"{path} is a symbolic link; avasam keeps secrets there and will not change the "
+            "permissions of a folder it does not own: point AVASAM_HOME at a real folder, "
+            "or replace the link with a folder"
+        )
+    make_missing_dirs(path)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         path.chmod(PRIVATE_DIR_MODE)
     return path
+
+
+def create_private_file(path: Path) -> bool:
+    """Create `path`, empty, at mode 0600 from its first moment (SQLite gives a store's
+    -wal and -shm files the mode of the store); False when it exists already."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE))
+    except FileExistsError:
+        return False
+    return True
 
 
 def is_too_open(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 
@@ -33,3 +34,18 @@ def without_password(url: str) -> str:
         return url
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:****@{host}{slash}{path}"
+
+
+def passwords_in(url: str) -> list[str]:
+    """Every password a URL carries (`user:password@`, `password=`), decoded as a driver
+    reads it and as written: what must never be printed back."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    found: list[str] = []
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+        for value in parse_qs(parts.query).get("password", []):
+            found.append(value)
+    return sorted({p for p in found if p}, key=len, reverse=True)

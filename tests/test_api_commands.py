@@ -178,10 +178,11 @@ def test_stock_list_follows_every_page(cli: Cli, avasam: Avasam) -> None:
 
 
 def test_stock_list_filters_and_csv(cli: Cli, avasam: Avasam) -> None:
-    """--sku filters (and warns about SKUs not listed); --csv has a header row."""
+    """--sku filters (a SKU not listed is exit 1, named, after the rows); --csv has a
+    header row."""
     avasam.stock = stock_of(30)
     result = cli("stock", "list", "--sku", "SKU-00003", "--sku", "GONE", "--csv")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.stdout.splitlines() == ["sku,stock", "SKU-00003,3"]
     assert "not in Avasam's stock list: GONE" in result.stderr
 

@@ -6,6 +6,7 @@ inside the commands that need them, so `avasam --help` starts quickly.
 """
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -107,9 +108,16 @@ def _choose_store(flag: str | None, profile: str | None) -> None:
         from avasam_cli.errors import ConfigError
 
         try:
-            choose_store(store_location(value))
+            location = store_location(value)
         except ConfigError as error:
             raise ConfigError(f"{error.message} (from {source})") from None
+        if isinstance(location, Path) and not location.parent.is_dir():
+            # A folder typed wrong is not made: it would hold the events nobody looks at.
+            raise ConfigError(
+                f"the folder of the event store {location} does not exist: "
+                f"{location.parent} (from {source}); create it first, or choose another store"
+            )
+        choose_store(location)
 
 
 def _check_profile_exists(flag: str | None) -> None:

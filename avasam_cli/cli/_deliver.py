@@ -20,6 +20,7 @@ from avasam_cli.delivery.outbox import (
 from avasam_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from avasam_cli.config import Settings
     from avasam_cli.delivery.runner import DeliveryRunner, Tally
 
 RetryScheduleOption = Annotated[
@@ -104,9 +105,12 @@ def delivery_config(
     forward_header: list[str] | None,
     forward_ca: Path | None,
     forward_insecure: bool,
+    saved_headers: list[str] | tuple[str, ...] = (),
 ) -> DeliveryConfig:
-    """Check the delivery options; UsageError naming the option and a good value."""
+    """Check the delivery options; UsageError naming the option and a good value.  The
+    forward headers are the profile's (`saved_headers`), then --forward-header's."""
     from avasam_cli.cli._options import duration_seconds
+    from avasam_cli.delivery.forward import split_header
 
     schedule = parse_schedule(retry_schedule)
     if schedule is None:
@@ -120,17 +124,15 @@ def delivery_config(
             f"--delivery-max-age {delivery_max_age!r} is not a duration: for example "
             f"--delivery-max-age {DEFAULT_MAX_AGE_TEXT}"
         )
-    headers = []
-    for header in forward_header or []:
-        name, colon, value = header.partition(":")
-        if not colon or not name.strip() or any(ch in name for ch in " \t\r\n"):
+    headers: dict[str, tuple[str, str]] = {}  # by lower-case name: a flag replaces the saved
+    for header in [*saved_headers, *(forward_header or [])]:
+        split = split_header(header)
+        if split is None:
             raise UsageError(
-                f"--forward-header {header!r}: write it as 'Name: value', for example "
+                f"--forward-header {header!r}: write it as one line 'Name: value', for example "
                 "--forward-header 'X-Shop-Key: abc123'"
             )
-        if "\n" in value or "\r" in value:
-            raise UsageError(f"--forward-header {header!r}: a header value is one line")
-        headers.append((name.strip(), value.strip()))
+        headers[split[0].lower()] = split
     if forward_insecure and forward_ca is not None:
         raise UsageError("give --forward-ca or --forward-insecure, not both")
     verify: bool | str = not forward_insecure
@@ -139,7 +141,13 @@ def delivery_config(
             raise UsageError(f"--forward-ca {str(forward_ca)!r}: no such file (a PEM CA bundle)")
         verify = str(forward_ca.resolve())
     rules = RetryRules(schedule, max_attempts, float(max_age))
-    return DeliveryConfig(rules, forward_timeout, tuple(headers), verify)
+    return DeliveryConfig(rules, forward_timeout, tuple(headers.values()), verify)
+
+
+def saved_forward_headers(resolved: "Settings") -> list[str]:
+    """The profile's forward headers (or AVASAM_FORWARD_HEADERS'), one 'Name: value' each."""
+    value = resolved.get("forward_headers")
+    return [line for line in value.splitlines() if line.strip()] if value else []
 
 
 def run_once(runner: "DeliveryRunner", due: int) -> "Tally":

@@ -74,7 +74,8 @@ def check_paths(paths: Mapping[str, str]) -> None:
 def delivery_plan(options: ListenOptions) -> Plan:
     from avasam_cli.delivery.outbox import Plan
 
-    return Plan(dict(options.forward_to), options.auto_ack)
+    names = tuple(name for name, _ in options.delivery.headers)
+    return Plan(dict(options.forward_to), options.auto_ack, names)
 
 
 def check_forward_targets(options: ListenOptions) -> None:

@@ -108,9 +108,18 @@ def _ack_pending(
     jobs = [job for job in claimed if after is None or job.received_at >= after]
     store.release_deliveries([job.id for job in claimed if job not in jobs], name)
     waiting = store.delivery_counts().get("pending", 0) - len(jobs)
+    tests = _test_events(store, after)
+    if tests:
+        output.info(
+            f"Left out {output.plural(tests, 'test event')} (from `avasam send-test`): Avasam "
+            "did not send them, so they are never acknowledged."
+        )
     try:
         if not jobs:
-            output.info("Nothing to acknowledge: every verified stock update is acknowledged.")
+            from_avasam = " from Avasam" if tests else ""
+            output.info(
+                f"Nothing to acknowledge: every verified stock update{from_avasam} is acknowledged."
+            )
             return
         if len(jobs) > CONFIRM_ABOVE and sys.stdin.isatty() and not yes:
             question = f"Acknowledge {len(jobs):,} stock updates (one API call each)?"
@@ -134,6 +143,18 @@ def _ack_pending(
 
 
 ACK_LEASE = 24 * 3600.0  # jobs stay this run's until it releases them (or dies)
+
+
+def _test_events(store: "EventStore", after: str | None) -> int:
+    """Verified test events of the acknowledged kinds (received since `after`)."""
+    from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
+
+    return sum(
+        1
+        for kind in ACKNOWLEDGED_KINDS
+        for event in store.latest(10**9, kind, "verified", with_body=False, test=True)
+        if after is None or event.received_at >= after
+    )
 
 
 class _OutboxLog:

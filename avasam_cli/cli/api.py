@@ -1,6 +1,7 @@
 """`avasam api`: an authenticated call to any seller endpoint, as `gh api` does for GitHub."""
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -68,7 +69,9 @@ def _path(path: str) -> str:
     return path if path.startswith("/") else "/" + path
 
 
-def _show_answer(response: Any, include: bool) -> None:
+def _show_answer(response: Any, include: bool, scrub: Callable[[str], str]) -> None:
+    """The answer on stdout (its head on stderr with --include), with our own credentials
+    (keys, access tokens) masked wherever it echoes them."""
     import json
 
     from avasam_cli import output
@@ -76,17 +79,18 @@ def _show_answer(response: Any, include: bool) -> None:
     if include:
         output.info(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
         for name, value in response.headers.items():
-            output.info(f"{name}: {value}")
+            output.info(scrub(f"{name}: {value}"))
         output.info("")
     try:
         document = response.json()
     except ValueError:
         if response.content:
-            sys.stdout.write(response.text)
-            sys.stdout.write("" if response.text.endswith("\n") else "\n")
+            text = scrub(response.text)
+            sys.stdout.write(text)
+            sys.stdout.write("" if text.endswith("\n") else "\n")
         return
     pretty = sys.stdout.isatty()
-    output.out(json.dumps(document, indent=2 if pretty else None, ensure_ascii=False))
+    output.out(scrub(json.dumps(document, indent=2 if pretty else None, ensure_ascii=False)))
 
 
 def api(
@@ -161,7 +165,7 @@ def api(
     with client_for(settings(ctx, base_url=base_url), locations()) as client:
         response = client.request(chosen, target, body, params)
         shown = excerpt(client.scrub(response.text), 200)
-    _show_answer(response, include)
+        _show_answer(response, include, client.scrub)
     if not response.is_success:
         raise OperationFailed(f"{chosen} {target} answered {response.status_code}: {shown}")
 

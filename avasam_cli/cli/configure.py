@@ -303,6 +303,15 @@ def configure(
         str | None,
         typer.Option(help="Your shop's URL: `listen` forwards there, `reconcile --fix` too."),
     ] = None,
+    forward_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forward-header",
+            help="A header every forward carries, 'Name: value' (repeatable; replaces the "
+            "saved ones): every runner has it, so no retry goes out without it.",
+            show_default=False,
+        ),
+    ] = None,
     audience: Annotated[
         list[str] | None,
         typer.Option(
@@ -379,6 +388,7 @@ def configure(
             "allow_insecure_base_url": "true" if allow_insecure_base_url else None,
             "audience": None if audience is None else ",".join(audience),
             "forward_to": forward_to,
+            "forward_headers": None if forward_header is None else "\n".join(forward_header),
         },
         generate_token=generate_verification_token,
         interactive=_stdin_is_terminal(),

@@ -20,6 +20,7 @@ from avasam_cli.cli._deliver import (
     RetryScheduleOption,
     delivery_config,
     run_once,
+    saved_forward_headers,
 )
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
@@ -122,11 +123,11 @@ def run(
     from avasam_cli.store.base import open_store
     from avasam_cli.store.deliveries import runner_name
 
+    resolved = settings(ctx)
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
-        forward_ca, forward_insecure,
+        forward_ca, forward_insecure, saved_forward_headers(resolved),
     )  # fmt: skip
-    resolved = settings(ctx)
     where = locations()
     from avasam_cli.delivery.runner import DeliveryRunner
 

@@ -41,8 +41,11 @@ def _find(key: str) -> "StoredEvent":
 
 
 def _ack_state(event: "StoredEvent") -> str:
+    from avasam_cli.store.events import is_test_event
     from avasam_cli.webhooks.kinds import KINDS
 
+    if is_test_event(event.headers_json):
+        return "never (test)"  # made by avasam-cli, not sent by Avasam
     awaited = event.kind in KINDS and KINDS[event.kind].acknowledged and event.status == "verified"
     return event.ack_status or ("pending" if awaited else "")
 
@@ -75,6 +78,14 @@ def list_events(
             "by any listener sharing the store, until Ctrl-C.",
         ),
     ] = False,
+    test: Annotated[
+        bool | None,
+        typer.Option(
+            "--test/--no-test",
+            help="Only test events (made by send-test, never acknowledged), or none of them.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """List received requests, newest first."""
     from avasam_cli import output
@@ -85,17 +96,17 @@ def list_events(
     chosen = kind.value if kind else None
     verdict = status.value if status else None
     if follow:
-        _follow(limit, chosen, verdict, as_json)
+        _follow(limit, chosen, verdict, as_json, test)
         return
     with open_store(locations().store_file, read_only=True) as store:
         if as_json:  # streamed: one row, body included, at a time
-            for event in store.latest(limit, chosen, verdict):
+            for event in store.latest(limit, chosen, verdict, test=test):
                 output.out(json.dumps(event_json(event)))
             return
         # The table needs only the columns: no body or headers are read, and each row is
         # turned into its cells at once.
         table: list[tuple[str, ...]] = [LIST_HEADER]
-        table += map(_row, store.latest(limit, chosen, verdict, with_body=False))
+        table += map(_row, store.latest(limit, chosen, verdict, with_body=False, test=test))
         total = sum(store.count_by_status().values()) if len(table) == 1 else 0
     if len(table) == 1 and total:
         wanted = " ".join(part for part in (verdict, chosen) if part)
@@ -121,7 +132,9 @@ FOLLOW_POLL_SECONDS = 0.25
 FOLLOW_BATCH = 500
 
 
-def _follow(limit: int, kind: str | None, status: str | None, as_json: bool) -> None:
+def _follow(
+    limit: int, kind: str | None, status: str | None, as_json: bool, test: bool | None
+) -> None:
     """`events list --follow`: the last `limit` rows oldest first, then each new row as
     it is committed, by whichever process, until Ctrl-C (exit 130)."""
     import time
@@ -141,7 +154,7 @@ def _follow(limit: int, kind: str | None, status: str | None, as_json: bool) -> 
         if not as_json:
             output.out(output.styled(output.table_line(LIST_HEADER, widths), "bold", sys.stdout))
         with open_store(path, read_only=True) as store:
-            shown = list(store.latest(limit, kind, status, with_body=as_json))[::-1]
+            shown = list(store.latest(limit, kind, status, with_body=as_json, test=test))[::-1]
             last_id = 0
             while True:
                 for event in shown:
@@ -150,7 +163,7 @@ def _follow(limit: int, kind: str | None, status: str | None, as_json: bool) -> 
                     last_id = event.id or last_id
                 sys.stdout.flush()
                 store.wait_for_rows(FOLLOW_POLL_SECONDS)
-                shown = list(store.after(last_id, FOLLOW_BATCH, kind, status, as_json))
+                shown = list(store.after(last_id, FOLLOW_BATCH, kind, status, as_json, test))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -24,6 +24,7 @@ from avasam_cli.cli._deliver import (
     MaxAttemptsOption,
     RetryScheduleOption,
     delivery_config,
+    saved_forward_headers,
 )
 from avasam_cli.cli._options import STDIN_HELP, AudienceOption, LeewayOption
 from avasam_cli.defaults import (
@@ -200,7 +201,8 @@ def listen(
     config = config_file()
     flags = read_stdin_values({"verification_token": verification_token}, sys.stdin)
     flags["listen_host"] = host
-    flags["listen_port"] = None if port is None else str(port)
+    any_port = port == 0  # `--port 0`: any free port, for this run only
+    flags["listen_port"] = None if port is None or any_port else str(port)
     flags["stock_path"], flags["price_path"] = stock_path, price_path
     flags["audience"] = ",".join(audience) if audience else None
     flags["forward_to"] = forward_to
@@ -210,7 +212,7 @@ def listen(
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
     options = ListenOptions(
         host=resolved.require("listen_host"),
-        port=int(resolved.require("listen_port")),
+        port=0 if any_port else int(resolved.require("listen_port")),
         paths=paths,
         as_json=as_json,
         auto_ack=auto_ack,
@@ -225,11 +227,11 @@ def listen(
         max_connections=max_connections,
         retain=_retention(retain),
         shutdown_wait=shutdown_wait,
-        inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved),
+        inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved, any_port),
         workers=workers,
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
-            forward_ca, forward_insecure,
+            forward_ca, forward_insecure, saved_forward_headers(resolved),
         ),
     )  # fmt: skip
     check_paths(options.paths)
@@ -294,9 +296,11 @@ def _retention(value: str | None) -> int | None:
     return seconds
 
 
-def _inspect_port(given: int | None, resolved: "Settings") -> int | None:
-    """--inspect-port, else the listener's port + 1 (none for a listener on port 0)."""
+def _inspect_port(given: int | None, resolved: "Settings", any_port: bool) -> int | None:
+    """--inspect-port, else the listener's port + 1 (none for a listener on any free port)."""
     if given is not None:
         return given
+    if any_port:
+        return None
     port = int(resolved.require("listen_port"))
-    return port + 1 if 0 < port < 65535 else None
+    return port + 1 if port < 65535 else None

@@ -99,11 +99,12 @@ def reconcile(
     differs = _show(reports, after, as_json, as_csv)
     if fix:
         assert target is not None
-        from avasam_cli.cli._deliver import delivery_config
+        from avasam_cli.cli._deliver import delivery_config, saved_forward_headers
 
         config = delivery_config(
-            "1s", 1, "1h", forward_timeout, forward_header, forward_ca, forward_insecure
-        )  # one attempt now: what fails stays pending for the next runner
+            "1s", 1, "1h", forward_timeout, forward_header, forward_ca, forward_insecure,
+            saved_forward_headers(resolved),
+        )  # fmt: skip  # one attempt now: what fails stays pending for the next runner
         behind = [line for report in reports for line in report.lines if line.behind]
         _fix(behind, target, resolved, dry_run, yes, config)
         if not dry_run:

@@ -8,7 +8,7 @@ import typer
 
 from avasam_cli.cli._context import client_for, group, settings
 from avasam_cli.cli._options import BaseUrlOption
-from avasam_cli.errors import UsageError
+from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from avasam_cli.api.client import AvasamClient, Page, StockRow
@@ -74,7 +74,8 @@ def list_stock(
     as_csv: CsvOption = False,
     base_url: BaseUrlOption = None,
 ) -> None:
-    """List the stock Avasam reports for every SKU (SellerStockList, every page)."""
+    """List the stock Avasam reports for every SKU (SellerStockList, every page); exit 1
+    when a --sku asked for is not in it."""
     from avasam_cli import output
     from avasam_cli.paths import locations
 
@@ -85,10 +86,10 @@ def list_stock(
     wanted = set(sku or ())
     shown = [row for row in rows if not wanted or row.sku in wanted]
     print_rows(({"sku": r.sku, "stock": r.stock} for r in shown), as_json, as_csv)
+    output.info(f"{output.plural(len(shown), 'SKU')} shown of {len(rows)} in the stock list.")
     missing = sorted(wanted - {row.sku for row in rows})
     if missing:
-        output.warn(f"not in Avasam's stock list: {', '.join(missing)}")
-    output.info(f"{output.plural(len(shown), 'SKU')} shown of {len(rows)} in the stock list.")
+        raise OperationFailed(f"not in Avasam's stock list: {', '.join(missing)}")
 
 
 def register(app: typer.Typer) -> None:

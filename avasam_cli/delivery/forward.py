@@ -23,6 +23,16 @@ def tls_verify(setting: bool | str) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=setting) if isinstance(setting, str) else setting
 
 
+def split_header(text: str) -> tuple[str, str] | None:
+    """`Name: value` as (name, value); None when it is not one header line."""
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or any(ch in name.strip() for ch in " \t\r\n"):
+        return None
+    if "\n" in value or "\r" in value:
+        return None
+    return name.strip(), value.strip()
+
+
 def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The headers of a stored or received request that may be sent again elsewhere: not
     the connection's own, and not whatever credentials the sender attached (the public

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from avasam_cli.store.events import TEST_MARKER, is_test_event
 from avasam_cli.webhooks.kinds import KINDS
 
 FORWARD = "forward"
@@ -23,9 +24,8 @@ ACKNOWLEDGE = "acknowledge"
 # The target of acknowledgement jobs: Avasam's API, with the keys of whoever runs them.
 AVASAM_API = "avasam-api"
 STATES = ("pending", "delivered", "dead", "cancelled")
-# `avasam send-test` marks what it sends: such an update is stored and forwarded like any
-# other, but never acknowledged to Avasam, which did not send it.
-TEST_MARKER = "x-avasam-cli-test"
+# The test marker lives with the stored records (store.events), below the outbox.
+__all__ = ["TEST_MARKER", "is_test_event"]
 
 # About 1 s, 5 s, 30 s, 2 min, 10 min, 30 min, then hourly (see the README).
 DEFAULT_SCHEDULE: tuple[float, ...] = (1, 5, 30, 120, 600, 1800, 3600)
@@ -41,6 +41,9 @@ class Plan:
 
     forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
     acknowledge: bool = False
+    # The names of the headers its forwards carry (--forward-header, the profile's): a
+    # runner without one of them leaves the job pending rather than send it without.
+    header_names: tuple[str, ...] = ()
 
     def jobs_for(self, kind: str, test: bool = False) -> list[tuple[str, str]]:
         """(job, target) for an update of `kind`; the forward first: an acknowledgement
@@ -52,21 +55,28 @@ class Plan:
             jobs.append((ACKNOWLEDGE, AVASAM_API))
         return jobs
 
+    @property
+    def headers_needed(self) -> str | None:
+        """What a forward job keeps of `header_names` (lower case, comma-separated)."""
+        return ",".join(sorted({name.lower() for name in self.header_names})) or None
+
     def to_json(self) -> str:
-        return json.dumps({"forward_to": dict(self.forward_to), "acknowledge": self.acknowledge})
+        return json.dumps(
+            {
+                "forward_to": dict(self.forward_to),
+                "acknowledge": self.acknowledge,
+                "header_names": list(self.header_names),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
-        return cls(dict(data["forward_to"]), bool(data["acknowledge"]))
+        names = tuple(data.get("header_names", ()))
+        return cls(dict(data["forward_to"]), bool(data["acknowledge"]), names)
 
     def __bool__(self) -> bool:
         return bool(self.forward_to) or self.acknowledge
-
-
-def is_test_event(headers_json: str) -> bool:
-    """Whether stored headers (a JSON list, names lower-case) carry send-test's marker."""
-    return f'"{TEST_MARKER}"' in headers_json
 
 
 Verdict = Literal["delivered", "retry", "unreachable", "dead"]

@@ -77,6 +77,7 @@ class DeliveryRunner:
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
+    _said_missing: set[str] = field(default_factory=set)
 
     async def __aenter__(self) -> DeliveryRunner:
         self._client = httpx.AsyncClient(timeout=self.timeout, verify=tls_verify(self.verify))
@@ -174,11 +175,27 @@ class DeliveryRunner:
                 return None
             verdict, status, latency, text, after = await self._acknowledge(job)
         else:
+            if self._lacks_headers(job):
+                return None
             verdict, status, latency, text, after = await self._forward(job)
         state, wait = self.rules.next_state(
             verdict, job.attempts + 1, self.clock() - job.queued_at, after
         )
         return Attempt(job.id, at, status, latency, text, state, self.clock() + wait)
+
+    def _lacks_headers(self, job: DeliveryJob) -> bool:
+        """A forward queued with a header this runner does not have waits (said once per
+        header): sent without it, the shop would refuse it, and the job would go dead."""
+        needed = set(job.headers_needed.split(",")) if job.headers_needed else set()
+        missing = needed - {name.lower() for name, _ in self.extra_headers}
+        for name in sorted(missing - self._said_missing):
+            self._said_missing.add(name)
+            self.say(
+                f"Warning: forwards to {job.target} were queued with the header {name}, which "
+                "this run does not have: they stay pending. Save it for every run with "
+                f"`avasam configure --forward-header '{name}: VALUE'`"
+            )
+        return bool(missing)
 
     async def _forward(
         self, job: DeliveryJob

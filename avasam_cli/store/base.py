@@ -101,9 +101,11 @@ class EventStore(ResultLog, Protocol):
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
-        """Newest first, optionally of one kind and status, read as they are iterated;
-        without `with_body`, headers and body are left empty (a listing)."""
+        """Newest first, optionally of one kind and status (and only test events, or none,
+        with `test`), read as they are iterated; without `with_body`, headers and body are
+        left empty (a listing; the test marker is kept)."""
 
     def after(
         self,
@@ -112,6 +114,7 @@ class EventStore(ResultLog, Protocol):
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
         """Oldest first, the rows stored after row `last_id` (as `latest` filters them):
         what `events list --follow` has not shown yet."""

@@ -17,7 +17,7 @@ INSERTED_COLUMNS = (
 # A claimed job with its update (`DeliveryJob`), from deliveries d JOIN events e.
 JOB_COLUMNS = (
     "d.id, d.event_id, d.job, d.target, d.attempts, d.queued_at, e.kind, e.request_id, "
-    "e.headers, e.body, e.received_at"
+    "e.headers, e.body, e.received_at, d.headers_needed"
 )
 # A job as listed (`DeliveryRow`), from deliveries d JOIN events e.
 ROW_COLUMNS = (
@@ -34,9 +34,15 @@ FORWARDS_DONE = (
 )
 
 
+# A stored update's headers carry send-test's marker (`store.events.TEST_MARKER`).
+IS_TEST = """headers LIKE '%"x-avasam-cli-test"%'"""
+
+
 def listed_columns(empty_body: str) -> str:
-    """STORED_COLUMNS without the headers and body (what a listing shows); `empty_body`
-    is the dialect's empty BLOB."""
+    """STORED_COLUMNS without the headers and body (what a listing shows), but for the
+    test marker, so a listing can say which are test events; `empty_body` is the
+    dialect's empty BLOB."""
+    marked = f"""CASE WHEN {IS_TEST} THEN '[["x-avasam-cli-test", "1"]]' ELSE '[]' END"""
     return STORED_COLUMNS.replace(
-        "headers AS headers_json, body", f"'[]' AS headers_json, {empty_body} AS body"
+        "headers AS headers_json, body", f"{marked} AS headers_json, {empty_body} AS body"
     )

@@ -47,6 +47,7 @@ class DeliveryJob(NamedTuple):
     headers_json: str
     body: bytes
     received_at: str
+    headers_needed: str | None = None  # the forward headers it was queued with (names)
 
 
 class Attempt(NamedTuple):

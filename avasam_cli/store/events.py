@@ -13,6 +13,17 @@ from typing import Any, NamedTuple
 
 from avasam_cli.webhooks.contract import PREVIOUS_TOKEN
 
+# `avasam send-test` (and `reconcile --fix`) mark what they make: such an update is stored
+# and forwarded like any other, shown as a test event, and never acknowledged to Avasam,
+# which did not send it.
+TEST_MARKER = "x-avasam-cli-test"
+
+
+def is_test_event(headers_json: str) -> bool:
+    """Whether stored headers (a JSON list, names lower-case) carry send-test's marker."""
+    return f'"{TEST_MARKER}"' in headers_json
+
+
 # Header names that may carry credentials: stored as "[redacted]", and never forwarded.
 _SECRET_HEADER_MARKERS = ("pass", "sig", "auth", "token", "secret", "key", "cookie")
 REDACTED = "[redacted]"
@@ -99,6 +110,15 @@ class Sighting(NamedTuple):
     request_id: str
 
 
+def row_id(text: str) -> int | None:
+    """`text` as a row id: ASCII digits (`isdigit` also takes "²") below 2**63, the largest
+    id either database holds; None otherwise (then it may be a request id)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    number = int(text)
+    return number if number < 2**63 else None
+
+
 def is_credential_header(name: str) -> bool:
     """Whether a header's (lower-case) name suggests it carries a credential."""
     return any(marker in name for marker in _SECRET_HEADER_MARKERS)
@@ -127,6 +147,7 @@ def event_json(event: Event, data: Any = None) -> dict[str, Any]:
         "status": event.status,
         "http_status": event.http_status,
         "requestId": event.request_id,
+        "test": is_test_event(event.headers_json),
     }
     if event.store_error is not None:
         record["store_error"] = event.store_error

@@ -130,3 +130,10 @@ def m002_deliveries(conn: sqlite3.Connection) -> None:
         """
     )
     conn.execute("CREATE INDEX delivery_attempts_job ON delivery_attempts (delivery_id)")
+
+
+@migration
+def m003_headers_needed(conn: sqlite3.Connection) -> None:
+    """The names of the forward headers a job was queued with (lower case, comma-separated):
+    a runner that lacks one leaves the job pending instead of sending it without."""
+    conn.execute("ALTER TABLE deliveries ADD COLUMN headers_needed TEXT")

@@ -29,16 +29,17 @@ from avasam_cli.store.transactions import write_transaction
 def enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: float) -> None:
     """The jobs of the new verified updates among `events` (inside their transaction)."""
     rows: list[Any] = []
+    needed = plan.headers_needed
     for event in events:
         if event.status == "verified" and event.id is not None:
             for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json)):
-                rows += (event.id, job, target, now, now)
-    for start in range(0, len(rows), 5 * 200):
-        chunk = rows[start : start + 5 * 200]
-        marks = ", ".join(["(?, ?, ?, ?, ?)"] * (len(chunk) // 5))
+                rows += (event.id, job, target, now, now, needed if job == FORWARD else None)
+    for start in range(0, len(rows), 6 * 150):
+        chunk = rows[start : start + 6 * 150]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?)"] * (len(chunk) // 6))
         conn.execute(
-            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
-            f"VALUES {marks}",
+            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at, "  # noqa: S608
+            f"headers_needed) VALUES {marks}",
             chunk,
         )
 

@@ -38,6 +38,7 @@ from avasam_cli.paths import DatabaseUrl
 from avasam_cli.store.columns import (
     FORWARDS_DONE,
     INSERTED_COLUMNS,
+    IS_TEST,
     JOB_COLUMNS,
     ROW_COLUMNS,
     STORED_COLUMNS,
@@ -50,7 +51,7 @@ from avasam_cli.store.deliveries import (
     gone_runners,
     note_on_event,
 )
-from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.events import Event, StoredEvent, row_id
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
@@ -85,7 +86,9 @@ SEARCH_FILTERS = {
     "since": "received_at >= %s",
     "until": "received_at < %s",
 }
-_LISTED_COLUMNS = listed_columns("''::bytea")
+# psycopg reads % as a placeholder's start: the marker's LIKE pattern doubles them.
+_LISTED_COLUMNS = listed_columns("''::bytea").replace("%", "%%")
+_IS_TEST = IS_TEST.replace("%", "%%")
 # unnest of one array per column keeps the arrays' order: RETURNING follows it.  The
 # EXISTS sees the table as it was before the statement: whether a row reuses a request id
 # verified for another kind earlier.  Binary parameters (%b): no text escaping.
@@ -165,6 +168,8 @@ MIGRATIONS = [
     );
     CREATE INDEX delivery_attempts_job ON delivery_attempts (delivery_id);
     """,
+    # The names of the forward headers a job was queued with (see the SQLite migration 3).
+    "ALTER TABLE deliveries ADD COLUMN headers_needed TEXT",
 ]
 
 
@@ -189,7 +194,7 @@ def connect(location: DatabaseUrl) -> Any:
         conn.execute("SET plan_cache_mode = force_custom_plan")
         return conn
     except psycopg.Error as error:
-        reason = _first_line(error)
+        reason = _first_line(error, location)
         raise StoreUnavailable(
             f"cannot connect to the event store {location}: {reason}; check that the server "
             "runs and accepts this user (host, port, database, password), or choose another "
@@ -197,10 +202,15 @@ def connect(location: DatabaseUrl) -> Any:
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
-    from avasam_cli.text import without_password
+def _first_line(error: BaseException, location: DatabaseUrl | None = None) -> str:
+    """The driver's message, without the URL's password: in a URL, or quoted as it is (a
+    password with a space comes back inside libpq's parse error)."""
+    from avasam_cli.text import passwords_in, without_password
 
-    return without_password(str(error).strip().splitlines()[0] if str(error).strip() else "")
+    text = without_password(str(error).strip().splitlines()[0] if str(error).strip() else "")
+    for password in passwords_in(location.url) if location is not None else ():
+        text = text.replace(password, "****")
+    return text
 
 
 def migrate(conn: Any, location: DatabaseUrl) -> None:
@@ -378,11 +388,19 @@ class PostgresStore:
             "job": ACKNOWLEDGE,
         }
         with self._transaction("write to") as conn:
-            conn.execute(
+            conn.execute(  # a failure never overwrites an earlier success
                 "UPDATE events SET ack_status = %(status)s, ack_detail = %(detail)s, "  # noqa: S608
-                f"ack_at = %(at)s WHERE {verified}",
+                f"ack_at = %(at)s WHERE {verified} AND (%(status)s = 'acknowledged' "
+                "OR ack_status IS DISTINCT FROM 'acknowledged')",
                 values,
             )
+            if status != "acknowledged":  # the history keeps it: on the update's job
+                conn.execute(
+                    "INSERT INTO delivery_attempts (delivery_id, at, status, excerpt) "  # noqa: S608
+                    "SELECT d.id, %(at)s, 'failed', %(excerpt)s FROM deliveries d WHERE "
+                    f"d.job = %(job)s AND d.event_id IN (SELECT id FROM events WHERE {verified})",
+                    {**values, "excerpt": f"ack outside the outbox: {detail}"},
+                )
             if status == "acknowledged":
                 found = conn.execute(
                     "SELECT id FROM deliveries WHERE job = %(job)s AND state = 'pending' "  # noqa: S608
@@ -625,10 +643,12 @@ class PostgresStore:
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
         return self._select(
-            "(%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
-            (kind, kind, status, status, limit),
+            "(%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s) "
+            f"AND (%s::boolean IS NULL OR ({_IS_TEST}) = %s)",
+            (kind, kind, status, status, test, test, limit),
             "ORDER BY id DESC LIMIT %s",
             STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
@@ -640,11 +660,13 @@ class PostgresStore:
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
         """Oldest first, the rows after row `last_id`: ids grow in commit order here too."""
         return self._select(
-            "id > %s AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s)",
-            (last_id, kind, kind, status, status, limit),
+            "id > %s AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s) "
+            f"AND (%s::boolean IS NULL OR ({_IS_TEST}) = %s)",
+            (last_id, kind, kind, status, status, test, test, limit),
             "ORDER BY id LIMIT %s",
             STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
@@ -676,8 +698,9 @@ class PostgresStore:
         )
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:
-        if id_or_request_id.isdigit() and int(id_or_request_id) < 2**63:
-            found = next(self._select("id = %s", (int(id_or_request_id),)), None)
+        number = row_id(id_or_request_id)
+        if number is not None:
+            found = next(self._select("id = %s", (number,)), None)
             if found is not None:
                 return found
         return next(
@@ -826,8 +849,9 @@ def _match_inserted(events: Sequence[Event], inserted: Sequence[Any]) -> list[Ev
 
 
 def _enqueue(conn: Any, events: Sequence[Event], plan: Plan, now: float) -> None:
+    needed = plan.headers_needed
     rows = [
-        (event.id, job, target, now, now)
+        (event.id, job, target, now, now, needed if job == FORWARD else None)
         for event in events
         if event.status == "verified" and event.id is not None
         for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json))
@@ -835,7 +859,7 @@ def _enqueue(conn: Any, events: Sequence[Event], plan: Plan, now: float) -> None
     if rows:
         with conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at, "
+                "headers_needed) VALUES (%s, %s, %s, %s, %s, %s)",
                 rows,
             )

@@ -21,10 +21,10 @@ from typing import Any
 
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Plan
 from avasam_cli.errors import StoreError
-from avasam_cli.paths import ensure_private_dir
+from avasam_cli.paths import create_private_file, make_missing_dirs
 from avasam_cli.store import outbox_sqlite
-from avasam_cli.store.columns import INSERTED_COLUMNS, STORED_COLUMNS, listed_columns
-from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.columns import INSERTED_COLUMNS, IS_TEST, STORED_COLUMNS, listed_columns
+from avasam_cli.store.events import Event, StoredEvent, row_id
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.transactions import write_transaction
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
@@ -68,8 +68,10 @@ _LISTED_COLUMNS = listed_columns("X''")
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating and migrating) the store; StoreError names the file when that fails."""
     try:
-        ensure_private_dir(path.parent)
-        created = not path.exists()
+        # Only the folders avasam creates are made private: an existing one (a shared
+        # folder, another user's) is never changed.
+        make_missing_dirs(path.parent)
+        created = create_private_file(path)
         conn = sqlite3.connect(
             path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -85,8 +87,6 @@ def connect(path: Path) -> sqlite3.Connection:
         # can lose the last transactions (see the README's durability note).
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-        if created:
-            path.chmod(0o600)
         migrate(conn, str(path))
     except (sqlite3.Error, OSError) as error:
         raise StoreError(
@@ -350,11 +350,20 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         verified = f"kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?"
         try:
             with write_transaction(conn):
-                conn.execute(
+                conn.execute(  # a failure never overwrites an earlier success
                     "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608
-                    f"WHERE {verified}",
-                    (status, detail, at, *ACKNOWLEDGED_KINDS, request_id),
+                    f"WHERE {verified} AND (? = 'acknowledged' OR ack_status IS NULL "
+                    "OR ack_status != 'acknowledged')",
+                    (status, detail, at, *ACKNOWLEDGED_KINDS, request_id, status),
                 )
+                if status != "acknowledged":  # the history keeps it: on the update's job
+                    conn.execute(
+                        "INSERT INTO delivery_attempts SELECT d.id, ?, 'failed', NULL, ? "  # noqa: S608
+                        "FROM deliveries d WHERE d.job = ? "
+                        f"AND d.event_id IN (SELECT id FROM events WHERE {verified})",
+                        (at, f"ack outside the outbox: {detail}", ACKNOWLEDGE,
+                         *ACKNOWLEDGED_KINDS, request_id),
+                    )  # fmt: skip
                 if status == "acknowledged":
                     found = [
                         job_id
@@ -399,11 +408,13 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
         """Newest first, optionally of one kind and status, read as they are iterated."""
         return self._select(
-            "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
-            (kind, kind, status, status, limit),
+            "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?) "
+            f"AND (? IS NULL OR ({IS_TEST}) = ?)",
+            (kind, kind, status, status, test, test, limit),
             "ORDER BY id DESC LIMIT ?",
             STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
@@ -415,12 +426,14 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         kind: str | None = None,
         status: str | None = None,
         with_body: bool = True,
+        test: bool | None = None,
     ) -> Iterator[StoredEvent]:
         """Oldest first, the rows after row `last_id`.  SQLite has one writer at a time, so
         row ids grow in commit order, across all the processes sharing the file."""
         return self._select(
-            "id > ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)",
-            (last_id, kind, kind, status, status, limit),
+            "id > ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?) "
+            f"AND (? IS NULL OR ({IS_TEST}) = ?)",
+            (last_id, kind, kind, status, status, test, test, limit),
             "ORDER BY id LIMIT ?",
             STORED_COLUMNS if with_body else _LISTED_COLUMNS,
         )
@@ -453,8 +466,9 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
 
     def find(self, id_or_request_id: str) -> StoredEvent | None:
         """By row id (digits), else the latest row with that request id (verified first)."""
-        if id_or_request_id.isdigit():
-            found = next(self._select("id = ?", (int(id_or_request_id),)), None)
+        number = row_id(id_or_request_id)
+        if number is not None:
+            found = next(self._select("id = ?", (number,)), None)
             if found is not None:
                 return found
         return next(

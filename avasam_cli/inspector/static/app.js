@@ -17,7 +17,7 @@ function row(e) {
   const tr = document.createElement("tr");
   tr.dataset.id = e.id;
   tr.append(cell((e.received_at || "").slice(0, 19).replace("T", " ")), cell(e.kind), cell(verdict(e), e.status),
-    cell(e.http_status), cell(e.requestId || "-"), cell(e.items ?? ""), cell(e.acknowledgement?.status || ""), cell(e.forward?.status || ""));
+    cell(e.http_status), cell(e.requestId || "-"), cell(e.items ?? ""), cell(e.test ? "never (test)" : e.acknowledgement?.status || ""), cell(e.forward?.status || ""));
   tr.addEventListener("click", () => open(tr));
   return tr;
 }
@@ -79,6 +79,7 @@ async function open(tr) {
   const parts = [title];
   const facts = [`received ${e.received_at} from ${e.client || "?"}`, `request id ${e.requestId || "-"}${e.status === "rejected" && e.requestId ? " (claimed, not verified)" : ""}`];
   if (e.reason) facts.push(`refused: ${e.reason}: ${e.detail || ""}`);
+  if (e.test) facts.push("test event: sent by `avasam send-test` (or made by `reconcile --fix`), so never acknowledged to Avasam");
   if (e.token) facts.push(`verification token: ${e.token}${e.token === "previous" ? " (a rotation's grace: paste the new one into Avasam)" : ""}`);
   if (e.skew_seconds !== null && e.skew_seconds !== undefined) facts.push(`iat - on: ${e.skew_seconds} s`);
   const ack = e.acknowledgement || {}, fwd = e.forward || {};
@@ -127,7 +128,7 @@ function actions(e) {
   const canSend = session && session.receiver[e.kind];
   if (canSend) box.append(button("Replay to the receiver (r)", () => act(e, "replay")));
   if (session && session.forward[e.kind] && e.status === "verified") box.append(button(`Replay to ${session.forward[e.kind]}`, () => act(e, "forward")));
-  if (session && session.can_acknowledge && e.kind === "stock" && e.status === "verified") box.append(button("Acknowledge", () => act(e, "acknowledge")));
+  if (session && session.can_acknowledge && e.kind === "stock" && e.status === "verified" && !e.test) box.append(button("Acknowledge", () => act(e, "acknowledge")));
   if (canSend && session.can_resign && e.items) {
     box.append(button("Re-sign as new…", () => {
       const editor = document.createElement("textarea"); editor.id = "items-editor"; editor.rows = 8; editor.cols = 60;

@@ -1,0 +1,286 @@
+"""What the README promises, kept at the edges: the defects found trying it as a seller and
+as an attacker (each test fails on the code before its fix)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from avasam_cli.store.base import open_store
+from tests.conftest import Cli
+
+
+def _event(request_id: str) -> Any:
+    from avasam_cli.store.events import Event
+
+    return Event("2026-11-27T10:00:00+00:00", "stock", "verified", 200, "[]", b"{}",
+                 request_id=request_id, item_count=1)  # fmt: skip
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- 1. --store never changes a folder it did not make ------------------------------------
+def test_store_in_a_shared_folder_leaves_the_folder_alone(cli: Cli) -> None:
+    """`--store` in an existing 1777 folder: the folder keeps its mode; the store file and
+    its -wal and -shm are 0600 from the start."""
+    shared = Path(tempfile.mkdtemp(prefix="avasam-shared-"))
+    try:
+        shared.chmod(0o1777)
+        store = shared / "events.sqlite3"
+        result = cli("--store", str(store), "events", "prune", "--older-than", "1d", "--yes")
+        assert result.exit_code == 0, result.output
+        with open_store(store) as opened:  # the -wal and -shm exist while it is open
+            opened.insert([_event("shared-1")])
+            written = {p.name: mode(p) for p in shared.iterdir()}
+        assert mode(shared) == 0o1777
+        assert written == dict.fromkeys(
+            ("events.sqlite3", "events.sqlite3-wal", "events.sqlite3-shm"), 0o600
+        )
+    finally:
+        for path in shared.iterdir():
+            path.unlink()
+        shared.rmdir()
+
+
+def test_a_store_in_a_missing_folder_is_refused(cli: Cli, tmp_path: Path) -> None:
+    """An explicit --store (or AVASAM_STORE) whose folder does not exist: exit 2 naming the
+    folder, which is not created."""
+    missing = tmp_path / "nonexistent" / "dir"
+    result = cli("--store", str(missing / "x.sqlite3"), "events", "list")
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert f"does not exist: {missing}" in said and "(from --store)" in said
+    assert not missing.exists() and "Traceback" not in result.output
+    os.environ["AVASAM_STORE"] = str(missing / "x.sqlite3")
+    try:
+        again = cli("events", "list")
+    finally:
+        del os.environ["AVASAM_STORE"]
+    assert again.exit_code == 2 and "AVASAM_STORE" in again.stderr
+
+
+def test_the_default_data_folder_is_still_created_private(isolated_home: Path) -> None:
+    from avasam_cli.paths import locations
+
+    with open_store(locations().store_file):
+        pass
+    assert mode(isolated_home / "data") == 0o700
+    assert mode(isolated_home / "data" / "events.sqlite3") == 0o600
+
+
+# --- 3. A failed acknowledgement never overwrites an earlier success ------------------------
+def test_a_later_failed_ack_keeps_the_success(store_location: Any) -> None:
+    """On both stores: `ack ID` failing after a success leaves the update acknowledged; the
+    failure is kept in its job's history only."""
+    from avasam_cli.delivery.outbox import Plan
+
+    with open_store(store_location) as store:
+        store.insert([_event("ok-1")], Plan(acknowledge=True))
+        store.record_acknowledgement("ok-1", "acknowledged", "200 {}", "2026-11-27T10:01:00Z")
+        store.record_acknowledgement("ok-1", "failed", "503 down", "2026-11-27T10:02:00Z")
+        event = store.find("ok-1")
+        (job,) = store.deliveries(event_id=event.id if event else None)
+        history = store.delivery_attempts(job.id)
+    assert event is not None
+    assert (event.ack_status, event.ack_detail) == ("acknowledged", "200 {}")
+    assert job.state == "delivered"
+    assert [status for _, status, _, _ in history] == ["200", "failed"]
+    assert "503 down" in history[-1][3]
+
+
+def test_ack_after_auto_ack_with_the_api_down(cli: Cli, avasam: Any) -> None:
+    """The seller's run: acknowledged through the outbox, then `avasam ack ID` while the API
+    is down: exit 1, and `events show` / `events list` still say acknowledged."""
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.paths import locations
+
+    with open_store(locations().store_file) as store:
+        store.insert([_event("auto-1")], Plan(acknowledge=True))
+    assert cli("deliveries", "run").exit_code == 0
+    avasam.ack_script = [503, 503, 503]
+    failed = cli("ack", "auto-1")
+    assert failed.exit_code == 1
+    shown = cli("events", "show", "auto-1").stdout
+    assert "acknowledged: acknowledged" in shown
+    assert "failed" in cli("events", "show", "auto-1").stdout  # in the history
+    listed = cli("events", "list").stdout
+    assert "acknowledged" in listed and "failed" not in listed
+
+
+# --- 4. Test events are what the README says ------------------------------------------------
+def test_a_test_event_is_marked_in_every_view(cli: Cli, isolated_home: Path, avasam: Any) -> None:
+    """send-test's update: `(test)` on the listener's line, `"test": true` in listen --json
+    and events list --json, `never (test)` in the table, --test/--no-test filter, and
+    `ack --pending` says it left it out and why."""
+    import json
+
+    import httpx
+
+    from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, signed_body
+
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    for args in ((), ("--json",)):
+        listener = ListenProcess(isolated_home, *args, env=env)
+        sent = cli("send-test", "--port", str(listener.port), "--verification-token", TOKEN)
+        assert sent.exit_code == 0, sent.output
+        httpx.post(
+            f"{listener.url}/webhooks/stock", content=signed_body(), headers=JSON_HEADERS,
+            timeout=30,
+        )  # fmt: skip
+        _, out, _ = listener.stop()
+        if args:
+            assert [json.loads(line)["test"] for line in out.splitlines()] == [True, False]
+        else:
+            lines = [line for line in out.splitlines() if "verified" in line]
+            assert "(test)" in lines[0] and "(test)" not in lines[1]
+    listed = [json.loads(line) for line in cli("events", "list", "--json").stdout.splitlines()]
+    assert [row["test"] for row in listed] == [False, True, False, True]
+    table = cli("events", "list").stdout
+    assert table.count("never (test)") == 2 and table.count("pending") == 2
+    assert len(cli("events", "list", "--test", "--json").stdout.splitlines()) == 2
+    assert "never (test)" not in cli("events", "list", "--no-test").stdout
+    acked = cli("ack", "--pending")
+    assert acked.exit_code == 0, acked.output
+    assert "Left out 2 test events (from `avasam send-test`)" in acked.stderr
+    assert acked.stdout.count("acknowledged") == 2
+    again = cli("ack", "--pending")
+    assert "Nothing to acknowledge: every verified stock update from Avasam is" in " ".join(
+        again.stderr.split()
+    )
+
+
+# --- 2. Forward headers are saved: no retry goes out without them ---------------------------
+def test_a_job_queued_with_a_header_waits_for_a_runner_that_has_it(cli: Cli) -> None:
+    """A forward queued by a listener given --forward-header: a runner without the header
+    leaves it pending and names the header once; with the header saved in the profile
+    (`configure --forward-header`, shown masked), the next run delivers it, carrying it."""
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.paths import locations
+    from tests.test_rotation import SignedShop
+
+    shop = SignedShop()
+    try:
+        plan = Plan({"stock": shop.url}, header_names=("X-Shop-Key",))
+        with open_store(locations().store_file) as store:
+            store.insert([_event("hdr-1"), _event("hdr-2")], plan)
+        bare = cli("deliveries", "run")
+        assert bare.exit_code == 0, bare.output
+        assert shop.received == []
+        said = " ".join(bare.stderr.split())
+        assert said.count("queued with the header x-shop-key") == 1
+        assert "configure --forward-header 'x-shop-key: VALUE'" in said
+        saved = cli("configure", "--forward-header", "X-Shop-Key: abc123")
+        assert saved.exit_code == 0, saved.output
+        assert "X-Shop-Key: ****" in saved.stderr and "abc123" not in saved.output
+        assert "abc123" not in cli("config", "show").stdout
+        delivered = cli("deliveries", "run")
+        assert delivered.exit_code == 0, delivered.output
+    finally:
+        shop.close()
+    assert [headers.get("x-shop-key") for headers, _ in shop.received] == ["abc123", "abc123"]
+
+
+def test_a_bad_saved_forward_header_is_refused(cli: Cli) -> None:
+    result = cli("configure", "--forward-header", "no colon here")
+    assert result.exit_code == 2
+    assert "'Name: value'" in result.stderr and "Traceback" not in result.output
+
+
+def test_listen_forwards_carry_the_saved_header(cli: Cli, isolated_home: Path) -> None:
+    """`listen --forward-to` with the header saved in the profile (no flag): the shop gets
+    it, and so does a retry by `deliveries run` after the listener stopped."""
+    import httpx
+
+    from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, signed_body
+    from tests.test_rotation import SignedShop, wait_for
+
+    assert cli("configure", "--forward-header", "X-Shop-Key: abc123").exit_code == 0
+    shop = SignedShop()
+    shop.codes = [500]
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    try:
+        listener = ListenProcess(isolated_home, "--forward-to", shop.url, env=env)
+        try:
+            url = f"{listener.url}/webhooks/stock"
+            httpx.post(url, content=signed_body(), headers=JSON_HEADERS, timeout=30)
+            wait_for(lambda: len(shop.received) == 1, 10, "the first attempt")
+        finally:
+            listener.stop()
+        assert cli("deliveries", "run").exit_code == 0
+    finally:
+        shop.close()
+    assert [headers.get("x-shop-key") for headers, _ in shop.received] == ["abc123", "abc123"]
+
+
+# --- 17. Ids that are no row id --------------------------------------------------------------
+def test_ids_beyond_a_row_id_are_looked_up_as_request_ids(cli: Cli, store_location: Any) -> None:
+    """A number past 2**63 and a non-ASCII digit: no traceback on either store; on the CLI
+    exit 2 with the usual message."""
+    with open_store(store_location) as store:
+        store.insert([_event("1")])
+        assert store.find("99999999999999999999") is None
+        assert store.find("²") is None
+        assert store.find("1") is not None
+    for key in ("99999999999999999999", "²"):
+        result = cli("events", "show", key)
+        assert result.exit_code == 2, result.output
+        assert "no stored event has id or request id" in result.stderr
+        assert "Traceback" not in result.output
+
+
+# --- 18. Port 0 is no port to save ------------------------------------------------------------
+def test_port_zero_is_refused_where_it_would_be_saved_or_used(cli: Cli) -> None:
+    """`configure --listen-port 0` (or ², or 65536), AVASAM_LISTEN_PORT=0 for send-test and
+    doctor: exit 2 naming the range; `listen --port 0` still means any free port."""
+    for value in ("0", "²", "65536"):
+        result = cli("configure", "--listen-port", value)
+        assert result.exit_code == 2, value
+        assert "use a number from 1 to 65535" in result.stderr and "Traceback" not in result.output
+    os.environ["AVASAM_LISTEN_PORT"] = "0"
+    try:
+        sent = cli("send-test", "--verification-token", "x" * 40)
+    finally:
+        del os.environ["AVASAM_LISTEN_PORT"]
+    assert sent.exit_code == 2 and "AVASAM_LISTEN_PORT" in sent.stderr
+
+
+# --- 15. No password from the driver's own words ----------------------------------------------
+def test_a_password_with_a_space_is_masked_in_the_drivers_error() -> None:
+    import pytest
+
+    from avasam_cli.errors import StoreUnavailable
+    from avasam_cli.paths import DatabaseUrl
+    from avasam_cli.store.postgres import connect
+
+    for url in (
+        "postgresql://user:pa ss@127.0.0.1:1/db",
+        "postgresql://user@127.0.0.1:1/db?password=se cret",
+    ):
+        with pytest.raises(StoreUnavailable) as refused:
+            connect(DatabaseUrl(url))
+        assert "pa ss" not in refused.value.message and "se cret" not in refused.value.message
+        assert "****" in refused.value.message
+
+
+# --- 16. Our credentials never reach stdout through an echo ------------------------------------
+def test_api_masks_our_token_in_an_answer_that_echoes_it(cli: Cli, avasam: Any) -> None:
+    avasam.ack_script = ["echo"]  # a 400 repeating the request's Authorization header
+    result = cli(
+        "api", "/api-seller/Product/AcknowledgeStockUpdate", "-d", '{"requestId": "x"}', "-i"
+    )
+    assert result.exit_code == 1
+    assert "access-0001" not in result.output and "****" in result.stdout
+
+
+# --- 21. A SKU asked for and not found ------------------------------------------------------------
+def test_stock_list_names_a_missing_sku_with_exit_1(cli: Cli, avasam: Any) -> None:
+    avasam.stock = {"A": 1}
+    result = cli("stock", "list", "--sku", "A", "--sku", "NOPE")
+    assert result.exit_code == 1
+    assert "not in Avasam's stock list: NOPE" in result.stderr
+    assert result.stdout.split() == ["sku", "stock", "A", "1"]
