@@ -284,3 +284,69 @@ def test_stock_list_names_a_missing_sku_with_exit_1(cli: Cli, avasam: Any) -> No
     assert result.exit_code == 1
     assert "not in Avasam's stock list: NOPE" in result.stderr
     assert result.stdout.split() == ["sku", "stock", "A", "1"]
+
+
+# --- 5. A forward target that trickles cannot hold the start ------------------------------------
+def test_a_trickling_forward_target_does_not_block_listen(isolated_home: Path) -> None:
+    """A target sending one byte every 0.5 s: the start-up look gives up after 3 s, says
+    so, and the listener is ready and stops on SIGTERM."""
+    import socket
+    import threading
+    import time
+
+    from tests.helpers import TOKEN, ListenProcess
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+                    if stop.is_set():
+                        break
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.5)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    target = f"http://127.0.0.1:{server.getsockname()[1]}/shop"
+    try:
+        listener = ListenProcess(
+            isolated_home, "--forward-price-to", target, env={"AVASAM_VERIFICATION_TOKEN": TOKEN}
+        )  # ready, or this raises
+        code, _, err = listener.stop()
+    finally:
+        stop.set()
+        server.close()
+    assert code == 0
+    assert "no answer within 3 s" in " ".join(err.split())
+
+
+# --- 9. Attempt counts match the attempts listed -------------------------------------------------
+def test_attempt_counts_after_a_retry_of_a_dead_job(cli: Cli) -> None:
+    """A forward refused 400 goes dead "after 1 attempt"; retried, it is "after 2 attempts",
+    and `events show` lists both under "dead, 2 attempts"."""
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.paths import locations
+    from tests.test_rotation import SignedShop
+
+    shop = SignedShop()
+    shop.codes = [400, 400]
+    try:
+        with open_store(locations().store_file) as store:
+            store.insert([_event("dead-1")], Plan({"stock": shop.url}))
+        first = cli("deliveries", "run")
+        assert cli("deliveries", "retry", "--dead").exit_code == 0
+        second = cli("deliveries", "run")
+    finally:
+        shop.close()
+    assert "after 1 attempt:" in " ".join(first.stderr.split())
+    assert "after 2 attempts:" in " ".join(second.stderr.split())
+    shown = cli("events", "show", "dead-1").stdout
+    assert "dead, 2 attempts" in shown
+    assert shown.count("400") >= 2

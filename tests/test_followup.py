@@ -161,7 +161,7 @@ def test_forward_delivers_byte_identical_bodies(isolated_home: Path) -> None:
     assert bodies[stock]["x-avasam-verified"] == "true"
     assert bodies[stock]["x-trace"] == "t-9"
     assert not {"authorization", "cookie", "x-api-key"} & set(bodies[stock])
-    assert "answered 200" in err and "Forwarded stock fw-1" in err
+    assert "answered a GET with 200" in err and "Forwarded stock fw-1" in err
 
 
 def test_forward_target_down_is_one_warning(isolated_home: Path) -> None:
@@ -318,4 +318,4 @@ def test_send_test_updates_are_never_acknowledged(
     assert "test event:   sent by `avasam send-test`" in shown.stdout
     assert "delivery" not in shown.stdout
     real = cli("events", "show", "from-avasam").stdout
-    assert "acknowledge: delivered, 1 attempts" in real and "test event" not in real
+    assert "acknowledge: delivered, 1 attempt" in real and "test event" not in real

@@ -306,7 +306,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_a_store_from_the_previous_release_upgrades_in_place(isolated_home: Path, cli: Any) -> None:
     """tests/fixtures/store-v1.sqlite3 was written by the release before the outbox: it
-    gains the outbox tables in place, every row kept, and the commands read it."""
+    gains the outbox tables (and, migration 3, the forward headers a job needs) in place,
+    every row kept, and the commands read it."""
     import shutil
     import sqlite3
 
@@ -319,7 +320,9 @@ def test_a_store_from_the_previous_release_upgrades_in_place(isolated_home: Path
     with open_store(store_file) as store:
         assert store.deliveries() == [] and store.delivery_counts() == {}
     with sqlite3.connect(store_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(deliveries)")]
+        assert columns[-1] == "headers_needed"
     assert store_rows(store_file) == before and len(before) == 5
     listed = cli("events", "list", "--json")
     assert listed.exit_code == 0

@@ -78,13 +78,14 @@ def delivery_plan(options: ListenOptions) -> Plan:
     return Plan(dict(options.forward_to), options.auto_ack, names)
 
 
+FORWARD_CHECK_SECONDS = 3.0  # the whole start-up look at a forward target, at most
+
+
 def check_forward_targets(options: ListenOptions) -> None:
     """Say at start whether each forward target answers (jobs wait for it if not), and
-    catch a forward to this listener itself."""
-    import httpx
-
+    catch a forward to this listener itself.  Each look reads the answer's head only and
+    has FORWARD_CHECK_SECONDS in all: a target that trickles bytes cannot hold the start."""
     from avasam_cli import output
-    from avasam_cli.delivery.forward import tls_verify
     from avasam_cli.net import WILDCARD_HOSTS, is_loopback_host
 
     for url in sorted(set(options.forward_to.values())):
@@ -98,16 +99,44 @@ def check_forward_targets(options: ListenOptions) -> None:
                 "back as duplicates. Did you mean your shop's port?"
             )
             continue
-        try:
-            verify = tls_verify(options.delivery.verify)
-            answer = httpx.get(url, timeout=options.forward_timeout, verify=verify)
-        except httpx.HTTPError as error:
-            output.warn(
-                f"forward target {url} is not reachable ({type(error).__name__}); updates "
-                "are still stored and answered, and wait in the outbox until it is"
+        answered = _look_at(url, options)
+        if isinstance(answered, int):
+            output.info(
+                f"Forwarding verified updates to {url} (it is reachable: it answered a GET with "
+                f"{answered}; deliveries use POST)"
             )
         else:
-            output.info(f"Forwarding verified updates to {url} (it answered {answer.status_code})")
+            output.warn(
+                f"forward target {url} is not reachable ({answered}); updates are still "
+                "stored and answered, and wait in the outbox until it is"
+            )
+
+
+def _look_at(url: str, options: ListenOptions) -> int | str:
+    """The status of a GET to `url` (its head only), or why there was none, within
+    FORWARD_CHECK_SECONDS; on a thread, so that the wait is bounded whatever the server
+    does, and Ctrl-C still stops us meanwhile."""
+    import threading
+
+    import httpx
+
+    from avasam_cli.delivery.forward import tls_verify
+
+    found: list[int | str] = []
+
+    def look() -> None:
+        try:
+            verify = tls_verify(options.delivery.verify)
+            timeout = min(options.forward_timeout, FORWARD_CHECK_SECONDS)
+            with httpx.stream("GET", url, timeout=timeout, verify=verify) as answer:
+                found.append(answer.status_code)
+        except httpx.HTTPError as error:
+            found.append(type(error).__name__)
+
+    worker = threading.Thread(target=look, name="avasam-forward-check", daemon=True)
+    worker.start()
+    worker.join(FORWARD_CHECK_SECONDS)
+    return found[0] if found else f"no answer within {FORWARD_CHECK_SECONDS:g} s"
 
 
 def with_store() -> dict[str, str]:

@@ -229,9 +229,11 @@ def _change(
     with open_store(locations().store_file) as store:
         moved = store.change_deliveries(to, from_states, ids or (), target, every)
     if ids and moved < len(ids):
+        left = len(ids) - moved
         output.warn(
-            f"{len(ids) - moved} of the ids given are not {' or '.join(from_states)} jobs: "
-            "left as they were"
+            f"{left} of the ids given {'is' if left == 1 else 'are'} not "
+            f"{' or '.join(from_states)} {'a job' if left == 1 else 'jobs'}: left as "
+            f"{'it was' if left == 1 else 'they were'}"
         )
     output.info(f"{moved:,} {'job' if moved == 1 else 'jobs'} {done}.")
     if to == "pending" and moved:

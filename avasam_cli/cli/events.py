@@ -40,6 +40,15 @@ def _find(key: str) -> "StoredEvent":
     return event
 
 
+def _status_and_detail(status: str | None, detail: str | None, at: str = "") -> str:
+    """ "200 ok" for a status and a detail that starts with it again ("200 ok"), once."""
+    shown = status or "-"
+    rest = (detail or "").strip()
+    if status and rest.startswith(status):
+        rest = rest[len(status) :].strip()
+    return f"{shown}{at} {rest}".rstrip()
+
+
 def _ack_state(event: "StoredEvent") -> str:
     from avasam_cli.store.events import is_test_event
     from avasam_cli.webhooks.kinds import KINDS
@@ -58,7 +67,8 @@ def _row(event: "StoredEvent") -> tuple[str, ...]:
         event.kind,
         shown,
         (event.request_id or "-")
-        + (" ?" if event.status == "rejected" and event.request_id else ""),
+        # A rejected body's request id is what it claimed, never verified.
+        + (" (unverified)" if event.status == "rejected" and event.request_id else ""),
         "" if event.item_count is None else str(event.item_count),
         _ack_state(event),
     )
@@ -201,11 +211,9 @@ def show(
         say("token:        verified with the previous verification token (a rotation's grace)")
     elif event.reason:
         say(f"refused:      {event.reason}: {event.detail}")
-    say(
-        f"acknowledged: {event.ack_status or '-'} {event.ack_at or ''} "
-        f"{event.ack_detail or ''}".rstrip()
-    )
-    say(f"forwarded:    {event.forward_status or '-'} {event.forward_detail or ''}".rstrip())
+    ack_at = f" {event.ack_at}" if event.ack_at else ""
+    say(f"acknowledged: {_status_and_detail(event.ack_status, event.ack_detail, ack_at)}")
+    say(f"forwarded:    {_status_and_detail(event.forward_status, event.forward_detail)}")
     if is_catch_up(event.headers_json):
         say("catch-up:     made by `avasam reconcile --fix` from Avasam's values, so never "
             "acknowledged to Avasam")  # fmt: skip
@@ -222,7 +230,8 @@ def show(
                 say(f"  {received_at} from {client or '?'}")
         for job in reversed(jobs):
             where = "" if job.job == "acknowledge" else f" to {job.target}"
-            say(f"delivery {job.id}: {job.job}{where}: {job.state}, {job.attempts} attempts")
+            tried = output.plural(len(attempts[job.id]), "attempt")  # all, retries included
+            say(f"delivery {job.id}: {job.job}{where}: {job.state}, {tried}")
             for at, status, latency, excerpt in attempts[job.id]:
                 took = f" {latency:.0f} ms" if latency is not None else ""
                 say(f"  {at}  {status}{took}  {excerpt}".rstrip())
@@ -278,7 +287,8 @@ def replay(
         body, request_id = _resigned(ctx, event)
         output.info(
             f"Re-signed the items of event {event.id} as a new update: request id "
-            f"{request_id}, signed now with profile '{settings(ctx).profile}''s token."
+            f"{request_id}, signed now with the verification token of profile "
+            f"'{settings(ctx).profile}'."
         )
     if to is not None:  # to a shop: signed as the outbox signs its forwards
         from avasam_cli.delivery.signature import message_id, secrets_for_run, signature_headers

@@ -245,20 +245,29 @@ class DeliveryRunner:
         if attempt.state == "delivered":
             if job.target in self._down:
                 self._down.discard(job.target)
-                self.say(f"{job.target} is reachable again: delivering what waited")
+                self.say(f"{job.target} accepts deliveries again: delivering what waited")
             self.say(f"{what} {job.request_id}{where}: {attempt.status} {attempt.excerpt}".strip())
             return
         if attempt.state == "dead":
+            # Every attempt in its history, those before a `deliveries retry` included.
+            tried = len(self.store.delivery_attempts(job.id)) + 1
             self.say(
                 f"Error: gave up on delivery {job.id} ({job.job} {job.request_id}{where}) "
-                f"after {job.attempts + 1} attempts: {attempt.status} {attempt.excerpt}; "
-                f"`avasam deliveries retry {job.id}` tries again"
+                f"after {tried} {'attempt' if tried == 1 else 'attempts'}: "
+                f"{_outcome(attempt)}; `avasam deliveries retry {job.id}` tries again"
             )
             return
         if job.target not in self._down:
             self._down.add(job.target)
             wait = max(0.0, attempt.next_attempt_at - self.clock())
             self.say(
-                f"Warning: {job.job} of {job.request_id}{where} failed ({attempt.status} "
-                f"{attempt.excerpt}); kept in the outbox, next try in {wait:.0f} s"
+                f"Warning: {job.job} of {job.request_id}{where} failed ({_outcome(attempt)}); "
+                f"kept in the outbox, next try in {wait:.0f} s"
             )
+
+
+def _outcome(attempt: Attempt) -> str:
+    """ "503 busy", or the error alone ("ConnectError") when there was no answer."""
+    if attempt.status == "failed":
+        return attempt.excerpt or "failed"
+    return f"{attempt.status} {attempt.excerpt}".strip()
