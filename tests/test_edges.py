@@ -350,3 +350,80 @@ def test_attempt_counts_after_a_retry_of_a_dead_job(cli: Cli) -> None:
     shown = cli("events", "show", "dead-1").stdout
     assert "dead, 2 attempts" in shown
     assert shown.count("400") >= 2
+
+
+# --- 7, 12, 14. The inspector's actions ---------------------------------------------------------
+def test_two_inspectors_in_one_browser_keep_their_own_cookie(tmp_path: Path) -> None:
+    """Each page's cookie is named for its port: opening the second printed URL does not
+    log the first page out (cookies are per host, not per port)."""
+    import httpx
+
+    from avasam_cli.inspector.app import create_inspector
+    from tests.helpers import free_port
+    from tests.test_inspector import serving
+
+    store = tmp_path / "events.sqlite3"
+    open_store(store).close()
+    ports = [free_port(), free_port()]
+    apps = [create_inspector(store, f"token-{n}", port) for n, port in enumerate(ports)]
+    with (
+        serving(apps[0], ports[0]) as first,
+        serving(apps[1], ports[1]) as second,
+        httpx.Client(follow_redirects=True) as browser,  # one cookie jar
+    ):
+        for n, base in enumerate((first, second)):
+            assert browser.get(f"{base}/?token=token-{n}").status_code == 200
+        answers = [browser.get(f"{base}/api/session").status_code for base in (first, second)]
+    assert answers == [200, 200]
+
+
+def test_acknowledge_all_acts_on_the_store_the_page_shows(tmp_path: Path, avasam: Any) -> None:
+    """The inspector of another store (`avasam --store X inspect`): "Acknowledge all
+    pending" acknowledges X's updates, not the default store's."""
+    import httpx
+
+    from avasam_cli.inspector.app import create_inspector
+    from tests.helpers import free_port
+    from tests.test_inspector import PAGE_TOKEN, cookie_for, serving
+
+    other = tmp_path / "other.sqlite3"
+    with open_store(other) as store:
+        store.insert([_event("other-1")])
+    port = free_port()
+    app = create_inspector(other, PAGE_TOKEN, port, acknowledge=lambda request_id: "200")
+    with serving(app, port) as base, httpx.Client(base_url=base) as client:
+        client.cookies.set(cookie_for(base), PAGE_TOKEN)
+        csrf = client.get("/api/session").json()["csrf"]
+        answer = client.post(
+            "/api/acknowledge-pending", headers={"origin": base, "x-avasam-csrf": csrf}
+        ).json()
+    assert answer["status"] == 200, answer
+    acks = [r.body for r in avasam.received if "Acknowledge" in r.path]
+    assert acks == [{"requestId": "other-1"}]
+
+
+def test_the_inspectors_forward_is_built_as_the_outbox_builds_it(tmp_path: Path) -> None:
+    """Replay to the forward target: with the forward headers and X-Avasam-Delivery-Attempt."""
+    import httpx
+
+    from avasam_cli.inspector.app import create_inspector
+    from tests.helpers import free_port
+    from tests.test_inspector import PAGE_TOKEN, cookie_for, serving
+    from tests.test_rotation import SignedShop
+
+    path = tmp_path / "events.sqlite3"
+    with open_store(path) as store:
+        store.insert([_event("fw-1")])
+    shop = SignedShop()
+    port = free_port()
+    try:
+        app = create_inspector(path, PAGE_TOKEN, port, forward={"stock": shop.url})
+        app.state.forward_headers = [("X-Shop-Key", "abc123")]
+        with serving(app, port) as base, httpx.Client(base_url=base) as client:
+            client.cookies.set(cookie_for(base), PAGE_TOKEN)
+            csrf = client.get("/api/session").json()["csrf"]
+            client.post("/api/events/1/forward", headers={"origin": base, "x-avasam-csrf": csrf})
+    finally:
+        shop.close()
+    ((headers, _),) = shop.received
+    assert headers["x-shop-key"] == "abc123" and headers["x-avasam-delivery-attempt"] == "1"

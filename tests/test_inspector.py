@@ -19,12 +19,19 @@ import pytest
 import uvicorn
 
 from avasam_cli.delivery.outbox import Plan
-from avasam_cli.inspector.app import COOKIE, SECURITY_HEADERS, create_inspector
+from avasam_cli.inspector.app import SECURITY_HEADERS, cookie_name, create_inspector
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
 from tests.helpers import TOKEN, ListenProcess, free_port, signed_body
 
 PAGE_TOKEN = "page-token-for-tests"
+
+
+def cookie_for(base: str) -> str:
+    """The page's cookie name for the inspector at `base` (http://127.0.0.1:PORT)."""
+    return cookie_name(int(base.rsplit(":", 1)[1]))
+
+
 SKU = json.loads(signed_body())["data"][0]["sku"]  # every stored update here has it
 
 
@@ -107,7 +114,7 @@ def test_a_foreign_host_and_a_missing_token_are_refused(store_path: Path) -> Non
 def test_the_list_is_paged_and_filtered_from_the_store(store_path: Path) -> None:
     with (
         inspector(store_path) as base,
-        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+        httpx.Client(base_url=base, cookies={cookie_for(base): PAGE_TOKEN}) as client,
     ):
         first = client.get("/api/events").json()["events"]
         assert len(first) == 100 and first[0]["requestId"] == "bad"
@@ -131,7 +138,7 @@ def test_the_detail_shows_the_token_items_and_deliveries(tmp_path: Path) -> None
         store.insert([stored("d-1")], Plan({"stock": "http://127.0.0.1:9/shop"}))
     with (
         inspector(path) as base,
-        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+        httpx.Client(base_url=base, cookies={cookie_for(base): PAGE_TOKEN}) as client,
     ):
         detail = client.get("/api/events/1").json()
         assert client.get("/api/events/99").status_code == 404
@@ -146,7 +153,7 @@ def test_the_detail_shows_the_token_items_and_deliveries(tmp_path: Path) -> None
 def test_the_stream_sends_new_rows_and_resumes_from_the_last_id(store_path: Path) -> None:
     with (
         inspector(store_path) as base,
-        httpx.Client(base_url=base, cookies={COOKIE: PAGE_TOKEN}) as client,
+        httpx.Client(base_url=base, cookies={cookie_for(base): PAGE_TOKEN}) as client,
     ):
         with client.stream("GET", "/api/stream?after=251", timeout=10) as stream:
             lines = stream.iter_lines()
@@ -337,7 +344,7 @@ def _stored_ids(home: Path) -> list[str]:
 
 def test_actions_need_post_our_origin_and_the_csrf_token(isolated_home: Path) -> None:
     with listener_and_inspector(isolated_home) as (_, base), httpx.Client(base_url=base) as client:
-        client.cookies.set(COOKIE, PAGE_TOKEN)
+        client.cookies.set(cookie_for(base), PAGE_TOKEN)
         csrf = client.get("/api/session").json()["csrf"]
         good = {"origin": base, "x-avasam-csrf": csrf}
         refusals = [
@@ -432,7 +439,7 @@ def test_forward_and_acknowledge_actions(tmp_path: Path) -> None:
             app = create_inspector(path, PAGE_TOKEN, port, forward={"stock": shop.url},
                                    acknowledge=api.acknowledge)  # fmt: skip
             with serving(app, port) as base, httpx.Client(base_url=base) as client:
-                client.cookies.set(COOKIE, PAGE_TOKEN)
+                client.cookies.set(cookie_for(base), PAGE_TOKEN)
                 headers = {
                     "origin": base,
                     "x-avasam-csrf": client.get("/api/session").json()["csrf"],

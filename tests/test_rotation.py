@@ -322,8 +322,8 @@ def test_a_listeners_runner_takes_up_a_new_forward_secret(
 def test_replay_and_the_inspector_sign_too(cli: Cli, isolated_home: Path, shop: SignedShop) -> None:
     """`events replay --to` and the inspector's forward action carry valid signatures."""
     from avasam_cli.delivery.signature import no_secrets
-    from avasam_cli.inspector.app import COOKIE, create_inspector
-    from tests.test_inspector import PAGE_TOKEN, serving
+    from avasam_cli.inspector.app import create_inspector
+    from tests.test_inspector import PAGE_TOKEN, cookie_for, serving
 
     secret = cli("configure", "--generate-forward-secret").stdout.strip()
     queue_forward("rp-1", "http://127.0.0.1:9/unused")
@@ -334,7 +334,7 @@ def test_replay_and_the_inspector_sign_too(cli: Cli, isolated_home: Path, shop: 
     assert app.state.forward_secrets is no_secrets
     app.state.forward_secrets = lambda: [secret]
     with serving(app, port) as base, httpx.Client(base_url=base) as client:
-        client.cookies.set(COOKIE, PAGE_TOKEN)
+        client.cookies.set(cookie_for(base), PAGE_TOKEN)
         csrf = client.get("/api/session").json()["csrf"]
         answer = client.post(
             "/api/events/1/forward", headers={"origin": base, "x-avasam-csrf": csrf}

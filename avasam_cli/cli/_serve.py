@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -197,11 +197,18 @@ class InspectorProcess:
         receiver: Mapping[str, str],
         signing: str | None,
         forward: Mapping[str, str],
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         import json
         import subprocess
 
-        from avasam_cli.cli.inspect import FORWARD_ENV, RECEIVER_ENV, TOKEN_ENV, page_url
+        from avasam_cli.cli.inspect import (
+            FORWARD_ENV,
+            HEADERS_ENV,
+            RECEIVER_ENV,
+            TOKEN_ENV,
+            page_url,
+        )
         from avasam_cli.inspector.app import new_token
 
         token = os.environ.get(TOKEN_ENV) or new_token()  # a fixed token, for scripts
@@ -214,6 +221,7 @@ class InspectorProcess:
             stdin=subprocess.PIPE, pass_fds=[fd],
             env={**with_store(), TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
                  FORWARD_ENV: json.dumps(dict(forward)),
+                 HEADERS_ENV: json.dumps([list(pair) for pair in headers]),
                  # A token from a flag or the environment; the profile's it follows itself.
                  **({"AVASAM_VERIFICATION_TOKEN": signing} if signing else {})},
         )  # fmt: skip
@@ -253,7 +261,9 @@ def start_inspector(
 
     base = local_base_url(*sock.getsockname()[:2])
     receiver = {kind: base + path for kind, path in options.paths.items()}
-    return InspectorProcess(page, resolved, receiver, signing, options.forward_to)
+    return InspectorProcess(
+        page, resolved, receiver, signing, options.forward_to, options.delivery.headers
+    )
 
 
 def outbox_line(counts: Mapping[str, int]) -> str | None:

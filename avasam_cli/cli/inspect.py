@@ -16,6 +16,7 @@ DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serv
 TOKEN_ENV = "AVASAM_INSPECTOR_TOKEN"  # noqa: S105
 RECEIVER_ENV = "AVASAM_INSPECTOR_RECEIVER"  # its endpoints, {kind: URL}, as JSON
 FORWARD_ENV = "AVASAM_INSPECTOR_FORWARD"  # its forward targets, {kind: URL}, as JSON
+HEADERS_ENV = "AVASAM_INSPECTOR_FORWARD_HEADERS"  # its forward headers, [[name, value]]
 
 
 def inspect(
@@ -73,7 +74,25 @@ def inspect(
             ["--profile", resolved.profile] if resolved.profile_source != "default" else [],
             secrets_for_run(resolved, locations().config_file),
             _followed_token(resolved),
+            _forward_headers(resolved),
         )  # fmt: skip
+
+
+def _forward_headers(resolved: "Settings") -> list[tuple[str, str]]:
+    """The headers the listener's forwards carry (its flags and the profile's), or the
+    profile's alone for `avasam inspect` on its own."""
+    import json
+    import os
+
+    from avasam_cli.cli._deliver import delivery_config, saved_forward_headers
+    from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
+
+    if HEADERS_ENV in os.environ:
+        return [(name, value) for name, value in json.loads(os.environ[HEADERS_ENV])]
+    config = delivery_config(
+        "1s", 1, "1h", DEFAULT_FORWARD_TIMEOUT, None, None, False, saved_forward_headers(resolved)
+    )
+    return list(config.headers)
 
 
 def _followed_token(resolved: "Settings") -> Callable[[], str | None] | None:

@@ -35,7 +35,14 @@ from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
 from avasam_cli.webhooks.keys import readable_body
 
-COOKIE = "avasam_inspector"
+COOKIE = "avasam_inspector"  # and the port: cookies are per host, not per port
+
+
+def cookie_name(port: int) -> str:
+    """The page's cookie on `port`: two inspectors open in one browser keep their own."""
+    return f"{COOKIE}_{port}"
+
+
 PAGE_SIZE = 100
 STREAM_POLL = 0.1  # seconds between looks at the store for new rows
 STREAM_BATCH = 500
@@ -150,8 +157,10 @@ class Inspector:
         self.acknowledge = acknowledge  # the API client's, when keys are configured
         self.profile_args: list[str] = []  # `--profile NAME` for the commands it runs
         self.forward_secrets: Secrets = no_secrets  # signs forwards, as the outbox does
+        self.forward_headers: list[tuple[str, str]] = []  # --forward-header, the profile's
         self.token = token
         self.hosts = allowed_hosts(port)
+        self.cookie = cookie_name(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.csrf = secrets.token_urlsafe(24)
         # Where replays go: the receiver's endpoint for each kind, from our configuration,
@@ -180,7 +189,7 @@ class Inspector:
             self._store.close()
 
     def authorized(self, request: Request) -> bool:
-        given = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
+        given = request.cookies.get(self.cookie) or request.query_params.get("token") or ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def action_refused(self, request: Request) -> str | None:
@@ -226,7 +235,7 @@ def create_inspector(
     async def page(request: Request) -> Response:
         if "token" in request.query_params:  # the printed URL: keep it in a cookie, not history
             answer: Response = RedirectResponse("/", status_code=303)
-            answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+            answer.set_cookie(state.cookie, token, httponly=True, samesite="strict", path="/")
             return answer
         return Response(_static("index.html"), media_type="text/html")
 
@@ -377,9 +386,13 @@ async def _forward(state: Inspector, event: StoredEvent) -> Response:
     url = state.forward.get(event.kind)
     if url is None or event.status != "verified":
         return _refusal("no_target", f"no forward target is configured for {event.kind!r}")
+    # As the outbox sends it: the forward headers, and the attempt's number after the job's.
+    jobs = state.store.deliveries(event_id=event.id, target=url) if event.id else []
+    attempt = 1 + sum(job.attempts for job in jobs if job.job == "forward")
+    extra = [*state.forward_headers, ("x-avasam-delivery-attempt", str(attempt))]
     async with httpx.AsyncClient() as client:
         result = await forward(
-            client, url, event.kind, replay_headers(event), event.body, 10, None,
+            client, url, event.kind, replay_headers(event), event.body, 10, extra,
             state.forward_secrets(), event.request_id,
         )  # fmt: skip
     return JSONResponse(
@@ -420,10 +433,16 @@ async def _acknowledge_pending(state: Inspector, request: Request) -> Response:
         return _refusal("forbidden", why, 403)
     if state.acknowledge is None:
         return _refusal("no_keys", "no API keys are configured: `avasam configure`")
+    import os
+
+    from avasam_cli.paths import spelled_out
+
+    # On the store the page shows, whatever chose it (--store, AVASAM_STORE, the profile).
+    env = {**os.environ, "AVASAM_STORE": spelled_out(state.store_path)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "avasam_cli", *state.profile_args, "ack", "--pending", "--yes",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     out, err = await process.communicate()
     said = (out + err).decode("utf-8", "replace").strip()

@@ -41,6 +41,7 @@ def serve(
     profile_args: list[str] | None = None,
     forward_secrets: Secrets | None = None,
     signing_token: Callable[[], str | None] | None = None,
+    forward_headers: list[tuple[str, str]] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or (`stop_on_eof`: started by `listen`) until
     standard input closes, which it does when the listener is gone, even by kill -9."""
@@ -53,6 +54,7 @@ def serve(
         app.state.forward_secrets = forward_secrets
     if signing_token is not None:  # the profile's token, followed through rotations
         app.state.signing_token = signing_token
+    app.state.forward_headers = list(forward_headers or [])
     config = uvicorn.Config(
         app,
         log_level="warning",
