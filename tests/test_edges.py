@@ -427,3 +427,42 @@ def test_the_inspectors_forward_is_built_as_the_outbox_builds_it(tmp_path: Path)
         shop.close()
     ((headers, _),) = shop.received
     assert headers["x-shop-key"] == "abc123" and headers["x-avasam-delivery-attempt"] == "1"
+
+
+def test_the_inspector_closes_a_head_that_never_ends(tmp_path: Path) -> None:
+    """A half-sent request head is closed once the head timeout passes (1 s here), as the
+    receiver's are: 1,500 of them can no longer stay open."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from avasam_cli.inspector.app import create_inspector
+    from avasam_cli.inspector.server import server_config
+    from avasam_cli.receiver.protocol import ConnectionLimits
+    from tests.helpers import free_port
+
+    path = tmp_path / "events.sqlite3"
+    open_store(path).close()
+    port = free_port()
+    config = server_config(create_inspector(path, "t", port), ConnectionLimits(65536, 1.0, 1.0))
+    config.host, config.port = "127.0.0.1", port
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the inspector did not start"
+        time.sleep(0.02)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as half:
+            half.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1")
+            half.settimeout(15)
+            start = time.monotonic()
+            while half.recv(4096):  # an answer (408), then the close
+                pass
+            assert time.monotonic() - start < 15
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

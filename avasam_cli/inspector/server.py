@@ -11,9 +11,35 @@ from typing import Any
 
 import uvicorn
 
+from avasam_cli.defaults import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEAD_SIZE,
+)
 from avasam_cli.delivery.signature import Secrets
 from avasam_cli.inspector.app import create_inspector
 from avasam_cli.paths import StoreLocation
+from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
+
+# The receiver's connection limits: a head must arrive in time, a body may not stall, and
+# no more connections at once than it allows (half-sent heads cannot pile up).
+LIMITS = ConnectionLimits(DEFAULT_MAX_HEAD_SIZE, DEFAULT_HEAD_TIMEOUT, DEFAULT_BODY_TIMEOUT)
+
+
+def server_config(app: Any, limits: ConnectionLimits = LIMITS) -> uvicorn.Config:
+    """The inspector's uvicorn settings, with the receiver's connection limits."""
+    return uvicorn.Config(
+        app,
+        http=protocol_with(limits),
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=1,
+        limit_concurrency=DEFAULT_MAX_CONNECTIONS,
+    )
 
 
 class _InspectorServer(uvicorn.Server):
@@ -55,16 +81,7 @@ def serve(
     if signing_token is not None:  # the profile's token, followed through rotations
         app.state.signing_token = signing_token
     app.state.forward_headers = list(forward_headers or [])
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        ws="none",
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=1,
-    )
-    server = _InspectorServer(config, app.state.stopping)
+    server = _InspectorServer(server_config(app), app.state.stopping)
     if stop_on_eof:
         threading.Thread(target=_stop_at_eof, args=(server,), daemon=True).start()
     server.run(sockets=[sock])
