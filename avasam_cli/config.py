@@ -57,6 +57,15 @@ FIELD_TYPES: Mapping[str, str] = {
     "allow_insecure_base_url": "true or false",
     "audience": 'audiences separated by commas ("shop-a, shop-b")',
 }
+def typed_value(name: str, value: str) -> str | int | bool:
+    """A setting as TOML and JSON write it: a port as a number, a yes/no as a boolean."""
+    if name == "listen_port" and value.isascii() and value.isdigit():
+        return int(value)
+    if name == "allow_insecure_base_url" and value in ("true", "false"):
+        return value == "true"
+    return value
+
+
 PROMPTED_FIELDS = FIELDS[:4]  # the listener's address is set with flags, not prompted for
 SECRET_FIELDS = frozenset(
     {
@@ -485,7 +494,8 @@ class ConfigFile:
         self._document = None  # read afresh: another command may have written meanwhile
         document = self.read()
         profiles = document.setdefault("profiles", {})
-        profiles.setdefault(name, {}).update(updates)
+        typed = {key: typed_value(key, value) for key, value in updates.items()}
+        profiles.setdefault(name, {}).update(typed)
         try:
             write_secret_file(self.path, tomli_w.dumps(document))
         except OSError as error:

@@ -402,13 +402,13 @@ def test_listen_never_replaces_a_misspelled_token(cli: Cli) -> None:
 
 
 def test_natural_toml_types_are_accepted(cli: Cli) -> None:
-    """A port written as an integer, a yes/no as a boolean."""
+    """A port written as an integer, a yes/no as a boolean; shown as such in --json."""
     write_config("[profiles.default]\nlisten_port = 20603\nallow_insecure_base_url = true\n")
     result = cli("config", "show", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["listen_port"]["value"] == "20603"
-    assert document["allow_insecure_base_url"]["value"] == "true"
+    assert document["listen_port"]["value"] == 20603
+    assert document["allow_insecure_base_url"]["value"] is True
 
 
 @pytest.mark.parametrize(

@@ -466,3 +466,18 @@ def test_the_inspector_closes_a_head_that_never_ends(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+# --- 19. Numbers and booleans written and shown as such ----------------------------------------
+def test_configure_writes_a_port_as_a_number(cli: Cli, isolated_home: Path) -> None:
+    import json
+    import tomllib
+
+    assert cli("configure", "--listen-port", "19787", "--allow-insecure-base-url").exit_code == 0
+    table = tomllib.loads((isolated_home / "config" / "config.toml").read_text())
+    profile = table["profiles"]["default"]
+    assert profile["listen_port"] == 19787 and profile["allow_insecure_base_url"] is True
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["listen_port"]["value"] == 19787
+    assert shown["allow_insecure_base_url"]["value"] is True
+    assert shown["base_url"]["value"] == "https://app.avasam.com"

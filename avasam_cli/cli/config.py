@@ -17,17 +17,17 @@ def show_settings(settings: "Settings", config: "ConfigFile", as_json: bool) -> 
     import json
 
     from avasam_cli import output
-    from avasam_cli.config import FIELDS
+    from avasam_cli.config import FIELDS, typed_value
 
     say_config_warnings(config)
     if as_json:
-        document: dict[str, dict[str, str | None]] = {
+        document: dict[str, dict[str, str | int | bool | None]] = {
             "profile": {"value": settings.profile, "source": settings.profile_source}
         }
         for name in FIELDS:
             setting = settings.values[name]
             document[name] = {
-                "value": setting.shown if setting.value else None,
+                "value": typed_value(name, setting.shown) if setting.value else None,
                 "source": setting.source,
                 **({"problem": setting.problem} if setting.problem else {}),
             }
