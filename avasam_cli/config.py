@@ -57,6 +57,8 @@ FIELD_TYPES: Mapping[str, str] = {
     "allow_insecure_base_url": "true or false",
     "audience": 'audiences separated by commas ("shop-a, shop-b")',
 }
+
+
 def typed_value(name: str, value: str) -> str | int | bool:
     """A setting as TOML and JSON write it: a port as a number, a yes/no as a boolean."""
     if name == "listen_port" and value.isascii() and value.isdigit():

@@ -57,6 +57,8 @@ class Avasam:
     products: dict[str, float] | None = None
     # Wrap list answers in an object under this key (e.g. "Data"), as some accounts may.
     list_wrapper: str | None = None
+    # An answer for any other data path, sent as it is (a huge one, say).
+    raw_answer: bytes | None = None
 
     def paths(self) -> list[str]:
         return [request.path for request in self.received]
@@ -118,6 +120,13 @@ def _handler(state: Avasam) -> type[BaseHTTPRequestHandler]:
                 self._stock_list(body)
             elif path == PRODUCT_PATH and state.products is not None:
                 self._product_list(body)
+            elif state.raw_answer is not None and path.startswith("/apiseeker/"):
+                state.received[-1].status = 200
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(state.raw_answer)))
+                self.end_headers()
+                self.wfile.write(state.raw_answer)
             elif path.startswith("/apiseeker/") or path.startswith("/api-seller/"):
                 step = state.data_script.pop(0) if state.data_script else 200
                 self._answer(step, {"method": method, "path": self.path, "received": body})

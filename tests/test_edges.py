@@ -481,3 +481,22 @@ def test_configure_writes_a_port_as_a_number(cli: Cli, isolated_home: Path) -> N
     assert shown["listen_port"]["value"] == 19787
     assert shown["allow_insecure_base_url"]["value"] is True
     assert shown["base_url"]["value"] == "https://app.avasam.com"
+
+
+# --- 8. An answer over the limit: said, nothing partial on stdout; --output FILE keeps it whole --
+def test_api_refuses_to_print_half_an_answer(cli: Cli, avasam: Any, tmp_path: Path) -> None:
+    import json
+
+    rows = [{"SKU": f"S-{n:07d}", "Stock": n} for n in range(300_000)]
+    avasam.raw_answer = json.dumps(rows).encode()
+    assert len(avasam.raw_answer) > 8 * 2**20
+    cut = cli("api", "/apiseeker/ProductModule/GetInventoryListWithFilter", "-F", "limit=1")
+    assert cut.exit_code == 1 and cut.stdout == ""
+    assert "over 8 MiB" in cut.stderr and "--output FILE" in cut.stderr
+    target = tmp_path / "answer.json"
+    whole = cli(
+        "api", "/apiseeker/ProductModule/GetInventoryListWithFilter", "-F", "limit=1", "-o",
+        str(target),
+    )  # fmt: skip
+    assert whole.exit_code == 0, whole.output
+    assert target.read_bytes() == avasam.raw_answer and whole.stdout == ""

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, BinaryIO, NamedTuple, TypeGuard
 
 import httpx
 
@@ -41,6 +41,7 @@ TIMEOUT = httpx.Timeout(15.0, connect=5.0)  # for each connect and each read
 # command longer.  With TRIES and the back-off, a call takes at most about 3 x 30 s + 2 s.
 REQUEST_DEADLINE = 30.0
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # more is cut off: no answer we read is larger
+CUT = "avasam_cut"  # in a response's extensions: True when MAX_ANSWER_BYTES cut it
 TRIES = 3
 BACKOFF_SECONDS = 0.5
 MAX_RETRY_AFTER = 30.0
@@ -383,13 +384,14 @@ class AvasamClient:
         body: Any,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
+        sink: BinaryIO | None = None,
     ) -> httpx.Response:
         """One request, with retries on connection errors, 5xx and 429 (Retry-After)."""
         url = self.base_url + path
         shown = self.shown_url(path)
         for attempt in range(1, TRIES + 1):
             try:
-                response = self._exchange(method, url, body, headers, params)
+                response = self._exchange(method, url, body, headers, params, sink)
             except httpx.TransportError as error:
                 if attempt == TRIES or not isinstance(error, RETRIED_ERRORS):
                     raise failure_for(error, shown) from None
@@ -408,8 +410,10 @@ class AvasamClient:
         body: Any,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
+        sink: BinaryIO | None = None,
     ) -> httpx.Response:
-        """One request within REQUEST_DEADLINE, its answer read up to MAX_ANSWER_BYTES.
+        """One request within REQUEST_DEADLINE, its answer read up to MAX_ANSWER_BYTES (an
+        answer cut there says so: `CUT` in its extensions), or written whole to `sink`.
 
         A timer closes the connection when the deadline passes, wherever the exchange is
         (even in the middle of a head that arrives one byte at a time).
@@ -432,10 +436,18 @@ class AvasamClient:
                 method, url, json=body, headers=dict(headers), params=dict(params or {}) or None
             ) as streamed:
                 content = bytearray()
+                cut = False
+                if sink is not None:  # a retry starts the file afresh
+                    sink.seek(0)
+                    sink.truncate()
                 for chunk in streamed.iter_bytes():
+                    if sink is not None:
+                        sink.write(chunk)
+                        continue
                     content += chunk
                     if len(content) > MAX_ANSWER_BYTES:
                         del content[MAX_ANSWER_BYTES:]
+                        cut = True
                         break
                 kept = [  # the content is decoded and complete already
                     (name, value)
@@ -447,6 +459,7 @@ class AvasamClient:
                     headers=kept,
                     content=bytes(content),
                     request=streamed.request,
+                    extensions={CUT: cut},
                 )
         except (httpx.HTTPError, RuntimeError) as error:
             if aborted.is_set():
@@ -529,8 +542,10 @@ class AvasamClient:
         path: str,
         body: Any = None,
         params: Mapping[str, str] | None = None,
+        sink: BinaryIO | None = None,
     ) -> httpx.Response:
-        """An authenticated call, whatever Avasam answers (token refusals aside).
+        """An authenticated call, whatever Avasam answers (token refusals aside); with a
+        `sink`, the answer's body is written there whole instead of kept.
 
         A refused token is renewed once; under `auto`, a refused new token is tried in
         the other form once, and the form accepted is remembered with the token.
@@ -539,7 +554,8 @@ class AvasamClient:
         scheme = self.auth_scheme if self.auth_scheme != AUTO else entry.scheme or AUTH_SCHEMES[0]
 
         def send(token: CachedToken, form: str) -> httpx.Response:
-            return self._send(method, path, body, authorization(token.access_token, form), params)
+            auth = authorization(token.access_token, form)
+            return self._send(method, path, body, auth, params, sink)
 
         refused = (401,) if self.auth_scheme != AUTO else (401, 403)
         response = send(entry, scheme)

@@ -2,6 +2,7 @@
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -138,6 +139,16 @@ def api(
     include: Annotated[
         bool, typer.Option("--include", "-i", help="Show the status line and headers on stderr.")
     ] = False,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the answer's body to this file, whole, however large (stdout shows "
+            "at most 8 MiB).",
+            metavar="FILE",
+        ),
+    ] = None,
     base_url: BaseUrlOption = None,
 ) -> None:
     """Call any seller API endpoint with your keys; the JSON answer goes to stdout."""
@@ -162,12 +173,52 @@ def api(
         }
     elif fields:
         body = fields
+    from avasam_cli.api.client import CUT, MAX_ANSWER_BYTES
+
     with client_for(settings(ctx, base_url=base_url), locations()) as client:
+        if output_file is not None:
+            _save_answer(client, chosen, target, body, params, output_file, include)
+            return
         response = client.request(chosen, target, body, params)
         shown = excerpt(client.scrub(response.text), 200)
+        if response.extensions.get(CUT):  # nothing partial on stdout: it would not parse
+            raise OperationFailed(
+                f"{chosen} {target}: the answer is over {MAX_ANSWER_BYTES // 2**20} MiB, the "
+                "most shown on stdout; `--output FILE` writes it whole"
+            )
         _show_answer(response, include, client.scrub)
     if not response.is_success:
         raise OperationFailed(f"{chosen} {target} answered {response.status_code}: {shown}")
+
+
+def _save_answer(
+    client: Any,
+    method: str,
+    target: str,
+    body: Any,
+    params: dict[str, str] | None,
+    path: Path,
+    include: bool,
+) -> None:
+    """`--output FILE`: the answer's body streamed to the file, whole; a line on stderr."""
+    from avasam_cli import output
+    from avasam_cli.text import excerpt
+
+    try:
+        sink = path.open("wb")
+    except OSError as error:
+        raise UsageError(f"cannot write --output {path}: {error.strerror or error}") from None
+    with sink:
+        response = client.request(method, target, body, params, sink=sink)
+        size = sink.tell()
+    if include:
+        output.info(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.items():
+            output.info(client.scrub(f"{name}: {value}"))
+    if not response.is_success:
+        said = excerpt(client.scrub(path.read_bytes()[:4096].decode("utf-8", "replace")), 200)
+        raise OperationFailed(f"{method} {target} answered {response.status_code}: {said}")
+    output.info(f"Wrote the answer ({size:,} bytes) to {path}.")
 
 
 def register(app: typer.Typer) -> None:
