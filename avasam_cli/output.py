@@ -125,7 +125,9 @@ def table(
     # Cells may come from requests: made inert when measured and when printed, rather
     # than copied (a listing can hold 100,000 rows).
     natural = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
-    widths = fitted_widths(natural, target, shrink)
+    # A column is never cut narrower than its header: the header says what it holds.
+    whole_headers = [(column, max(narrowest, len(rows[0][column]))) for column, narrowest in shrink]
+    widths = fitted_widths(natural, target, whole_headers)
     for index, row in enumerate(rows):
         line = table_line(row, widths)
         print(styled(line, "bold", target) if index == 0 else line, file=target)
@@ -155,7 +157,14 @@ def table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def _cell(text: str, width: int) -> str:
-    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+    """`text` padded to `width`, or cut to it with "…": a URL in its middle (its host and
+    its path's end both say which target it is), anything else at its end."""
+    if len(text) <= width:
+        return text.ljust(width)
+    if "://" in text and width >= 9:
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return text[: width - 1] + "…"
 
 
 def plural(count: int, noun: str) -> str:

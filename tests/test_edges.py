@@ -500,3 +500,25 @@ def test_api_refuses_to_print_half_an_answer(cli: Cli, avasam: Any, tmp_path: Pa
     )  # fmt: skip
     assert whole.exit_code == 0, whole.output
     assert target.read_bytes() == avasam.raw_answer and whole.stdout == ""
+
+
+# --- 10. Tables at 80 columns keep what you need ------------------------------------------------
+def test_tables_at_80_columns(cli: Cli, monkeypatch: Any) -> None:
+    """`deliveries list` cuts a URL in its middle and says when the next try is from now;
+    `events list` keeps its headers whole."""
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.paths import locations
+
+    target = "http://127.0.0.1:9/a-long-path/to-the-shops-webhook-endpoint/for-stock-updates"
+    with open_store(locations().store_file) as store:
+        store.insert([_event("x" * 36)], Plan({"stock": target}))
+    assert cli("deliveries", "run").exit_code == 0  # refused: kept, tried again later
+    monkeypatch.setenv("COLUMNS", "80")
+    listed = cli("deliveries", "list").stdout
+    assert all(len(line) <= 80 for line in listed.splitlines()), listed
+    row = listed.splitlines()[1]
+    assert "http://12" in row and "updates" in row and "…" in row
+    assert " in " in row and "2026-" not in row
+    events = cli("events", "list").stdout.splitlines()
+    assert events[0].split() == ["id", "received", "(UTC)", "kind", "status", "request", "id",
+                                 "items", "ack"]  # fmt: skip

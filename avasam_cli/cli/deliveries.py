@@ -37,10 +37,17 @@ class State(StrEnum):
     cancelled = "cancelled"
 
 
-def _moment(unix: float) -> str:
-    from datetime import UTC, datetime
+def _next_try(unix: float) -> str:
+    """When a pending job is tried next, from now: "due now", "in 42 s", "in 5 min"."""
+    import time
 
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    seconds = unix - time.time()
+    if seconds < 1:
+        return "due now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"in {seconds / size:.0f} {unit}"
+    return f"in {seconds:.0f} s"
 
 
 def list_deliveries(
@@ -70,12 +77,14 @@ def list_deliveries(
     table = [("id", "event", "job", "target", "request id", "state", "tries", "next / last")]
     for row in rows:
         if row.state == "pending":
-            waiting = "after the forward" if row.waits_for_forward else _moment(row.next_attempt_at)
+            waiting = (
+                "after the forward" if row.waits_for_forward else _next_try(row.next_attempt_at)
+            )
         else:
             waiting = row.last_result or ""
         table.append((str(row.id), str(row.event_id), row.job, row.target, row.request_id,
                       row.state, str(row.attempts), waiting))  # fmt: skip
-    if output.table(table, shrink=((7, 12), (3, 16), (4, 9))):
+    if output.table(table, shrink=((7, 12), (4, 9), (3, 19))):  # a URL keeps host and end
         output.info("Columns were cut to fit the terminal: --json shows them whole.")
     output.info(_counts_line(counts))
 

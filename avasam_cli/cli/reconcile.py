@@ -200,7 +200,8 @@ def _show_report(report: "Report", after: str | None) -> None:
                     line.webhook.request_id,
                 )
             )
-        output.table(table)
+        if output.table(table, shrink=((3, 10), (4, 10), (0, 8))):  # never a request id
+            output.info("Columns were cut to fit the terminal: --json shows them whole.")
     for status, label in (
         (NEVER_RECEIVED, f"never received by {report.kind} webhook"),
         (NOT_IN_AVASAM, f"received by {report.kind} webhook but not in Avasam's {listed}"),
