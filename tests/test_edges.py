@@ -522,3 +522,70 @@ def test_tables_at_80_columns(cli: Cli, monkeypatch: Any) -> None:
     events = cli("events", "list").stdout.splitlines()
     assert events[0].split() == ["id", "received", "(UTC)", "kind", "status", "request", "id",
                                  "items", "ack"]  # fmt: skip
+
+
+# --- 6. After a crash, only the update in flight is sent again --------------------------------
+def test_a_killed_runner_repeats_only_the_update_in_flight(isolated_home: Path) -> None:
+    """`deliveries run` killed (-9) while its 10th forward waits for the shop: the next run
+    sends the 10th again and the rest once; the first nine reach the shop once each."""
+    import collections
+    import json
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.paths import locations
+    from tests.helpers import free_port
+    from tests.test_rotation import wait_for
+
+    received: list[str] = []
+    stalled = threading.Event()
+    release = threading.Event()
+
+    class Shop(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request_id = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            received.append(request_id["requestId"])
+            if request_id["requestId"] == "q-09" and not stalled.is_set():
+                stalled.set()
+                release.wait(30)  # the runner dies meanwhile
+                return
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Shop)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{port}/shop"
+    events = []
+    for n in range(30):
+        event = _event(f"q-{n:02d}")
+        event.body = json.dumps({"requestId": f"q-{n:02d}"}).encode()
+        events.append(event)
+    with open_store(locations().store_file) as store:
+        store.insert(events, Plan({"stock": url}))
+    env = {**os.environ, "AVASAM_HOME": str(isolated_home)}
+    command = [sys.executable, "-m", "avasam_cli", "deliveries", "run", "--forward-timeout", "60"]
+    try:
+        runner = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        wait_for(stalled.is_set, 30, "the 10th forward to reach the shop")
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(10)
+        release.set()
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    counts = collections.Counter(received)
+    assert sorted(counts) == [f"q-{n:02d}" for n in range(30)]
+    assert [request_id for request_id, n in counts.items() if n > 1] == ["q-09"]

@@ -35,7 +35,6 @@ from avasam_cli.store.events import REDACTED
 Say = Callable[[str], None]
 PER_TARGET = 200  # jobs claimed at once per target
 LEASE_MARGIN = 60.0  # seconds a claim outlives the time its jobs may take
-FLUSH_EVERY = 50  # attempts recorded per transaction while a queue drains
 # An attempt's outcome: verdict, status, latency (ms), excerpt, Retry-After (s).
 Outcome = tuple[Verdict, str, float | None, str, float | None]
 
@@ -136,30 +135,22 @@ class DeliveryRunner:
 
     async def _drain(self, queue: list[DeliveryJob]) -> Tally:
         """Deliver one target's claimed jobs in order; the first failure gives the rest
-        back, to wait behind it."""
+        back, to wait behind it.  Each attempt is recorded before the next is sent: after
+        a crash, only the one in flight can reach the target again."""
         tally = Tally()
-        done: list[Attempt] = []
-        try:
-            for index, job in enumerate(queue):
-                attempt = await self._attempt(job)
-                if attempt is None:  # cannot be tried here (no API keys): give it back
-                    self.store.release_deliveries([j.id for j in queue[index:]], self.name)
-                    break
-                done.append(attempt)
-                tally.count(attempt.state)
-                self._tell(job, attempt)
-                if self.on_attempt is not None:
-                    self.on_attempt(attempt.state)
-                if attempt.state == "pending" and job.job != ACKNOWLEDGE:
-                    self.store.finish_deliveries(done)
-                    done = []
-                    self.store.release_deliveries([j.id for j in queue[index + 1 :]], self.name)
-                    break
-                if len(done) >= FLUSH_EVERY:
-                    self.store.finish_deliveries(done)
-                    done = []
-        finally:
-            self.store.finish_deliveries(done)
+        for index, job in enumerate(queue):
+            attempt = await self._attempt(job)
+            if attempt is None:  # cannot be tried here (no API keys): give it back
+                self.store.release_deliveries([j.id for j in queue[index:]], self.name)
+                break
+            self.store.finish_deliveries([attempt])
+            tally.count(attempt.state)
+            self._tell(job, attempt)
+            if self.on_attempt is not None:
+                self.on_attempt(attempt.state)
+            if attempt.state == "pending" and job.job != ACKNOWLEDGE:
+                self.store.release_deliveries([j.id for j in queue[index + 1 :]], self.name)
+                break
         return tally
 
     async def _attempt(self, job: DeliveryJob) -> Attempt | None:
@@ -250,7 +241,7 @@ class DeliveryRunner:
             return
         if attempt.state == "dead":
             # Every attempt in its history, those before a `deliveries retry` included.
-            tried = len(self.store.delivery_attempts(job.id)) + 1
+            tried = len(self.store.delivery_attempts(job.id))  # this one recorded already
             self.say(
                 f"Error: gave up on delivery {job.id} ({job.job} {job.request_id}{where}) "
                 f"after {tried} {'attempt' if tried == 1 else 'attempts'}: "
