@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from avasam_cli.store.base import open_store
 from tests.conftest import Cli
 
@@ -592,3 +594,35 @@ def test_a_killed_runner_repeats_only_the_update_in_flight(isolated_home: Path) 
     counts = collections.Counter(received)
     assert sorted(counts) == [f"q-{n:02d}" for n in range(30)]
     assert [request_id for request_id, n in counts.items() if n > 1] == ["q-09"]
+
+
+# --- 22. The README's examples are what a reader sees ---------------------------------------------
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("configure", "--verification-token", "short"),
+        ("configure", "--base-url", "app.avasam.com"),
+        ("send-test", "--verification-token", "x" * 40),
+    ],
+)
+def test_readme_examples_print_what_the_commands_print(
+    cli: Cli, isolated_home: Path, monkeypatch: Any, args: tuple[str, ...]
+) -> None:
+    """Every line these commands print is in the README, as printed (the example's home
+    folder standing for the test's)."""
+    from tests.helpers import free_port
+
+    monkeypatch.setenv("COLUMNS", "1000")  # the README's lines are not wrapped
+    if args[0] == "send-test":  # nothing listening at the default port: use a free one
+        port = str(free_port())
+        monkeypatch.setenv("AVASAM_LISTEN_PORT", port)
+    result = cli(*args)
+    text = README.read_text()
+    for line in (result.stdout + result.stderr).splitlines():
+        shown = line.replace(str(isolated_home / "config"), "/home/me/.config/avasam")
+        if args[0] == "send-test":
+            shown = shown.replace(port, "8787")
+        assert shown in text, shown

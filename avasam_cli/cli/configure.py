@@ -14,7 +14,7 @@ from avasam_cli.cli._context import (
     say_config_warnings,
 )
 from avasam_cli.cli._options import STDIN_HELP
-from avasam_cli.errors import UsageError
+from avasam_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from avasam_cli.config import ConfigFile
@@ -62,7 +62,6 @@ def save(
         ENV_VARS,
         FIELDS,
         LABELS,
-        NORMALIZERS,
         PASTE_INSTRUCTION,
         check_base_url_transport,
         choose_profile,
@@ -85,9 +84,7 @@ def save(
     for name, value in updates.items():
         if not value.strip():
             raise UsageError(f"the {LABELS[name]} is empty: give a value or leave the option out")
-    for name, normalize in NORMALIZERS.items():
-        if name in updates:
-            updates[name] = normalize(updates[name])
+    updates = _normalized(updates)
     if "base_url" in updates:  # refused before anything is saved
         allowed = updates.get("allow_insecure_base_url", current.get("allow_insecure_base_url"))
         check_base_url_transport(updates["base_url"], allowed == "true")
@@ -129,6 +126,21 @@ def save(
         output.out(updates["verification_token"])
         output.info(PASTE_INSTRUCTION)
     rotation.announce(updates)
+
+
+def _normalized(updates: Mapping[str, str]) -> dict[str, str]:
+    """Each value checked and put in its normal form; ConfigError naming the option."""
+    from avasam_cli.config import NORMALIZERS
+
+    checked = dict(updates)
+    for name, normalize in NORMALIZERS.items():
+        if name in checked:
+            try:
+                checked[name] = normalize(checked[name])
+            except ConfigError as error:  # say which option gave it, as everywhere
+                option = "--forward-header" if name == "forward_headers" else name
+                raise ConfigError(f"{error.message} (from --{option.replace('_', '-')})") from None
+    return checked
 
 
 class Rotation:
