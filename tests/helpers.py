@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -242,3 +243,35 @@ def at_terminal(args: list[str], env: dict[str, str], prompt: bytes, answer: byt
         os.close(controller)
         os.close(terminal)
     return TerminalRun(process.returncode, said, out, err, echoed)
+
+
+class RecordingShop:
+    """A real HTTP server for the seller's shop: keeps each request's headers (names in
+    lower case) and raw body; answers from `codes` (a queue of statuses, then 200)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/avasam"
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.codes: list[int] = []
+        shop = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["content-length"]))
+                shop.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                code = shop.codes.pop(0) if shop.codes else 200
+                self.send_response(code)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

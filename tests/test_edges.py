@@ -163,9 +163,9 @@ def test_a_job_queued_with_a_header_waits_for_a_runner_that_has_it(cli: Cli) -> 
     (`configure --forward-header`, shown masked), the next run delivers it, carrying it."""
     from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
-    from tests.test_rotation import SignedShop
+    from tests.helpers import RecordingShop
 
-    shop = SignedShop()
+    shop = RecordingShop()
     try:
         plan = Plan({"stock": shop.url}, header_names=("X-Shop-Key",))
         with open_store(locations().store_file) as store:
@@ -198,11 +198,11 @@ def test_listen_forwards_carry_the_saved_header(cli: Cli, isolated_home: Path) -
     it, and so does a retry by `deliveries run` after the listener stopped."""
     import httpx
 
-    from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, signed_body
-    from tests.test_rotation import SignedShop, wait_for
+    from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, RecordingShop, signed_body
+    from tests.test_rotation import wait_for
 
     assert cli("configure", "--forward-header", "X-Shop-Key: abc123").exit_code == 0
-    shop = SignedShop()
+    shop = RecordingShop()
     shop.codes = [500]
     env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
     try:
@@ -335,9 +335,9 @@ def test_attempt_counts_after_a_retry_of_a_dead_job(cli: Cli) -> None:
     and `events show` lists both under "dead, 2 attempts"."""
     from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
-    from tests.test_rotation import SignedShop
+    from tests.helpers import RecordingShop
 
-    shop = SignedShop()
+    shop = RecordingShop()
     shop.codes = [400, 400]
     try:
         with open_store(locations().store_file) as store:
@@ -409,14 +409,13 @@ def test_the_inspectors_forward_is_built_as_the_outbox_builds_it(tmp_path: Path)
     import httpx
 
     from avasam_cli.inspector.app import create_inspector
-    from tests.helpers import free_port
+    from tests.helpers import RecordingShop, free_port
     from tests.test_inspector import PAGE_TOKEN, cookie_for, serving
-    from tests.test_rotation import SignedShop
 
     path = tmp_path / "events.sqlite3"
     with open_store(path) as store:
         store.insert([_event("fw-1")])
-    shop = SignedShop()
+    shop = RecordingShop()
     port = free_port()
     try:
         app = create_inspector(path, PAGE_TOKEN, port, forward={"stock": shop.url})

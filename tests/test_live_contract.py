@@ -4,10 +4,8 @@ product list, `reconcile --prices` and `--fix`, and the audience decision."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,14 @@ from avasam_cli.webhooks.contract import Reason, VerificationError
 from avasam_cli.webhooks.keys import recased
 from avasam_cli.webhooks.verify import verify
 from tests.conftest import Cli
-from tests.helpers import JSON_HEADERS, TOKEN, ListenProcess, free_port, store_rows
+from tests.helpers import (
+    JSON_HEADERS,
+    TOKEN,
+    ListenProcess,
+    RecordingShop,
+    free_port,
+    store_rows,
+)
 from tests.standin import ACK_PATH, PRODUCT_PATH, STOCK_PATH, TOKEN_PATH, Avasam
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -167,8 +172,9 @@ def test_replay_resign_reads_pascal_bodies(
         store.insert([_event("stock", raw, "[]")])
     result = cli("events", "replay", "1", "--resign", "--to", shop.url)
     assert result.exit_code == 0, result.output
-    ((_, body),) = shop.received
-    assert [item["sku"] for item in body["data"]] == [i["Sku"] for i in json.loads(raw)["Data"]]
+    ((_, sent),) = shop.received
+    items = json.loads(sent)["data"]
+    assert [item["sku"] for item in items] == [i["Sku"] for i in json.loads(raw)["Data"]]
 
 
 # --- 3. The product list ------------------------------------------------------------------
@@ -266,36 +272,6 @@ def test_reconcile_prices_names_the_drifted_sku(cli: Cli, avasam: Avasam) -> Non
 
 
 # --- 5. reconcile --fix ------------------------------------------------------------------------
-class RecordingShop:
-    """A real local HTTP server for the seller's shop: keeps each body and its headers."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/avasam"
-        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
-        shop = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["content-length"]))
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                shop.received.append((headers, json.loads(raw)))
-                self.send_response(200)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def shop() -> Iterator[RecordingShop]:
     served = RecordingShop()
@@ -325,11 +301,12 @@ def test_reconcile_fix_sends_the_shop_exactly_the_drifted_skus(
     assert result.exit_code == 0, result.output
     sent = {
         (headers["x-avasam-event"], item["sku"], item.get("quantity", item.get("price")))
-        for headers, body in shop.received
-        for item in body["data"]
+        for headers, raw in shop.received
+        for item in json.loads(raw)["data"]
     }
     assert sent == {("stock", "DRIFT", 3), ("stock", "NEW", 8), ("price", "DRIFT", 2.0)}
-    for headers, body in shop.received:
+    for headers, raw in shop.received:
+        body = json.loads(raw)
         assert headers["x-avasam-cli-source"] == "reconcile"
         assert headers["x-shop-key"] == "abc123"
         assert headers["x-avasam-verified"] == "true"
@@ -341,7 +318,7 @@ def test_reconcile_fix_sends_the_shop_exactly_the_drifted_skus(
     again = cli("reconcile", "--prices", "--json")
     summaries = [json.loads(line)["summary"] for line in again.stdout.splitlines()[-2:]]
     assert summaries[0]["differs"] == 1 and summaries[0]["never_received"] == 1
-    shown = cli("events", "show", shop.received[0][1]["requestId"])
+    shown = cli("events", "show", json.loads(shop.received[0][1])["requestId"])
     assert "made by `avasam reconcile --fix`" in shown.stdout
 
 
@@ -362,7 +339,7 @@ def test_reconcile_fix_asks_first_and_needs_a_target(
     assert cli("configure", "--forward-to", shop.url).exit_code == 0
     result = cli("reconcile", "--fix", "--yes")
     assert result.exit_code == 0, result.output
-    assert [body["data"][0]["sku"] for _, body in shop.received] == ["A"]
+    assert [json.loads(raw)["data"][0]["sku"] for _, raw in shop.received] == ["A"]
     again = cli("reconcile", "--fix", "--yes")
     assert again.exit_code == 0  # what --fix sent is no webhook: A is still never received
     assert len(shop.received) == 2

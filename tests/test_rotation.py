@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from avasam_cli.store.events import Event
 from avasam_cli.webhooks.contract import CURRENT, PREVIOUS, Reason, VerificationError
 from avasam_cli.webhooks.verify import verify_rolling
 from tests.conftest import Cli
-from tests.helpers import JSON_HEADERS, ListenProcess, free_port, signed_body
+from tests.helpers import JSON_HEADERS, ListenProcess, RecordingShop, free_port, signed_body
 
 OLD = "old-verification-token-0123456789-abcdefghijkl"
 NEW = "new-verification-token-0123456789-abcdefghijkl"
@@ -180,41 +178,9 @@ def test_a_forward_secret_is_whsec_and_32_random_bytes(cli: Cli, isolated_home: 
     assert bad.exit_code == 0  # there is one to rotate now
 
 
-class SignedShop:
-    """The seller's shop: keeps each request's raw body and headers; answers from `codes`
-    (a queue of statuses, then 200)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/avasam"
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.codes: list[int] = []
-        shop = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["content-length"]))
-                shop.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
-                code = shop.codes.pop(0) if shop.codes else 200
-                self.send_response(code)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def shop() -> Iterator[SignedShop]:
-    served = SignedShop()
+def shop() -> Iterator[RecordingShop]:
+    served = RecordingShop()
     yield served
     served.close()
 
@@ -237,7 +203,7 @@ def queue_forward(request_id: str, target: str) -> bytes:
 
 
 def test_forwards_verify_with_the_standard_library(
-    cli: Cli, isolated_home: Path, shop: SignedShop
+    cli: Cli, isolated_home: Path, shop: RecordingShop
 ) -> None:
     """Every attempt verifies with standardwebhooks; a retry keeps its webhook-id and
     carries its own timestamp; a changed byte fails; a caller's webhook-id is not passed
@@ -264,7 +230,7 @@ def test_forwards_verify_with_the_standard_library(
 
 
 def test_a_forward_secret_rotation_signs_with_both(
-    cli: Cli, isolated_home: Path, shop: SignedShop
+    cli: Cli, isolated_home: Path, shop: RecordingShop
 ) -> None:
     """During the grace a forward carries two signatures: a shop still on the old secret
     and one already on the new one both verify it; after it, only the new one does."""
@@ -290,7 +256,7 @@ def test_a_forward_secret_rotation_signs_with_both(
 
 
 def test_a_listeners_runner_takes_up_a_new_forward_secret(
-    cli: Cli, isolated_home: Path, shop: SignedShop
+    cli: Cli, isolated_home: Path, shop: RecordingShop
 ) -> None:
     """`listen --forward-to` signs with the profile's secret, and with one made while it
     runs, without a restart."""
@@ -319,7 +285,9 @@ def test_a_listeners_runner_takes_up_a_new_forward_secret(
     standardwebhooks.Webhook(secret).verify(raw, headers)
 
 
-def test_replay_and_the_inspector_sign_too(cli: Cli, isolated_home: Path, shop: SignedShop) -> None:
+def test_replay_and_the_inspector_sign_too(
+    cli: Cli, isolated_home: Path, shop: RecordingShop
+) -> None:
     """`events replay --to` and the inspector's forward action carry valid signatures."""
     from avasam_cli.delivery.signature import no_secrets
     from avasam_cli.inspector.app import create_inspector
@@ -368,7 +336,7 @@ def test_the_inspector_re_signs_with_the_token_in_force(cli: Cli) -> None:
 
 
 def test_reconcile_fix_forwards_are_signed(
-    cli: Cli, avasam: Any, shop: SignedShop, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, avasam: Any, shop: RecordingShop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`reconcile --fix` goes through the outbox's runner: its catch-up is signed too."""
     monkeypatch.setenv("AVASAM_VERIFICATION_TOKEN", OLD)
