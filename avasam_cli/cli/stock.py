@@ -1,7 +1,7 @@
 """`avasam stock list`: the seller's stock as Avasam reports it now, every page."""
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -41,7 +41,7 @@ def fetch_stock(client: "AvasamClient", page_size: int) -> list["StockRow"]:
     return fetch_all(client.stock_pages(page_size), "stock list")
 
 
-def print_rows(lines: Iterator[dict[str, object]], as_json: bool, as_csv: bool) -> None:
+def print_rows(lines: Iterable[dict[str, object]], as_json: bool, as_csv: bool) -> None:
     """JSON lines, CSV, or an aligned table; every row a dict with the same keys."""
     import csv
     import json
@@ -76,20 +76,36 @@ def list_stock(
 ) -> None:
     """List the stock Avasam reports for every SKU (SellerStockList, every page); exit 1
     when a --sku asked for is not in it."""
-    from avasam_cli import output
     from avasam_cli.paths import locations
 
     if as_json and as_csv:
         raise UsageError("give --json or --csv, not both")
     with client_for(settings(ctx, base_url=base_url), locations()) as client:
         rows = fetch_stock(client, page_size)
-    wanted = set(sku or ())
+    show_listed(
+        rows, sku, lambda r: {"sku": r.sku, "stock": r.stock}, as_json, as_csv, "stock list"
+    )
+
+
+def show_listed(
+    rows: list[Any],
+    skus: list[str] | None,
+    line: Callable[[Any], dict[str, object]],
+    as_json: bool,
+    as_csv: bool,
+    what: str,
+) -> None:
+    """The rows of Avasam's `what` (only `skus`, if given) as `line` makes them, and how
+    many; OperationFailed naming a SKU asked for that is not in the list."""
+    from avasam_cli import output
+
+    wanted = set(skus or ())
     shown = [row for row in rows if not wanted or row.sku in wanted]
-    print_rows(({"sku": r.sku, "stock": r.stock} for r in shown), as_json, as_csv)
-    output.info(f"{output.plural(len(shown), 'SKU')} shown of {len(rows)} in the stock list.")
+    print_rows(map(line, shown), as_json, as_csv)
+    output.info(f"{output.plural(len(shown), 'SKU')} shown of {len(rows)} in the {what}.")
     missing = sorted(wanted - {row.sku for row in rows})
     if missing:
-        raise OperationFailed(f"not in Avasam's stock list: {', '.join(missing)}")
+        raise OperationFailed(f"not in Avasam's {what}: {', '.join(missing)}")
 
 
 def register(app: typer.Typer) -> None:
