@@ -109,15 +109,20 @@ def check_line(passed: bool | None, text: str) -> None:
     print(f"{styled(label[0], label[1], sys.stdout)}  {text}")
 
 
+CUT_NOTE = "Columns were cut or left out to fit the terminal: --json shows them whole."
+
+
 def table(
     rows: Sequence[Sequence[str]],
     stream: TextIO | None = None,
     shrink: Sequence[tuple[int, int]] = (),
+    drop: Sequence[int] = (),
 ) -> bool:
     """Columns aligned with spaces; the first row is the header.
 
     On a terminal too narrow for the table, the `shrink` columns (index, narrowest
-    width), in that order, are cut to fit, with "…".  Returns whether any was cut.
+    width), in that order, are cut to fit, with "…"; if that is not enough, the `drop`
+    columns, in that order, are left out.  Returns whether any was cut or left out.
     """
     from avasam_cli.text import inert
 
@@ -127,9 +132,22 @@ def table(
     natural = [max(len(inert(row[i])) for row in rows) for i in range(len(rows[0]))]
     # A column is never cut narrower than its header: the header says what it holds.
     whole_headers = [(column, max(narrowest, len(rows[0][column]))) for column, narrowest in shrink]
-    widths = fitted_widths(natural, target, whole_headers)
+
+    def fitted(columns: list[int]) -> list[int]:
+        at = {column: place for place, column in enumerate(columns)}
+        cuts = [(at[column], width) for column, width in whole_headers if column in at]
+        return fitted_widths([natural[column] for column in columns], target, cuts)
+
+    kept = list(range(len(natural)))
+    widths = fitted(kept)
+    for column in drop:  # what no cut can make fit: a column not needed to act on a row
+        room = terminal_columns(target)
+        if not room or sum(widths) + 2 * (len(widths) - 1) <= room:
+            break
+        kept.remove(column)
+        widths = fitted(kept)
     for index, row in enumerate(rows):
-        line = table_line(row, widths)
+        line = table_line([row[column] for column in kept], widths)
         print(styled(line, "bold", target) if index == 0 else line, file=target)
     return widths != natural
 

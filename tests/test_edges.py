@@ -528,6 +528,31 @@ def test_tables_at_80_columns(cli: Cli, monkeypatch: Any) -> None:
                                  "items", "ack"]  # fmt: skip
 
 
+def test_reconcile_at_80_columns_keeps_the_request_id_whole(
+    cli: Cli, avasam: Any, monkeypatch: Any
+) -> None:
+    """A drifted SKU at 80 columns: the request id (what `events show` takes) is whole,
+    the received time is what gives way, and the note says --json has it all."""
+    import json
+
+    from tests.test_api_commands import NOW, store_stock_update
+
+    avasam.stock = {"MUG-BLUE": 3}
+    store_stock_update({"MUG-BLUE": 12}, NOW, "2026-11-28T09:00:01.000+00:00")
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = cli("reconcile")
+    assert shown.exit_code == 1, shown.output
+    request_id = json.loads(cli("reconcile", "--json").stdout.splitlines()[0])["requestId"]
+    table = [line for line in shown.stdout.splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in table), table
+    assert table[0].split() == ["sku", "avasam", "webhook", "updatedOn", "request", "id"]
+    assert table[1].split()[:3] == ["MUG-BLUE", "3", "12"] and table[1].endswith(request_id)
+    assert "--json shows them whole" in shown.stderr
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = cli("reconcile").stdout.splitlines()
+    assert "received" in wide[0] and "2026-11-28 09:00:01" in wide[1]
+
+
 # --- 6. After a crash, only the update in flight is sent again --------------------------------
 def test_a_killed_runner_repeats_only_the_update_in_flight(isolated_home: Path) -> None:
     """`deliveries run` killed (-9) while its 10th forward waits for the shop: the next run

@@ -551,6 +551,8 @@ def test_in_a_browser_forward_acknowledge_download_and_curl(
                 expect(page.locator("#result")).to_contain_text("forward: 200")
                 page.get_by_role("button", name="Acknowledge", exact=True).click()
                 expect(page.locator("#result")).to_contain_text("acknowledge: 200")
+                said = page.locator("#result").text_content() or ""
+                assert "200 200" not in said and "200  200" not in said, said  # said once
                 with page.expect_download() as download:
                     page.get_by_text("Download raw body").click()
                 saved = tmp_path / "raw.json"
@@ -564,3 +566,73 @@ def test_in_a_browser_forward_acknowledge_download_and_curl(
     assert [r.body for r in avasam.received if "Acknowledge" in r.path] == [{"requestId": "b-1"}]
     assert saved.read_bytes() == body
     assert curl.startswith("curl -X POST 'http://127.0.0.1:9/webhooks/stock'") and "b-1" in curl
+
+
+def _page_url(listener: ListenProcess) -> str:
+    deadline = time.monotonic() + 15
+    while b"?token=" not in listener.captured["err"]:
+        assert time.monotonic() < deadline, listener.captured["err"].decode()
+        time.sleep(0.05)
+    return next(word for word in listener.captured["err"].decode().split() if "?token=" in word)
+
+
+def test_in_a_browser_actions_lead_the_detail_and_a_stopped_listener_is_said_and_rejoined(
+    isolated_home: Path,
+) -> None:
+    """The detail's actions come first, their results beside them; replaying an expired
+    update points to Re-sign; the listener stopped, the page says so, and once it is
+    started again the page reconnects by itself (same URL, a new CSRF token taken up)."""
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = _chromium()
+    inspect_port = str(free_port())
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    listener = ListenProcess(isolated_home, "--inspect-port", inspect_port, env=env)
+    again: ListenProcess | None = None
+    try:
+        url = _page_url(listener)
+        late = datetime.now(UTC) - timedelta(hours=2)  # refused as expired, so stored
+        httpx.post(f"{listener.url}/webhooks/stock", content=signed_body(request_id="old-1",
+                   now=late), headers={"content-type": "application/json"}, timeout=10)  # fmt: skip
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(url)
+            page.locator("#list tbody tr", has_text="old-1").click()
+            order = page.eval_on_selector_all(
+                "#detail > *", "nodes => nodes.map(n => n.className || n.textContent)"
+            )
+            assert order[1] == "actions" and order.index("Verdict") > 1, order
+            page.keyboard.press("r")
+            result = page.locator("#result")
+            expect(result).to_contain_text("Refused as expired")
+            expect(result).to_contain_text('"Re-sign as new" signs the items afresh')
+            expect(page.locator("#resign")).to_have_class("suggested")
+
+            rows = page.locator("#list tbody tr")
+            expect(rows).to_have_count(2)  # the update and its replay, refused again
+            notice = page.locator("#stream-state")
+            expect(notice).to_be_hidden()
+            listener.stop()
+            expect(notice).to_contain_text("The live stream dropped", timeout=10000)
+            again = ListenProcess(isolated_home, "--inspect-port", inspect_port, env=env)
+            assert _page_url(again) == url  # the kept token: the same page URL
+            expect(notice).to_contain_text("Reconnected", timeout=15000)
+            httpx.post(f"{again.url}/webhooks/stock", content=signed_body(request_id="new-1"),
+                       headers={"content-type": "application/json"}, timeout=10)  # fmt: skip
+            row = page.locator("#list tbody tr", has_text="new-1")
+            expect(row).to_have_count(1, timeout=10000)  # live again
+            expect(rows).to_have_count(3)  # resumed after the last row shown: none repeated
+            row.click()
+            page.get_by_role("button", name="Replay to the receiver (r)").click()
+            expect(result).to_contain_text("replay: 200")  # the new CSRF token was taken up
+            expect(result).to_contain_text("Answered duplicate")
+            browser.close()
+    finally:
+        listener.stop()
+        if again is not None:
+            again.stop()
+    kept = isolated_home / "cache" / "inspector-token"
+    assert kept.read_text().strip() in url and (kept.stat().st_mode & 0o777) == 0o600

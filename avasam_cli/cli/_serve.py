@@ -207,11 +207,11 @@ class InspectorProcess:
             HEADERS_ENV,
             RECEIVER_ENV,
             TOKEN_ENV,
+            page_token,
             page_url,
         )
-        from avasam_cli.inspector.app import new_token
 
-        token = os.environ.get(TOKEN_ENV) or new_token()  # a fixed token, for scripts
+        token = page_token()
         self.url = page_url(sock.getsockname()[1], token)
         profile = ["--profile", resolved.profile] if resolved.profile_source != "default" else []
         fd = sock.fileno()

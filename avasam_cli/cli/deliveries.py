@@ -85,7 +85,7 @@ def list_deliveries(
         table.append((str(row.id), str(row.event_id), row.job, row.target, row.request_id,
                       row.state, str(row.attempts), waiting))  # fmt: skip
     if output.table(table, shrink=((7, 12), (4, 9), (3, 19))):  # a URL keeps host and end
-        output.info("Columns were cut to fit the terminal: --json shows them whole.")
+        output.info(output.CUT_NOTE)
     output.info(_counts_line(counts))
 
 

@@ -13,8 +13,6 @@ from avasam_cli.cli._options import KIND_CHOICES, Kind, ListenerHostOption, List
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    import httpx
-
     from avasam_cli.store.events import StoredEvent
 
 
@@ -128,12 +126,11 @@ def list_events(
     # At 80 columns the request ids (then the reasons) are cut: the id column is what
     # `events show` takes, and --json keeps everything whole.
     if output.table(table, shrink=LIST_SHRINK):
-        output.info(CUT_NOTE)
+        output.info(output.CUT_NOTE)
 
 
 LIST_HEADER = ("id", "received (UTC)", "kind", "status", "request id", "items", "ack")
 LIST_SHRINK = ((4, 9), (3, 8))  # (column, narrowest): request ids first, then reasons
-CUT_NOTE = "Columns were cut to fit the terminal: --json shows them whole."
 # --follow cannot measure rows still to come: room for a six-digit id, the longest
 # status (a rejection with its reason) and a UUID.
 FOLLOW_WIDTHS = (6, 19, 5, 33, 36, 5, 7)
@@ -297,9 +294,12 @@ def replay(
         secrets = secrets_for_run(settings(ctx), locations().config_file)()
         headers += signature_headers(secrets, message_id(event.kind, event.request_id, to), body)
     response = post_and_show(target, body, headers, timeout, url_option="--to")
-    why = None if resign else _replay_outcome(response)
-    if why:
-        output.info(why)
+    if not resign:
+        from avasam_cli.delivery.replay import replay_outcome
+
+        outcome = replay_outcome(response.text)
+        if outcome is not None:
+            output.info(REPLAY_HINTS[outcome])
     if not response.is_success:
         raise OperationFailed(f"the receiver answered {response.status_code}, not 2xx")
 
@@ -318,25 +318,17 @@ def _resigned(ctx: typer.Context, event: "StoredEvent") -> tuple[bytes, str]:
     return resigned(items, verification_token_for(ctx, None))
 
 
-def _replay_outcome(response: "httpx.Response") -> str | None:
-    """One line on why a plain replay was answered as it was, when that is not obvious."""
-    try:
-        answer = response.json()
-    except ValueError:
-        return None
-    if not isinstance(answer, dict):
-        return None
-    if answer.get("status") == "duplicate":
-        return (
-            "Answered duplicate: the receiver has this request id already, so it passed "
-            "nothing on. `--resign` sends the items as a new update."
-        )
-    if answer.get("error") == "expired":
-        return (
-            "Refused as expired: the stored token's lifetime is over (Avasam's tokens last "
-            "minutes). `--resign` signs the items afresh with a new request id."
-        )
-    return None
+# What a plain replay's answer means, and the way on, for `events replay`.
+REPLAY_HINTS = {
+    "duplicate": (
+        "Answered duplicate: the receiver has this request id already, so it passed "
+        "nothing on. `--resign` sends the items as a new update."
+    ),
+    "expired": (
+        "Refused as expired: the stored token's lifetime is over (Avasam's tokens last "
+        "minutes). `--resign` signs the items afresh with a new request id."
+    ),
+}
 
 
 def prune(

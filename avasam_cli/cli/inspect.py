@@ -39,7 +39,6 @@ def inspect(
     from avasam_cli.cli._context import settings
     from avasam_cli.cli.send_test import local_endpoint
     from avasam_cli.delivery.signature import secrets_for_run
-    from avasam_cli.inspector.app import new_token
     from avasam_cli.inspector.server import serve
     from avasam_cli.net import bind
     from avasam_cli.paths import locations
@@ -47,7 +46,7 @@ def inspect(
     from avasam_cli.webhooks.kinds import KIND_NAMES
 
     open_store(locations().store_file, read_only=True).close()  # an older store: said now
-    token = os.environ.get(TOKEN_ENV) or new_token()
+    token = page_token()
     if fd is not None:  # a socket `listen` bound for us
         sock = socket.socket(fileno=fd)
     else:
@@ -109,6 +108,28 @@ def _followed_token(resolved: "Settings") -> Callable[[], str | None] | None:
         rolling_from(values, VERIFICATION_TOKEN),
     )  # fmt: skip
     return lambda: current.current if (current := now()) is not None else None
+
+
+def page_token() -> str:
+    """The page's token: AVASAM_INSPECTOR_TOKEN, else the one kept in the cache folder
+    (0600), made once.  Kept so that a page left open, or a bookmarked URL, works again
+    when the listener is started again: the page reconnects by itself."""
+    import os
+
+    from avasam_cli.inspector.app import new_token
+    from avasam_cli.paths import is_too_open, locations, write_secret_file
+
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    kept = locations().cache_dir / "inspector-token"
+    try:
+        token = kept.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        token = ""
+    if len(token) < 32 or is_too_open(kept):  # never one that others could have read
+        token = new_token()
+        write_secret_file(kept, token + "\n")
+    return token
 
 
 def page_url(port: int, token: str) -> str:

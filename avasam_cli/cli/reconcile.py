@@ -200,8 +200,9 @@ def _show_report(report: "Report", after: str | None) -> None:
                     line.webhook.request_id,
                 )
             )
-        if output.table(table, shrink=((3, 10), (4, 10), (0, 8))):  # never a request id
-            output.info("Columns were cut to fit the terminal: --json shows them whole.")
+        # Never a request id (`events show` takes it): the received time goes first.
+        if output.table(table, shrink=((3, 10), (4, 10), (0, 8)), drop=(4,)):
+            output.info(output.CUT_NOTE)
     for status, label in (
         (NEVER_RECEIVED, f"never received by {report.kind} webhook"),
         (NOT_IN_AVASAM, f"received by {report.kind} webhook but not in Avasam's {listed}"),
@@ -215,10 +216,13 @@ def _show_report(report: "Report", after: str | None) -> None:
             output.info(f"{label}: {shown}")
     summary = report.summary()
     window = f" since {after[:19].replace('T', ' ')} UTC" if after else ""
+    agrees, differs = summary["agrees"], summary["differs"]
     output.info(
-        f"{summary['skus']} SKUs in Avasam's {listed}: {summary['compared']} compared with "
-        f"the last {report.kind} webhook{window}, {summary['agrees']} agree, "
-        f"{summary['differs']} differ, {summary['never_received']} never received by webhook."
+        f"{output.plural(summary['skus'], 'SKU')} in Avasam's {listed}: "
+        f"{summary['compared']} compared with the last {report.kind} webhook{window}, "
+        f"{agrees} {'agrees' if agrees == 1 else 'agree'}, "
+        f"{differs} {'differs' if differs == 1 else 'differ'}, "
+        f"{summary['never_received']} never received by webhook."
     )
     if differing:
         output.info(

@@ -5,8 +5,9 @@ Shared by `avasam events replay` and the inspector's actions.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from avasam_cli.delivery.forward import passed_on
 from avasam_cli.store.events import REDACTED, StoredEvent
@@ -30,3 +31,23 @@ def resigned(items: list[Any], verification_token: str) -> tuple[bytes, str]:
     """`items` in a new envelope: a new request id, signed now. (body, request id)"""
     body = signing.build_body(items, verification_token, now=datetime.now(UTC))
     return signing.encode(body), body["requestId"]
+
+
+ReplayOutcome = Literal["duplicate", "expired"]
+
+
+def replay_outcome(answer_text: str) -> ReplayOutcome | None:
+    """Why the receiver answered a plain replay as it did, when re-signing is the way on:
+    it has this request id already (duplicate), or the stored token's lifetime is over
+    (expired). None for any other answer."""
+    try:
+        answer = json.loads(answer_text)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    if answer.get("status") == "duplicate":
+        return "duplicate"
+    if answer.get("error") == "expired":
+        return "expired"
+    return None

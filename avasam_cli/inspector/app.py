@@ -455,6 +455,7 @@ async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[s
 
     import httpx
 
+    from avasam_cli.delivery.replay import replay_outcome
     from avasam_cli.text import excerpt
 
     start = time.perf_counter()
@@ -464,7 +465,12 @@ async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[s
     except httpx.HTTPError as error:
         return {"status": None, "answer": f"{type(error).__name__}: nothing answered at {url}"}
     took = round((time.perf_counter() - start) * 1000, 1)
-    return {"status": answer.status_code, "answer": excerpt(answer.text, 300), "ms": took}
+    return {
+        "status": answer.status_code,
+        "answer": excerpt(answer.text, 300),
+        "ms": took,
+        "outcome": replay_outcome(answer.text),  # the page suggests re-signing for these
+    }
 
 
 class Guard:
