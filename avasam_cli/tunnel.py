@@ -12,10 +12,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -131,14 +129,6 @@ def tool_version(name: str) -> str | None:
     return f"{name} {found.group(0)}" if found else name
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 @dataclass
 class Tunnel:
     """A supervised tunnel process pointing at the webhook port."""
@@ -177,16 +167,21 @@ class Tunnel:
         return "\n".join(f"    {line}" for line in lines) or "    (nothing)"
 
     def _spawn(self) -> subprocess.Popen[str]:
+        # Under a guard of ours (`avasam_cli.supervise`), which runs the tool in a group
+        # of its own and ends that whole group, the tool's own children too, when we stop
+        # or die: its standard input is the lifeline.
+        command = self.tool.command(self.executable, self.port, self.extra_args)
+        argv = [sys.executable, "-m", "avasam_cli.supervise", *command]
+        if sys.platform == "win32":
+            return subprocess.Popen(  # noqa: S603 - the tool found on PATH, our arguments
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, errors="replace", creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
+            )  # fmt: skip
         return subprocess.Popen(  # noqa: S603 - the tool found on PATH, our arguments
-            self.tool.command(self.executable, self.port, self.extra_args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace",
             start_new_session=True,  # its own group: Ctrl-C reaches us, and we stop it
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-        )
+        )  # fmt: skip
 
     def _supervise(self) -> None:
         restarts = 0
@@ -251,13 +246,14 @@ class Tunnel:
         self._stopping.set()
         process = self._process
         if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
+            if process.stdin is not None:  # the guard ends the tool's whole group
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            process.terminate()
             try:
-                process.wait(STOP_GRACE_SECONDS)
+                process.wait(STOP_GRACE_SECONDS + 1)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
                 process.wait()
         if self._thread is not None:
             self._thread.join(STOP_GRACE_SECONDS)

@@ -295,7 +295,7 @@ def test_a_database_away_is_503_and_unhealthy_then_recovers(
 def test_child_processes_get_the_whole_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner and the inspector are started with the store in their environment:
     the real URL, password included (masked only where it is shown)."""
-    from avasam_cli.cli._serve import with_store
+    from avasam_cli.cli._children import with_store
     from avasam_cli.paths import choose_store
 
     url = "postgresql://avasam:hunter2@db.example/avasam"

@@ -5,11 +5,10 @@ Imported only when `listen` runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,10 +22,9 @@ if TYPE_CHECKING:
     from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
     from avasam_cli.delivery.outbox import Plan
-    from avasam_cli.paths import Locations, StoreLocation
+    from avasam_cli.paths import Locations
     from avasam_cli.receiver.app import ReceiverSettings
     from avasam_cli.rotation import Rolling
-    from avasam_cli.store.base import EventStore
     from avasam_cli.tunnel import Tunnel
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -139,131 +137,45 @@ def _look_at(url: str, options: ListenOptions) -> int | str:
     return found[0] if found else f"no answer within {FORWARD_CHECK_SECONDS:g} s"
 
 
-def with_store() -> dict[str, str]:
-    """Our environment, naming the store this run chose (--store, profile) for a child:
-    whole, password included (the environment is private to our user, unlike argv)."""
-    from avasam_cli.paths import locations, spelled_out
-
-    return {**os.environ, "AVASAM_STORE": spelled_out(locations().store_file)}
-
-
-class RunnerProcess:
-    """The listener's delivery runner: `avasam deliveries run --watch` in a process of its
-    own, so that delivering never competes with answering."""
-
-    def __init__(self, options: ListenOptions, resolved: Settings) -> None:
-        import subprocess
-
-        profile = ["--profile", resolved.profile] if resolved.profile_source != "default" else []
-        self.wait = options.shutdown_wait
-        # Its standard input is a pipe we never write to: when we are gone, even by kill
-        # -9, it reads end-of-file and stops (the jobs stay for the next runner).
-        self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
-            [sys.executable, "-m", "avasam_cli", *profile, "deliveries", "run", "--watch",
-             "--stop-on-eof", *options.delivery.as_args()],
-            stdin=subprocess.PIPE, env=with_store(),
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        """Let it finish what is in flight (at most the shutdown wait); the rest stays in
-        the outbox for the next runner."""
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(self.wait)
-        except subprocess.TimeoutExpired:
-            from avasam_cli import output
-
-            output.warn(
-                f"deliveries still in flight after {self.wait:g} s were stopped; they stay "
-                "pending in the outbox and are tried again by the next runner"
-            )
-            self.process.kill()
-            self.process.wait()
-
-
-class InspectorProcess:
-    """`avasam inspect` on a loopback socket we bind (so a busy port is said here, and
-    the listener carries on without it), with the token the banner prints."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        resolved: Settings,
-        receiver: Mapping[str, str],
-        signing: str | None,
-        forward: Mapping[str, str],
-        headers: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        import json
-        import subprocess
-
-        from avasam_cli.cli.inspect import (
-            FORWARD_ENV,
-            HEADERS_ENV,
-            RECEIVER_ENV,
-            TOKEN_ENV,
-            page_token,
-            page_url,
-        )
-
-        token = page_token()
-        self.url = page_url(sock.getsockname()[1], token)
-        profile = ["--profile", resolved.profile] if resolved.profile_source != "default" else []
-        fd = sock.fileno()
-        self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
-            [sys.executable, "-m", "avasam_cli", *profile, "inspect", "--fd", str(fd),
-             "--stop-on-eof"],
-            stdin=subprocess.PIPE, pass_fds=[fd],
-            env={**with_store(), TOKEN_ENV: token, RECEIVER_ENV: json.dumps(dict(receiver)),
-                 FORWARD_ENV: json.dumps(dict(forward)),
-                 HEADERS_ENV: json.dumps([list(pair) for pair in headers]),
-                 # A token from a flag or the environment; the profile's it follows itself.
-                 **({"AVASAM_VERIFICATION_TOKEN": signing} if signing else {})},
-        )  # fmt: skip
-        sock.close()  # the child has it
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_inspector(
+def inspector_page(
     options: ListenOptions, resolved: Settings, sock: socket.socket, signing: str | None
-) -> InspectorProcess | None:
-    """The inspector on 127.0.0.1:--inspect-port, or None (and why) when it cannot be."""
+) -> tuple[int, str, dict[str, str]] | None:
+    """The inspector's port, its URL and its child's environment; None (and why) when
+    its port is busy: the listener carries on without it."""
+    import json
+
     from avasam_cli import output
-    from avasam_cli.net import bind
+    from avasam_cli.cli.inspect import (
+        FORWARD_ENV,
+        HEADERS_ENV,
+        RECEIVER_ENV,
+        TOKEN_ENV,
+        page_token,
+        page_url,
+    )
+    from avasam_cli.net import bind, local_base_url
 
     if options.inspect_port is None:
         return None
-    try:
-        page = bind("127.0.0.1", options.inspect_port, "with --inspect-port")
+    try:  # said here, in the banner's place; the child binds it itself
+        probe = bind("127.0.0.1", options.inspect_port, "with --inspect-port")
     except UsageError as error:
         output.warn(f"no inspector: {error.message} (or --no-inspect)")
         return None
-    page.listen(64)
-    page.set_inheritable(True)
-    from avasam_cli.net import local_base_url
-
+    port = probe.getsockname()[1]
+    probe.close()
     base = local_base_url(*sock.getsockname()[:2])
     receiver = {kind: base + path for kind, path in options.paths.items()}
-    return InspectorProcess(
-        page, resolved, receiver, signing, options.forward_to, options.delivery.headers
-    )
+    token = page_token()
+    env = {
+        TOKEN_ENV: token,
+        RECEIVER_ENV: json.dumps(receiver),
+        FORWARD_ENV: json.dumps(dict(options.forward_to)),
+        HEADERS_ENV: json.dumps([list(pair) for pair in options.delivery.headers]),
+        # A token from a flag or the environment; the profile's it follows itself.
+        **({"AVASAM_VERIFICATION_TOKEN": signing} if signing else {}),
+    }
+    return port, page_url(port, token), env
 
 
 def outbox_line(counts: Mapping[str, int]) -> str | None:
@@ -330,7 +242,7 @@ def banner(
     resolved: Settings,
     where: Locations,
     public_url: str | None = None,
-    inspector: InspectorProcess | None = None,
+    inspector_url: str | None = None,
 ) -> None:
     from rich.markup import escape
     from rich.padding import Padding
@@ -346,8 +258,8 @@ def banner(
     console.print(f"  {'Event store':21}  {escape(str(where.store_file))}")
     if options.workers > 1:
         console.print(f"  {'Receiver processes':21}  {options.workers}, on the one port")
-    if inspector is not None:
-        console.print(f"  {'Inspector':21}  [cyan]{escape(inspector.url)}[/]", soft_wrap=True)
+    if inspector_url is not None:
+        console.print(f"  {'Inspector':21}  [cyan]{escape(inspector_url)}[/]", soft_wrap=True)
     if public_url is None:
         note = (
             f"Paste the endpoints into Avasam ({WEBHOOK_SETTINGS}). Avasam must reach them "
@@ -481,8 +393,11 @@ def serve(
     resolved: Settings,
     where: Locations,
 ) -> None:
+    from avasam_cli import output
+    from avasam_cli.cli import _children
     from avasam_cli.receiver.app import create_app
     from avasam_cli.store.base import open_store
+    from avasam_cli.supervise import Supervisor
 
     with open_store(where.store_file) as store:  # an unusable store stops us before we listen
         waiting = store.delivery_counts()
@@ -490,58 +405,55 @@ def serve(
     sock = _listening_socket(options)
     output_fd = _stdout_fd()
     mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
-    # Forked now, before any thread of ours starts.
-    workers = None
-    if options.workers > 1:
-        seen = newest.id or 0 if newest is not None else 0
-        workers = ExtraWorkers(options, receiver, where.store_file, sock, (seen, mode, output_fd))
+    supervisor = Supervisor(output.info)
     tunnel = None
-    if options.tunnel is not None:
-        try:
-            tunnel = start_tunnel(options, sock.getsockname()[1])
-        except BaseException:
-            if workers is not None:
-                workers.stop()
-            sock.close()
-            raise
-    # Alone, the store writer's printer shows each request once it is committed.
-    app = create_app(
-        receiver,
-        where.store_file,
-        output=mode if workers is None else "none",
-        output_fd=output_fd,
-        plan=delivery_plan(options),
-        on_ready=_say_ready,
-        retain=options.retain,
-        on_token_change=lambda tokens: _say_token_changed(resolved.profile, tokens),
-    )
-    server = uvicorn_server(app, options, receiver)
-    inspector: InspectorProcess | None = None
-    runner: RunnerProcess | None = None
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
+        if options.workers > 1:
+            _children.start_workers(supervisor, options, receiver)
+            if mode != "none":
+                seen = (newest.id or 0) if newest is not None else 0
+                _children.start_printer(supervisor, seen, mode)
+        if options.tunnel is not None:
+            tunnel = start_tunnel(options, sock.getsockname()[1])
+        # Alone, the store writer's printer shows each request once it is committed.
+        app = create_app(
+            receiver,
+            where.store_file,
+            output=mode if options.workers == 1 else "none",
+            output_fd=output_fd,
+            plan=delivery_plan(options),
+            on_ready=_say_ready,
+            retain=options.retain,
+            on_token_change=lambda tokens: _say_token_changed(resolved.profile, tokens),
+            children=supervisor,
+        )
+        server = uvicorn_server(app, options, receiver)
         fixed = None if receiver.follow_profile else receiver.verification_token
-        inspector = start_inspector(options, resolved, sock, fixed)
-        banner(options, sock, resolved, where, tunnel.url if tunnel else None, inspector)
-        runner = _start_deliveries(options, resolved, waiting)
+        page = inspector_page(options, resolved, sock, fixed)
+        if page is not None:
+            _children.start_inspector(supervisor, page[0], resolved, page[2])
+        banner(options, sock, resolved, where, tunnel.url if tunnel else None,
+               page[1] if page else None)  # fmt: skip
+        if _deliveries_wanted(options, waiting):
+            _children.start_runner(supervisor, options, resolved)
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if workers is not None:
-            workers.stop()
         sock.close()
         if tunnel is not None:
             tunnel.stop()
-        if inspector is not None:
-            inspector.stop()
-        if runner is not None:
-            runner.stop()
+        supervisor.stop()  # the workers finish, the printer shows the last, then the runner
+        if any(child.name == "delivery runner" for child in supervisor.children):
             _say_outbox_left(where)
-    if not server.started:
+    restarts = supervisor.restart_count()
+    if restarts:
+        output.info(f"Child processes restarted while listening: {restarts}.")
+    if "server" not in locals() or not server.started:
         raise UsageError("the receiver could not start (see the messages above)")
 
 
@@ -558,11 +470,9 @@ def _listening_socket(options: ListenOptions) -> socket.socket:
     return sock
 
 
-def _start_deliveries(
-    options: ListenOptions, resolved: Settings, waiting: Mapping[str, int]
-) -> RunnerProcess | None:
-    """Check the forward targets, say what the outbox holds, start its runner: jobs left
-    by an earlier run are delivered whatever this run's options."""
+def _deliveries_wanted(options: ListenOptions, waiting: Mapping[str, int]) -> bool:
+    """Check the forward targets and say what the outbox holds: a runner is wanted for
+    this run's plan, and for jobs left by an earlier run whatever this run's options."""
     if options.forward_to:
         check_forward_targets(options)
     said = outbox_line(waiting)
@@ -570,7 +480,7 @@ def _start_deliveries(
         from avasam_cli import output
 
         output.info(said)
-    return RunnerProcess(options, resolved) if delivery_plan(options) or said else None
+    return bool(delivery_plan(options)) or said is not None
 
 
 def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings) -> Any:
@@ -594,130 +504,6 @@ def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings)
             limit_concurrency=allow_connections(options.max_connections),
         )
     )
-
-
-class ExtraWorkers:
-    """`--workers N`: N - 1 more receiver processes, forked, each accepting on a socket of
-    its own bound to the listener's port (SO_REUSEPORT).  The kernel hands each connection
-    to one of them: nothing of ours sits between a client and a receiver.  Each has its
-    store writer, and commits to the shared store before it answers; none prints.  One
-    more process prints what they all commit (StoreFollower)."""
-
-    STOP_WAIT = GRACEFUL_SHUTDOWN_SECONDS + 5
-
-    def __init__(
-        self,
-        options: ListenOptions,
-        receiver: ReceiverSettings,
-        store: StoreLocation,
-        sock: Any,
-        printing: tuple[int, str, int | None],  # shown after row id, mode, fd
-    ) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        self.processes = [
-            context.Process(
-                target=_extra_worker,
-                args=(options, receiver, store, sock),
-                name=f"avasam-listen-{number}",
-            )
-            for number in range(2, options.workers + 1)
-        ]
-        for process in self.processes:
-            process.start()
-        self.follower = StoreFollower(store, *printing)
-
-    def stop(self) -> None:
-        """SIGTERM each (a Ctrl-C reached them already): they answer what they hold first;
-        then the printer shows the last of it."""
-        for process in self.processes:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            process.join(self.STOP_WAIT)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        self.follower.close()
-
-
-def _extra_worker(
-    options: ListenOptions, receiver: ReceiverSettings, store: StoreLocation, inherited: Any
-) -> None:
-    """One more receiver, on a socket of its own bound to the listener's port: with
-    SO_REUSEPORT the kernel balances connections across the sockets (one socket shared
-    by all would hand most to whichever process wakes first)."""
-    from avasam_cli.net import bind
-    from avasam_cli.receiver.app import create_app
-
-    signal.signal(signal.SIGTERM, lambda *_: None)  # see serve: uvicorn re-raises it
-    host, port = inherited.getsockname()[:2]
-    inherited.close()
-    sock = bind(host, port, shared=True)
-    sock.listen(2048)
-    app = create_app(receiver, store, plan=delivery_plan(options))
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn_server(app, options, receiver).run(sockets=[sock])
-
-
-class StoreFollower:
-    """Prints every request any --workers process (or any listener sharing the store)
-    commits, read back from the store in commit order, from a process of its own (forked
-    with the workers): printing costs no receiver any time."""
-
-    BATCH = 500
-    WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
-    STOP_WAIT = 30.0
-
-    def __init__(self, store: StoreLocation, after: int, mode: str, fd: int | None) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        self.stopping = context.Event()
-        self.process = context.Process(
-            target=_follow, args=(store, after, mode, fd, self.stopping), name="avasam-printer"
-        )
-        self.process.start()
-
-    def close(self) -> None:
-        """Once every worker has stopped: the last rows are shown, then the summary."""
-        self.stopping.set()
-        self.process.join(self.STOP_WAIT)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-
-
-def _follow(store: StoreLocation, after: int, mode: str, fd: int | None, stopping: Any) -> None:
-    from avasam_cli.errors import StoreError
-    from avasam_cli.receiver.printer import make_printer
-    from avasam_cli.store.base import open_store
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the listener, once all are
-    printer = make_printer(mode, -1 if fd is None else fd)
-    last = after
-
-    def show_new(reader: EventStore) -> None:
-        nonlocal last
-        while rows := list(reader.after(last, StoreFollower.BATCH)):
-            last = rows[-1].id or last
-            if printer is not None:
-                printer(rows)
-
-    with open_store(store, read_only=True) as reader:
-        while not stopping.is_set():
-            try:
-                show_new(reader)
-                reader.wait_for_rows(StoreFollower.WAIT)
-            except StoreError as error:  # the store is away for now: say so, go on
-                print(error.message, file=sys.stderr, flush=True)
-                stopping.wait(1.0)
-        with contextlib.suppress(StoreError):
-            show_new(reader)
-    if printer is not None:
-        print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
 
 
 def _say_outbox_left(where: Locations) -> None:

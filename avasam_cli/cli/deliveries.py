@@ -182,22 +182,23 @@ async def _watch(runner: "DeliveryRunner", stop_on_eof: bool) -> None:
     closes: the listener that started us is gone, even by kill -9); what is in flight
     finishes first."""
     import asyncio
-    import os
     import signal
     import sys
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        if sys.platform == "win32":  # no loop signal handlers there
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+        else:
+            loop.add_signal_handler(signum, stop.set)
     if stop_on_eof:
+        from avasam_cli.supervise import exit_when_stdin_closes
 
-        def check_input() -> None:
-            if not os.read(sys.stdin.fileno(), 4096):
-                loop.remove_reader(sys.stdin.fileno())
-                stop.set()
+        def parent_gone() -> None:
+            loop.call_soon_threadsafe(stop.set)
 
-        loop.add_reader(sys.stdin.fileno(), check_input)
+        exit_when_stdin_closes(parent_gone)
     async with runner:
         await runner.watch(stop)
 

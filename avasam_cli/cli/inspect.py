@@ -5,8 +5,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.errors import UsageError
-
 if TYPE_CHECKING:
     from avasam_cli.config import Settings
 
@@ -25,7 +23,6 @@ def inspect(
         int,
         typer.Option(help="Loopback port to serve the page on (127.0.0.1 only).", min=0, max=65535),
     ] = DEFAULT_INSPECT_PORT,
-    fd: Annotated[int | None, typer.Option("--fd", hidden=True)] = None,
     stop_on_eof: Annotated[bool, typer.Option("--stop-on-eof", hidden=True)] = False,
 ) -> None:
     """Serve the live inspector page over the store: every request, its verdict and its
@@ -33,7 +30,6 @@ def inspect(
     import contextlib
     import json
     import os
-    import socket
 
     from avasam_cli import output
     from avasam_cli.cli._context import settings
@@ -47,14 +43,10 @@ def inspect(
 
     open_store(locations().store_file, read_only=True).close()  # an older store: said now
     token = page_token()
-    if fd is not None:  # a socket `listen` bound for us
-        sock = socket.socket(fileno=fd)
-    else:
-        sock = bind("127.0.0.1", port, "with --port")
+    sock = bind("127.0.0.1", port, "with --port")
+    if not stop_on_eof:  # started by `listen`, whose banner gives the URL
         output.info(f"Inspector: {page_url(sock.getsockname()[1], token)}")
         output.info("Open it in a browser on this machine; Ctrl-C stops.")
-    if sock.getsockname()[0] != "127.0.0.1":
-        raise UsageError("the inspector serves on 127.0.0.1 only")
     resolved = settings(ctx)
     if RECEIVER_ENV in os.environ:  # `listen` says where it listens
         receiver = json.loads(os.environ[RECEIVER_ENV])

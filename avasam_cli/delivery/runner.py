@@ -27,7 +27,7 @@ from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.forward import forward, tls_verify
 from avasam_cli.delivery.outbox import ACKNOWLEDGE, RetryRules, Verdict, judge
 from avasam_cli.delivery.signature import Secrets, no_secrets
-from avasam_cli.errors import ApiError, NetworkError
+from avasam_cli.errors import ApiError, NetworkError, StoreError
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
 from avasam_cli.store.events import REDACTED
@@ -35,6 +35,7 @@ from avasam_cli.store.events import REDACTED
 Say = Callable[[str], None]
 PER_TARGET = 200  # jobs claimed at once per target
 LEASE_MARGIN = 60.0  # seconds a claim outlives the time its jobs may take
+STORE_RETRY = 1.0  # seconds between looks at a store that is away
 # An attempt's outcome: verdict, status, latency (ms), excerpt, Retry-After (s).
 Outcome = tuple[Verdict, str, float | None, str, float | None]
 
@@ -123,14 +124,25 @@ class DeliveryRunner:
         # A runner starting (a listener after a stop or a crash) tries what waits at once.
         total = await self.run_due(everything=True)
         seen, next_check = -1, 0.0
+        away: str | None = None  # why the store cannot be read now, said once
         while not stop.is_set():
-            newest, due = self.store.outbox_marker()
-            now = self.clock()
-            if newest != seen or (due is not None and due <= now and now >= next_check):
-                seen, next_check = newest, now + recheck
-                total.add(await self.run_due())
+            try:
+                if away is not None:
+                    self.store.ensure_present()  # a broken connection is opened again
+                newest, due = self.store.outbox_marker()
+                now = self.clock()
+                if newest != seen or (due is not None and due <= now and now >= next_check):
+                    seen, next_check = newest, now + recheck
+                    total.add(await self.run_due(everything=away is not None))
+                if away is not None:
+                    away = None
+                    self.say("The event store is back: delivering what waits.")
+            except StoreError as error:  # PostgreSQL restarting, say: wait, look again
+                if away is None:
+                    self.say(f"Warning: {error.message}; deliveries wait until it is back")
+                away, seen = error.message, -1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll)
+                await asyncio.wait_for(stop.wait(), STORE_RETRY if away else poll)
         return total
 
     async def _drain(self, queue: list[DeliveryJob]) -> Tally:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -83,11 +80,10 @@ def serve(
     app.state.forward_headers = list(forward_headers or [])
     server = _InspectorServer(server_config(app), app.state.stopping)
     if stop_on_eof:
-        threading.Thread(target=_stop_at_eof, args=(server,), daemon=True).start()
+        from avasam_cli.supervise import exit_when_stdin_closes
+
+        def stop() -> None:
+            server.should_exit = True
+
+        exit_when_stdin_closes(stop)
     server.run(sockets=[sock])
-
-
-def _stop_at_eof(server: uvicorn.Server) -> None:
-    while os.read(sys.stdin.fileno(), 4096):
-        pass
-    server.should_exit = True

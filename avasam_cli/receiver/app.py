@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -48,6 +48,9 @@ from avasam_cli.webhooks.contract import (
 )
 from avasam_cli.webhooks.kinds import STRAY_KIND
 from avasam_cli.webhooks.verify import verify_rolling
+
+if TYPE_CHECKING:
+    from avasam_cli.supervise import Supervisor
 
 
 @dataclass(frozen=True)
@@ -281,23 +284,31 @@ def create_app(
     on_ready: Callable[[], None] | None = None,
     retain: int | None = None,
     on_token_change: Callable[[Rolling], None] | None = None,
+    children: Supervisor | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
     prunes events older than `retain` seconds, and commits each new verified update with
     the delivery jobs of `plan`; `on_ready` is called once everything has started.  With
     `settings.follow_profile`, a change of the profile's verification token (a rotation)
-    is taken up within about a second, and `on_token_change` hears of it."""
+    is taken up within about a second, and `on_token_change` hears of it.  `/healthz`
+    names the `children` (the supervisor's) and their states."""
     store = StoreWriter(store_path, output, output_fd, retain=retain, plan=plan)
 
     async def health(_: Request) -> Response:
-        """200 while requests can be stored; 503 with the reason while they cannot."""
-        if store.failure is not None:
+        """200 while the promises hold; 503 with the reason while requests cannot be
+        stored, or a child they depend on (the runner) has been down too long."""
+        states = {"store writer": {"state": "down" if store.failure else "running"}}
+        if children is not None:
+            states |= children.states()
+        trouble = store.failure or (children.trouble() if children is not None else None)
+        if trouble is not None:
             return JSONResponse(
-                {"status": "unavailable", "reason": store.failure, "version": __version__},
+                {"status": "unavailable", "reason": trouble, "version": __version__,
+                 "children": states},
                 status_code=503,
-            )
-        return JSONResponse({"status": "ok", "version": __version__})
+            )  # fmt: skip
+        return JSONResponse({"status": "ok", "version": __version__, "children": states})
 
     webhooks = {
         path: WebhookEndpoint(kind, settings, store) for kind, path in settings.paths.items()

@@ -1,0 +1,214 @@
+"""The processes `listen` starts beside its receiver, each under the supervisor: the
+delivery runner, the inspector, the extra `--workers` and the printer that follows
+what they commit.
+
+Each is a new Python process (`subprocess`, never a fork or an inherited descriptor),
+so Linux, macOS and Windows run the same code.  Its standard input is its lifeline.
+An extra worker reads its settings from that pipe first (a length-prefixed pickle from
+its own parent), then watches it like the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avasam_cli.supervise import Spawned, Supervisor, exit_when_stdin_closes
+
+if TYPE_CHECKING:
+    from avasam_cli.cli._serve import ListenOptions
+    from avasam_cli.config import Settings
+    from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.store.base import EventStore
+
+SETTINGS_SIZE = struct.Struct(">I")
+PRINTER_BATCH = 500
+PRINTER_WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
+
+
+def with_store() -> dict[str, str]:
+    """Our environment, naming the store this run chose (--store, profile) for a child:
+    whole, password included (the environment is private to our user, unlike argv)."""
+    from avasam_cli.paths import locations, spelled_out
+
+    return {**os.environ, "AVASAM_STORE": spelled_out(locations().store_file)}
+
+
+def profile_args(resolved: Settings) -> list[str]:
+    return ["--profile", resolved.profile] if resolved.profile_source != "default" else []
+
+
+def start_runner(supervisor: Supervisor, options: ListenOptions, resolved: Settings) -> None:
+    """`avasam deliveries run --watch`: delivering never competes with answering."""
+    argv = [sys.executable, "-m", "avasam_cli", *profile_args(resolved), "deliveries", "run",
+            "--watch", "--stop-on-eof", *options.delivery.as_args()]  # fmt: skip
+    supervisor.start(
+        "delivery runner",
+        lambda: Spawned(argv, with_store()),
+        "forwards and acknowledgements wait in the outbox",
+        needed=True,
+        stop_wait=options.shutdown_wait,
+        killed_note=(
+            f"Warning: deliveries still in flight after {options.shutdown_wait:g} s were "
+            "stopped; they stay pending in the outbox and are tried again by the next runner"
+        ),
+    )
+
+
+def start_inspector(
+    supervisor: Supervisor, port: int, resolved: Settings, env: Mapping[str, str]
+) -> None:
+    """`avasam inspect` on 127.0.0.1:`port`, binding it itself (again after a restart:
+    the same port and token, so an open page reconnects)."""
+    argv = [sys.executable, "-m", "avasam_cli", *profile_args(resolved), "inspect",
+            "--port", str(port), "--stop-on-eof"]  # fmt: skip
+    supervisor.start(
+        "inspector",
+        lambda: Spawned(argv, {**with_store(), **env}),
+        "the inspector page does not answer",
+    )
+
+
+def start_workers(
+    supervisor: Supervisor, options: ListenOptions, receiver: ReceiverSettings
+) -> None:
+    """`--workers N`: N - 1 more receivers, each on a socket of its own bound to the
+    listener's port (SO_REUSEPORT: the kernel hands each connection to one of them)."""
+    from avasam_cli.cli._serve import GRACEFUL_SHUTDOWN_SECONDS
+
+    settings = pickle.dumps((options, receiver))
+
+    def start() -> Spawned:
+        child = Spawned([sys.executable, "-m", "avasam_cli.cli._children", "worker"],
+                        with_store())  # fmt: skip
+        assert child.process.stdin is not None
+        child.process.stdin.write(SETTINGS_SIZE.pack(len(settings)) + settings)
+        child.process.stdin.flush()
+        return child
+
+    for number in range(2, options.workers + 1):
+        supervisor.start(
+            f"receiver process {number}",
+            start,
+            "the other receiver processes answer on the port meanwhile",
+            stop_wait=GRACEFUL_SHUTDOWN_SECONDS + 5,
+        )
+
+
+def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
+    """The printer of what every --workers process commits, read back from the store in
+    commit order.  It notes the last row it printed, and a restart goes on from there."""
+    from avasam_cli.paths import ensure_private_dir, locations
+
+    progress = ensure_private_dir(locations().cache_dir) / f"printer-{os.getpid()}.last"
+    progress.unlink(missing_ok=True)
+
+    def start() -> Spawned:
+        try:
+            shown = int(progress.read_text(encoding="ascii"))
+        except (FileNotFoundError, ValueError):
+            shown = after
+        argv = [sys.executable, "-m", "avasam_cli.cli._children", "printer", str(shown), mode,
+                str(progress)]  # fmt: skip
+        return Spawned(argv, with_store())
+
+    supervisor.start(
+        "printer",
+        start,
+        "requests are stored and answered, but not printed",
+        stop_wait=30.0,
+    )
+
+
+# --- In the child ---------------------------------------------------------------------
+def _worker() -> None:
+    from avasam_cli.cli._serve import delivery_plan, uvicorn_server
+    from avasam_cli.net import bind
+    from avasam_cli.paths import locations
+    from avasam_cli.receiver.app import create_app
+
+    stdin = sys.stdin.buffer
+    (size,) = SETTINGS_SIZE.unpack(stdin.read(SETTINGS_SIZE.size))
+    # Our own parent wrote it on a pipe only it holds: safe to unpickle.
+    options, receiver = pickle.loads(stdin.read(size))  # noqa: S301
+    sock = bind(options.host, options.port, shared=True)
+    sock.listen(2048)
+    app = create_app(receiver, locations().store_file, plan=delivery_plan(options))
+    server = uvicorn_server(app, options, receiver)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    exit_when_stdin_closes(stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+
+
+def _printer(after: int, mode: str, progress: Path) -> None:
+    import threading
+
+    from avasam_cli.errors import StoreError
+    from avasam_cli.paths import locations
+    from avasam_cli.receiver.printer import make_printer
+    from avasam_cli.store.base import open_store
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the listener, once all are
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    exit_when_stdin_closes(stopping.set)
+    printer = make_printer(mode, sys.stdout.fileno())
+    last = after
+
+    def show_new(reader: EventStore) -> None:
+        nonlocal last
+        while rows := list(reader.after(last, PRINTER_BATCH)):
+            if printer is not None:
+                printer(rows)
+            last = rows[-1].id or last
+            noted = progress.with_suffix(".new")  # replaced whole: never half a number
+            noted.write_text(str(last), encoding="ascii")
+            os.replace(noted, progress)
+
+    reader: EventStore | None = None
+    while not stopping.is_set():
+        try:  # the store may be away for a while (PostgreSQL restarting): say so, go on
+            if reader is None:
+                reader = open_store(locations().store_file, read_only=True)
+            show_new(reader)
+            reader.wait_for_rows(PRINTER_WAIT)
+        except StoreError as error:
+            print(error.message, file=sys.stderr, flush=True)
+            if reader is not None:
+                with contextlib.suppress(Exception):
+                    reader.close()
+                reader = None
+            stopping.wait(1.0)
+    if reader is not None:
+        with contextlib.suppress(StoreError):
+            show_new(reader)
+        reader.close()
+    progress.unlink(missing_ok=True)
+    if printer is not None:
+        print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    from avasam_cli.cli import _choose_store
+
+    _choose_store(None, None)  # the listener's, handed on in AVASAM_STORE (with_store)
+    if argv[0] == "worker":
+        _worker()
+    elif argv[0] == "printer":
+        _printer(int(argv[1]), argv[2], Path(argv[3]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

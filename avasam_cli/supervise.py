@@ -1,0 +1,326 @@
+"""Every process `listen` starts, watched by one supervisor.
+
+A child that dies is said on stderr (which child, how it ended, what that means for
+the seller), started again after a back-off, and left down (said so) once it has died
+CRASH_LOOP[0] times within CRASH_LOOP[1] seconds.  `/healthz` reads the states: a
+child the listener's promises depend on that has been down for more than DOWN_GRACE
+seconds makes it answer 503.
+
+The child protocol uses only what Linux, macOS and Windows all have: `subprocess`
+with a standard input pipe that the parent never writes to.  The child watches it
+(`exit_when_stdin_closes`) and stops within a second of it closing, which it does
+when the parent is gone, even by `kill -9`.  On Linux each child also gets the
+kernel's parent-death signal.  A child that starts processes of its own (a tunnel
+tool) runs in a group of its own, signalled as a whole.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from avasam_cli.defaults import restart_delay
+
+CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: left down
+DOWN_GRACE = 10.0  # seconds a needed child may be down before /healthz answers 503
+POLL = 0.2  # seconds between looks at the children
+Say = Callable[[str], None]
+
+
+class Child(Protocol):
+    """A started child process, as the supervisor sees it."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self, wait: float) -> bool: ...  # True: it had to be killed
+
+
+def how_it_ended(code: int) -> str:
+    """`exit code 1`, or `killed by SIGKILL` (a negative code is the signal, POSIX)."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Spawned:
+    """A child started with `subprocess`: its standard input is the lifeline."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        own_group: bool = False,
+        stdout: Any = None,
+        stderr: Any = None,
+    ) -> None:
+        group: dict[str, Any] = {}
+        if own_group:  # its own processes are signalled with it; Ctrl-C reaches only us
+            if sys.platform == "win32":
+                group["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            else:
+                group["start_new_session"] = True
+        self.own_group = own_group
+        self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            list(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+            env=dict(env) if env is not None else None, **group,
+        )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def signal_all(self, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL) to the child, and to its whole group when it has one."""
+        if self.process.poll() is not None and not self.own_group:
+            return
+        if self.own_group and sys.platform != "win32":
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+
+    def stop(self, wait: float) -> bool:
+        """Close its lifeline and ask it to stop; after `wait` seconds, kill it.  True
+        when it had to be killed."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        self.signal_all()
+        killed = False
+        try:
+            self.process.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.signal_all(kill=True)
+            self.process.wait()
+            killed = True
+        if self.own_group:  # what it started and left behind goes too
+            self.signal_all(kill=True)
+        return killed
+
+
+@dataclass
+class Watched:
+    """One supervised child: how to start it, what its death means, and its record."""
+
+    name: str
+    start: Callable[[], Child]
+    meaning: str  # what the seller loses while it is down
+    needed: bool  # the listener's promises depend on it: /healthz says so
+    stop_wait: float
+    on_restart: Callable[[], None] | None = None
+    killed_note: str | None = None  # said when it had to be killed at the stop
+    process: Child | None = None
+    state: str = "starting"  # running, restarting, down (given up), stopped
+    restarts: int = 0
+    down_since: float | None = None
+    restart_at: float | None = None
+    deaths: collections.deque[float] = field(default_factory=collections.deque)
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the children of one `listen`."""
+
+    def __init__(self, say: Say, clock: Callable[[], float] = time.monotonic) -> None:
+        self.say = say
+        self.clock = clock
+        self.children: list[Watched] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self,
+        name: str,
+        start: Callable[[], Child],
+        meaning: str,
+        needed: bool = False,
+        stop_wait: float = 5.0,
+        on_restart: Callable[[], None] | None = None,
+        killed_note: str | None = None,
+    ) -> Watched:
+        """Start a child now (an error starting it the first time is the caller's), and
+        watch it from then on.  Children stop in the order they were started."""
+        child = Watched(name, start, meaning, needed, stop_wait, on_restart, killed_note)
+        child.process = start()
+        child.state = "running"
+        with self._lock:
+            self.children.append(child)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="avasam-supervisor")
+            self._thread.daemon = True
+            self._thread.start()
+        return child
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(POLL):
+            with self._lock:
+                children = list(self.children)
+            for child in children:
+                self._look_at(child)
+
+    def _look_at(self, child: Watched) -> None:
+        now = self.clock()
+        if self._stopping.is_set():
+            return
+        if child.state == "running" and child.process is not None:
+            code = child.process.poll()
+            if code is not None:
+                self._died(child, code, now)
+        elif child.state == "restarting" and now >= (child.restart_at or now):
+            self._restart(child)
+
+    def _died(self, child: Watched, code: int, now: float) -> None:
+        child.down_since = now
+        child.deaths.append(now)
+        while child.deaths and now - child.deaths[0] > CRASH_LOOP[1]:
+            child.deaths.popleft()
+        ended = how_it_ended(code)
+        if len(child.deaths) >= CRASH_LOOP[0]:
+            child.state = "down"
+            self.say(
+                f"Error: the {child.name} stopped ({ended}), its {len(child.deaths)}th stop "
+                f"within {CRASH_LOOP[1]:g} s: it is left down, {child.meaning}. Stop the "
+                "listener, look at the messages above, and start it again."
+            )
+            return
+        delay = restart_delay(len(child.deaths) - 1)
+        child.state, child.restart_at = "restarting", now + delay
+        self.say(
+            f"Error: the {child.name} stopped ({ended}): {child.meaning} until it is back. "
+            f"Restarting it in {delay:g} s."
+        )
+
+    def _restart(self, child: Watched) -> None:
+        try:
+            child.process = child.start()
+        except Exception as error:  # an OSError, a busy port: try again later
+            self._died(child, 1, self.clock())
+            self.say(f"  ({child.name}: {error})")
+            return
+        child.restarts += 1
+        child.state, child.down_since, child.restart_at = "running", None, None
+        self.say(f"The {child.name} is back (restart {child.restarts}).")
+        if child.on_restart is not None:
+            child.on_restart()
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Each child's state and restarts, for /healthz."""
+        now = self.clock()
+        with self._lock:
+            return {
+                child.name: {
+                    "state": child.state,
+                    "restarts": child.restarts,
+                    **(
+                        {"down_seconds": round(now - child.down_since, 1)}
+                        if child.down_since is not None
+                        else {}
+                    ),
+                }
+                for child in self.children
+            }
+
+    def trouble(self) -> str | None:
+        """Why the listener cannot keep its promises now: a needed child down for more
+        than DOWN_GRACE seconds (or left down).  None: all well."""
+        now = self.clock()
+        with self._lock:
+            for child in self.children:
+                if not child.needed or child.down_since is None:
+                    continue
+                if child.state == "down" or now - child.down_since > DOWN_GRACE:
+                    return f"the {child.name} is down: {child.meaning}"
+        return None
+
+    def restart_count(self) -> int:
+        with self._lock:
+            return sum(child.restarts for child in self.children)
+
+    def stop(self) -> None:
+        """Stop every child, in the order they were started (none is restarted now)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            children = list(self.children)
+        for child in children:
+            child.state = "stopped"
+            killed = child.process is not None and child.process.stop(child.stop_wait)
+            if killed and child.killed_note is not None:
+                self.say(child.killed_note)
+
+
+def exit_when_stdin_closes(on_close: Callable[[], None] | None = None) -> None:
+    """In a child: stop when the parent is gone.  A thread reads standard input (the
+    parent never writes to it) until end-of-file, then calls `on_close` (by default:
+    exit at once).  On Linux the kernel's parent-death signal is asked for as well."""
+    die_with_parent()
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+        if on_close is not None:
+            on_close()
+        else:
+            os._exit(0)
+
+    threading.Thread(target=watch, name="avasam-lifeline", daemon=True).start()
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Linux: `signum` when the parent dies (PR_SET_PDEATHSIG); elsewhere nothing (the
+    standard input lifeline does it)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signum)  # 1 = PR_SET_PDEATHSIG
+
+
+GUARD_STOP_WAIT = 5.0
+
+
+def guard_main(argv: Sequence[str]) -> int:
+    """`python -m avasam_cli.supervise TOOL [ARGS...]`: run a tool that may start
+    processes of its own (a tunnel tool), in a group of its own, and end that whole
+    group when we are asked to stop or our parent is gone (its stdin lifeline closed, or
+    on Linux the parent-death signal): no grandchild outlives the listener."""
+    done = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener stops us, in turn
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    exit_when_stdin_closes(done.set)
+    try:
+        tool = Spawned(argv, own_group=True)
+    except OSError as error:
+        print(f"cannot start {argv[0]}: {error.strerror or error}", flush=True)
+        return 127
+    while not done.wait(POLL):
+        if tool.poll() is not None:
+            break
+    tool.stop(GUARD_STOP_WAIT)
+    code = tool.poll() or 0
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(guard_main(sys.argv[1:]))
