@@ -144,6 +144,7 @@ class Supervisor:
         self.children: list[Watched] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._unwatched = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(
@@ -170,11 +171,21 @@ class Supervisor:
         return child
 
     def _watch(self) -> None:
-        while not self._stopping.wait(POLL):
-            with self._lock:
-                children = list(self.children)
-            for child in children:
-                self._look_at(child)
+        while not self._stopping.wait(POLL) and not self._unwatched.is_set():
+            self.check()
+
+    def check(self) -> None:
+        """One look at every child: a death is said, a restart that is due is made."""
+        with self._lock:
+            children = list(self.children)
+        for child in children:
+            self._look_at(child)
+
+    def stop_watching(self) -> None:
+        """No more looks from the thread (`check` still works): for tests."""
+        self._unwatched.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
     def _look_at(self, child: Watched) -> None:
         now = self.clock()
@@ -188,6 +199,8 @@ class Supervisor:
             self._restart(child)
 
     def _died(self, child: Watched, code: int, now: float) -> None:
+        if child.process is not None:  # its lifeline closed, what it left in its group ended
+            child.process.stop(0)
         child.down_since = now
         child.deaths.append(now)
         while child.deaths and now - child.deaths[0] > CRASH_LOOP[1]:

@@ -34,6 +34,9 @@ if mode != "never":
     print("2026-11-28T10:00:01Z INF +-------------------------------------------------------+", file=log)
     print("2026-11-28T10:00:01Z INF |  Your quick Tunnel has been created! Visit it at (it may take some time to be reachable):  |", file=log)
     print(f"2026-11-28T10:00:01Z INF |  https://stub-{start}-words.trycloudflare.com                  |", file=log, flush=True)
+if mode == "grandchild":  # a tool with a process of its own
+    import subprocess
+    subprocess.Popen(["sleep", "300"])
 if mode == "exit-once" and start == 1:
     time.sleep(0.5)
     sys.exit(1)
