@@ -123,15 +123,23 @@ def test_connections_beyond_the_cap_get_503(isolated_home: Path) -> None:
     """With --max-connections 4 and four connections held open, the next request is 503."""
     listener = ListenProcess(isolated_home, "--max-connections", "4", env=ENV)
     held = [connect(listener) for _ in range(4)]
-    time.sleep(0.2)
-    answer = httpx.get(f"{listener.url}/healthz")
+    answer = _health_until(listener, 503)  # once the server has taken the four
     for sock in held:
         sock.close()
-    time.sleep(0.2)
-    after = httpx.get(f"{listener.url}/healthz")
+    after = _health_until(listener, 200)  # once it has seen them close
     listener.stop()
     assert answer.status_code == 503
     assert after.status_code == 200
+
+
+def _health_until(listener: ListenProcess, status: int, seconds: float = 10) -> httpx.Response:
+    """/healthz, asked again until it answers `status` or `seconds` pass (its last answer)."""
+    deadline = time.monotonic() + seconds
+    while (answer := httpx.get(f"{listener.url}/healthz")).status_code != status:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return answer
 
 
 def writer_pid(listener: ListenProcess) -> int:
@@ -181,7 +189,7 @@ def test_a_dead_writer_is_reported_and_restarted(isolated_home: Path) -> None:
 
     listener = ListenProcess(isolated_home, env=ENV)
     os.kill(writer_pid(listener), signal.SIGKILL)
-    time.sleep(0.2)
+    _health_until(listener, 503)  # once the listener has seen its writer die
     down = httpx.post(
         f"{listener.url}/webhooks/stock",
         content=signed_body(request_id="down-1"),

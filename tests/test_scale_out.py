@@ -254,15 +254,20 @@ def test_events_follow_sees_rows_from_another_host(postgres_store: str, tmp_path
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "AVASAM_HOME": str(tmp_path / "f")},
     )  # fmt: skip
+    lines: list[bytes] = []
+    assert follower.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     listener = _listener(tmp_path / "home", postgres_store)
     try:
         _send_all([(listener.url, f"f-{n}") for n in range(20)], threads=4)
-        time.sleep(1.5)
+        _wait(lambda: sum(b'"f-' in line for line in lines) >= 20, seconds=20)
     finally:
         listener.stop()
         follower.send_signal(signal.SIGINT)
-        out, _ = follower.communicate(timeout=20)
-    seen = [line for line in out.decode().splitlines() if '"f-' in line]
+        follower.communicate(timeout=20)
+        reader.join(10)
+    seen = [line for line in lines if b'"f-' in line]
     assert len(seen) == 20
 
 

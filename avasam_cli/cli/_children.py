@@ -97,7 +97,7 @@ def start_workers(
         supervisor.start(
             f"receiver process {number}",
             start,
-            "the other receiver processes answer on the port meanwhile",
+            "its connections go to the other receiver processes",
             stop_wait=GRACEFUL_SHUTDOWN_SECONDS + 5,
         )
 
