@@ -20,6 +20,7 @@ import collections
 import contextlib
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 
 from avasam_cli.defaults import restart_delay
 
+HANDED_SIZE = struct.Struct(">I")
 CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: left down
 DOWN_GRACE = 10.0  # seconds a needed child may be down before /healthz answers 503
 POLL = 0.2  # seconds between looks at the children
@@ -79,6 +81,13 @@ class Spawned:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def hand_over(self, payload: bytes) -> None:
+        """Write the child's settings to its lifeline, before anything else: a pipe only
+        we hold, so it may carry secrets (a database password), unlike argv."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(HANDED_SIZE.pack(len(payload)) + payload)
+        self.process.stdin.flush()
 
     def poll(self) -> int | None:
         return self.process.poll()
@@ -156,11 +165,13 @@ class Supervisor:
         stop_wait: float = 5.0,
         on_restart: Callable[[], None] | None = None,
         killed_note: str | None = None,
+        started: Child | None = None,
     ) -> Watched:
-        """Start a child now (an error starting it the first time is the caller's), and
-        watch it from then on.  Children stop in the order they were started."""
+        """Start a child now (an error starting it the first time is the caller's), or
+        take the one `started` already, and watch it from then on; `start` makes the
+        restarts.  Children stop in the order they were started."""
         child = Watched(name, start, meaning, needed, stop_wait, on_restart, killed_note)
-        child.process = start()
+        child.process = started if started is not None else start()
         child.state = "running"
         with self._lock:
             self.children.append(child)
@@ -188,14 +199,17 @@ class Supervisor:
             self._thread.join(5)
 
     def _look_at(self, child: Watched) -> None:
-        now = self.clock()
         if self._stopping.is_set():
             return
-        if child.state == "running" and child.process is not None:
-            code = child.process.poll()
-            if code is not None:
-                self._died(child, code, now)
-        elif child.state == "restarting" and now >= (child.restart_at or now):
+        with self._lock:  # retire() may come from another thread
+            now = self.clock()
+            if child.state == "running" and child.process is not None:
+                code = child.process.poll()
+                if code is not None:
+                    self._died(child, code, now)
+                return
+            due = child.state == "restarting" and now >= (child.restart_at or now)
+        if due:
             self._restart(child)
 
     def _died(self, child: Watched, code: int, now: float) -> None:
@@ -223,13 +237,19 @@ class Supervisor:
 
     def _restart(self, child: Watched) -> None:
         try:
-            child.process = child.start()
+            process = child.start()
         except Exception as error:  # an OSError, a busy port: try again later
-            self._died(child, 1, self.clock())
+            with self._lock:
+                self._died(child, 1, self.clock())
             self.say(f"  ({child.name}: {error})")
             return
-        child.restarts += 1
-        child.state, child.down_since, child.restart_at = "running", None, None
+        with self._lock:
+            if child.state != "restarting":  # retired meanwhile
+                process.stop(0)
+                return
+            child.process = process
+            child.restarts += 1
+            child.state, child.down_since, child.restart_at = "running", None, None
         self.say(f"The {child.name} is back (restart {child.restarts}).")
         if child.on_restart is not None:
             child.on_restart()
@@ -263,6 +283,12 @@ class Supervisor:
                     return f"the {child.name} is down: {child.meaning}"
         return None
 
+    def retire(self, child: Watched) -> None:
+        """No more looks at `child`: its owner is stopping it (the store writer, which
+        must finish its commits before it goes)."""
+        with self._lock:
+            child.state = "stopped"
+
     def restart_count(self) -> int:
         with self._lock:
             return sum(child.restarts for child in self.children)
@@ -275,10 +301,28 @@ class Supervisor:
         with self._lock:
             children = list(self.children)
         for child in children:
+            if child.state == "stopped":  # retired: its owner stopped it
+                continue
             child.state = "stopped"
             killed = child.process is not None and child.process.stop(child.stop_wait)
             if killed and child.killed_note is not None:
                 self.say(child.killed_note)
+
+
+def handed_over() -> bytes:
+    """In a child: the settings its parent wrote first to its standard input."""
+    (size,) = HANDED_SIZE.unpack(_read_exactly(HANDED_SIZE.size))
+    return _read_exactly(size)
+
+
+def _read_exactly(size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = os.read(sys.stdin.fileno(), size - len(data))
+        if not chunk:
+            raise SystemExit("the parent went away before it gave the settings")
+        data += chunk
+    return bytes(data)
 
 
 def exit_when_stdin_closes(on_close: Callable[[], None] | None = None) -> None:

@@ -211,82 +211,47 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     """3,200 requests arriving at once: all stored and answered, in bounded batches.
 
     Some SQLite builds allow 32,766 variables per statement (this one 250,000): a
-    batch of 3,200 eleven-column rows would not fit there.
+    batch of 3,200 eleven-column rows would not fit there.  First the commit loop with
+    the whole burst in one read, then the real writer process with all of it sent in
+    one write, before it has started reading.
     """
-    import os
-    import subprocess
-    import sys
-    import threading
+    import asyncio
 
-    from avasam_cli.receiver.writer import frame, split_frames, widen_pipe
+    from avasam_cli.receiver.writer import StoreWriter, commit_loop, frame, split_frames
     from avasam_cli.store.events import WireRequest
     from avasam_cli.store.sqlite import MAX_BATCH
 
+    def request(seq: int, prefix: str) -> WireRequest:
+        return WireRequest(1.0e9, "stock", "verified", 200, None, None, f"{prefix}-{seq}", 1,
+                           None, [(b"content-type", b"application/json")], b"{}")  # fmt: skip
+
     path = tmp_path / "burst.sqlite3"
-    requests_read, requests_write = os.pipe()
-    outcomes_read, outcomes_write = os.pipe()
-    widen_pipe(requests_write)  # as the listener does: one read may then hold it all
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "avasam_cli.receiver.writer",
-            str(path),
-            "none",
-            "-1",
-            str(requests_read),
-            str(outcomes_write),
-            "0",  # no retention
-        ],
-        pass_fds=(requests_read, outcomes_write),
-    )
-    os.close(requests_read)
-    os.close(outcomes_write)
-    requests = b"".join(
-        frame(
-            (
-                seq,
-                *WireRequest(
-                    1.0e9,
-                    "stock",
-                    "verified",
-                    200,
-                    None,
-                    None,
-                    f"burst-{seq}",
-                    1,
-                    None,
-                    [(b"content-type", b"application/json")],
-                    b"{}",
-                ),
-            )
-        )
-        for seq in range(3200)
-    )
-    answers: list[bytes] = []
-
-    def read_answers() -> None:
-        with os.fdopen(outcomes_read, "rb") as pipe:
-            answers.append(pipe.read())
-
-    reader = threading.Thread(target=read_answers, daemon=True)
-    reader.start()
-    with os.fdopen(requests_write, "wb") as pipe:
-        pipe.write(requests)  # at once, before the writer has started reading
-    reader.join(timeout=120)
-    writer.wait(timeout=120)
-    out = answers[0]
-    buffer = bytearray(out)
-    ready, *batches = split_frames(buffer)
-    outcomes = [outcome for batch in batches for outcome in batch]
-    assert ready is None
-    assert len(outcomes) == 3200
+    burst = [b"".join(frame((seq, *request(seq, "loop"))) for seq in range(3200)), b""]
+    answers = bytearray()
+    with open_store(path, bulk_writer=True) as store:
+        commit_loop(store, lambda _: None, lambda _: burst.pop(0), answers.extend)
+    batches = split_frames(answers)
+    assert sum(len(batch) for batch in batches) == 3200
     assert max(len(batch) for batch in batches) <= MAX_BATCH
+
+    async def through_the_writer() -> list[object]:
+        writer = StoreWriter(path)
+        await writer.start()
+        try:
+            return list(await asyncio.gather(
+                *(writer.record(request(seq, "process")) for seq in range(3200))
+            ))  # fmt: skip
+        finally:
+            await writer.close()
+
+    outcomes = asyncio.run(through_the_writer())
+    assert len(outcomes) == 3200
     assert all(
-        row_id and status == "verified" and error is None for _, row_id, status, error in outcomes
+        o.id and o.status == "verified" and o.store_error is None  # type: ignore[attr-defined]
+        for o in outcomes
     )
     with open_store(path) as store:
-        assert store.count_by_status() == {"verified": 3200}
+        assert store.count_by_status() == {"verified": 6400}
 
 
 def nested(depth: int, inner: str, brackets: str = "{}") -> bytes:
@@ -385,7 +350,6 @@ def test_a_stock_token_is_refused_on_the_price_endpoint(
 
 def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
     """When a batch's transaction fails, no event keeps an id that another row may get."""
-    import os
 
     from avasam_cli.receiver.writer import commit_loop, frame, split_frames
     from avasam_cli.store.events import Event, WireRequest
@@ -401,17 +365,12 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
                 event.id = number  # as a real insert does before its COMMIT fails
             raise OSError("disk full")
 
-    requests_read, requests_write = os.pipe()
-    outcomes_read, outcomes_write = os.pipe()
     request = WireRequest(1.0e9, "stock", "verified", 200, None, None, "f-1", 1, None, [], b"{}")
-    os.write(requests_write, frame((1, *request)))
-    os.close(requests_write)
+    arriving = [frame((1, *request)), b""]
+    answers = bytearray()
     printed: list[Event] = []
-    commit_loop(FailingStore(), printed.extend, requests_read, outcomes_write)  # type: ignore[arg-type]
-    os.close(outcomes_write)
-    with os.fdopen(outcomes_read, "rb") as pipe:
-        (outcomes,) = split_frames(bytearray(pipe.read()))
-    os.close(requests_read)
+    commit_loop(FailingStore(), printed.extend, lambda _: arriving.pop(0), answers.extend)  # type: ignore[arg-type]
+    (outcomes,) = split_frames(answers)
     assert outcomes == [(1, None, "verified", "disk full")]
     assert printed[0].id is None and printed[0].store_error == "disk full"
 

@@ -293,15 +293,15 @@ def create_app(
     `settings.follow_profile`, a change of the profile's verification token (a rotation)
     is taken up within about a second, and `on_token_change` hears of it.  `/healthz`
     names the `children` (the supervisor's) and their states."""
-    store = StoreWriter(store_path, output, output_fd, retain=retain, plan=plan)
+    store = StoreWriter(
+        store_path, output, output_fd, retain=retain, plan=plan, supervisor=children
+    )
 
     async def health(_: Request) -> Response:
         """200 while the promises hold; 503 with the reason while requests cannot be
         stored, or a child they depend on (the runner) has been down too long."""
-        states = {"store writer": {"state": "down" if store.failure else "running"}}
-        if children is not None:
-            states |= children.states()
-        trouble = store.failure or (children.trouble() if children is not None else None)
+        states = store.supervisor.states()
+        trouble = store.failure or store.supervisor.trouble()
         if trouble is not None:
             return JSONResponse(
                 {"status": "unavailable", "reason": trouble, "version": __version__,

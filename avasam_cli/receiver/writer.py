@@ -5,17 +5,24 @@ thread spend much of their time handing the GIL back and forth (SQLite releases
 it on every call), which halved the receiver's throughput in `bench/`.  A child
 process commits on the other core with no GIL in common.
 
-Protocol, over two pipes of its own (never stdin or stdout, which printing
-libraries may close or redirect when the terminal goes away): frames of a 4-byte big-endian
-length and a `marshal`-encoded payload.  The parent sends `(seq, *WireRequest)`
-for each request, and `(operation, *arguments)` for each follow-up result; the
-child reads whatever frames have arrived (a natural batch), commits them,
-answers one frame listing `(seq, id, status, store_error)` for the batch, and
-only then hands the committed events to the printer.  The parent answers each
-HTTP request when its outcome arrives, so an answer always follows its commit.
-While `listen` runs, this child is the store's only writer.  It ignores SIGINT
-and SIGTERM: the parent ends it by closing the request pipe once the last in-flight
-request has been answered.
+It is started like every child of `listen` (`avasam_cli.supervise`), with nothing
+but what Linux, macOS and Windows all have: its settings come first on its standard
+input, which then is its lifeline, and it prints on the standard output it shares
+with the listener.  The requests and their outcomes cross a loopback TCP connection
+that the child opens to its parent and opens with a secret only the two know.
+
+Protocol on that connection: frames of a 4-byte big-endian length and a
+`marshal`-encoded payload.  The child first sends the secret, then a status frame:
+None once the store is open, or why it cannot be opened (then, when it was
+restarted, it tries again every STORE_RETRY seconds).  The parent then sends
+`(seq, *WireRequest)` for each request; the child reads whatever frames have arrived
+(a natural batch), commits them, answers one frame listing
+`(seq, id, status, store_error)` for the batch, and only then hands the committed
+events to the printer.  The parent answers each HTTP request when its outcome
+arrives, so an answer always follows its commit.  While `listen` runs, this child is
+the store's only writer.  It ignores SIGINT and SIGTERM: the parent ends it by
+closing the connection once the last in-flight request has been answered.  A writer
+that dies is restarted by the supervisor; meanwhile requests are answered 503.
 """
 
 from __future__ import annotations
@@ -23,24 +30,33 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
+import hmac
 import marshal
 import os
+import secrets
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avasam_cli.defaults import restart_delay
 from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import DatabaseUrl, StoreLocation, spelled_out
 from avasam_cli.store.events import Event, WireRequest
+from avasam_cli.supervise import (
+    Spawned,
+    Supervisor,
+    Watched,
+    exit_when_stdin_closes,
+    handed_over,
+)
 
 if TYPE_CHECKING:
     from avasam_cli.store.base import EventStore
@@ -50,7 +66,10 @@ STOP_TIMEOUT = 60.0
 REFUSAL_MEMORY = 10.0  # seconds /healthz answers 503 after a failed commit
 # An answer waits at most this long for its commit; then 503, and Avasam retries.
 COMMIT_TIMEOUT = 5.0
-PIPE_SIZE = 1 << 20
+SECRET_SIZE = 32
+STORE_RETRY = 1.0  # seconds between a restarted writer's tries to open an absent store
+ORPHAN_GRACE = 10.0  # seconds a writer whose parent is gone has to finish its commits
+MEANING = "requests are answered 503 (Avasam retries them)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +100,43 @@ def split_frames(buffer: bytearray) -> list[Any]:
     return payloads
 
 
-class _OutcomeReader(asyncio.Protocol):
+class _Link(asyncio.Protocol):
+    """One writer process's connection: the secret first, then status and outcome frames."""
+
     def __init__(self, owner: StoreWriter) -> None:
         self.owner = owner
         self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.trusted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        for batch in split_frames(self.buffer):
-            self.owner._resolve(batch)
+        if not self.trusted:  # anyone on this host may connect: only our child knows it
+            if len(self.buffer) < SECRET_SIZE:
+                return
+            if not hmac.compare_digest(bytes(self.buffer[:SECRET_SIZE]), self.owner.secret):
+                assert self.transport is not None
+                self.transport.close()
+                self.buffer.clear()
+                return
+            del self.buffer[:SECRET_SIZE]
+            self.trusted = True
+        for payload in split_frames(self.buffer):
+            self.owner._received(self, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._lost()
+        if self.trusted:
+            self.owner._lost(self)
 
 
 class StoreWriter:
-    """The parent's side: `record` sends a request to the child and waits for its commit."""
+    """The parent's side: `record` sends a request to the child and waits for its commit.
+
+    The child runs under `supervisor` (the listener's, or one of its own), which says
+    when it dies and starts it again."""
 
     def __init__(
         self,
@@ -106,6 +146,7 @@ class StoreWriter:
         say: Callable[[str], None] | None = None,
         retain: int | None = None,
         plan: Plan | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
@@ -117,18 +158,21 @@ class StoreWriter:
         self.retain = retain
         self.plan = plan
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.secret = secrets.token_bytes(SECRET_SIZE)
+        self._own_supervisor = supervisor is None
+        self.supervisor = supervisor if supervisor is not None else Supervisor(self.say)
         self._sent: collections.deque[tuple[int, float]] = collections.deque()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
-        self._restarts = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._writer: asyncio.WriteTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._port = 0
+        self._watched: Watched | None = None
+        self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
         self._seq = 0
         self._outgoing: list[bytes] = []
-        self._exited = asyncio.Event()
-        self._failure: str | None = None
+        self._failure: str | None = "the store writer is starting"
         self._refused: tuple[float, str] | None = None  # the last batch's commit failed
         self._ready: asyncio.Future[str | None] | None = None
 
@@ -145,58 +189,48 @@ class StoreWriter:
         return self._failure
 
     async def start(self) -> None:
+        """Start the child and wait until it has the store open; StoreError if it cannot."""
         self._loop = loop = asyncio.get_running_loop()
-        self._exited = asyncio.Event()
-        out_fd = os.dup(self.output_fd) if self.output_fd is not None else None
-        requests_read, requests_write = os.pipe()
-        outcomes_read, outcomes_write = os.pipe()
-        for fd in (requests_write, outcomes_read):
-            widen_pipe(fd)
-        child_fds = [requests_read, outcomes_write] + ([out_fd] if out_fd is not None else [])
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own module, no shell
-                [
-                    sys.executable,
-                    "-m",
-                    "avasam_cli.receiver.writer",
-                    _location_argument(self.path),
-                    self.output,
-                    str(out_fd if out_fd is not None else -1),
-                    str(requests_read),
-                    str(outcomes_write),
-                    str(self.retain or 0),
-                    *([self.plan.to_json()] if self.plan else []),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                pass_fds=child_fds,
-                env=_location_environment(self.path),
-            )
-        except BaseException:
-            for fd in (requests_write, outcomes_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in child_fds:
-                os.close(fd)
+        self._server = await loop.create_server(lambda: _Link(self), "127.0.0.1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
         self._ready = loop.create_future()
-        self._writer, _ = await loop.connect_write_pipe(
-            asyncio.Protocol, os.fdopen(requests_write, "wb", buffering=0)
-        )
-        await loop.connect_read_pipe(
-            lambda: _OutcomeReader(self), os.fdopen(outcomes_read, "rb", buffering=0)
-        )
-        problem = await self._ready  # the child's first frame: None, or why it cannot store
+        child = self._spawn(retry=False)
+        while not self._ready.done():
+            await asyncio.wait([self._ready], timeout=0.1)
+            if not self._ready.done() and child.poll() is not None:
+                self._ready.set_result("the store writer exited before it was ready")
+        problem = self._ready.result()
         if problem is not None:
-            await self._stop_child()
+            await loop.run_in_executor(None, child.stop, STOP_TIMEOUT)
+            self._server.close()
             raise StoreError(problem)
-        self._failure = None
-        if self._watchdog is None:
-            self._watchdog = loop.create_task(self._watch_commits())
+        self._watched = self.supervisor.start(
+            "store writer",
+            lambda: self._spawn(retry=True),
+            MEANING,
+            needed=True,
+            stop_wait=STOP_TIMEOUT,
+            started=child,
+        )
+        self._watchdog = loop.create_task(self._watch_commits())
+
+    def _spawn(self, retry: bool) -> Spawned:
+        """A writer process (on the supervisor's thread for a restart): it connects back."""
+        stdout = self.output_fd if self.output_fd is not None else subprocess.DEVNULL
+        child = Spawned([sys.executable, "-m", "avasam_cli.receiver.writer"], stdout=stdout)
+        location = (
+            ("url", spelled_out(self.path))
+            if isinstance(self.path, DatabaseUrl)
+            else ("path", str(self.path))
+        )
+        plan = self.plan.to_json() if self.plan else None
+        settings = (location, self.output, self.retain or 0, plan, self._port, self.secret, retry)
+        child.hand_over(marshal.dumps(settings))
+        return child
 
     async def record(self, request: WireRequest) -> Outcome:
         """Send one request and wait until the child has committed it."""
-        if self._failure is not None or self._writer is None:
+        if self._failure is not None or self._link is None:
             return Outcome(None, request.status, self._failure or "the store is not running")
         loop = asyncio.get_running_loop()
         self._seq += 1
@@ -229,14 +263,27 @@ class StoreWriter:
         self._outgoing.append(data)
 
     def _flush(self) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(b"".join(self._outgoing))
+        link = self._link
+        if link is not None and link.transport is not None and not link.transport.is_closing():
+            link.transport.write(b"".join(self._outgoing))
         self._outgoing.clear()
 
-    def _resolve(self, batch: Any) -> None:
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_result(batch)
+    def _received(self, link: _Link, payload: Any) -> None:
+        if isinstance(payload, list):
+            if link is self._link:
+                self._resolve(payload)
             return
+        # A status: None once the child has the store open, else why it has not.
+        starting = self._ready is not None and not self._ready.done()
+        if payload is None:
+            self._link, self._failure = link, None
+        elif not starting:
+            self._failure = f"the store writer cannot open the store: {payload}"
+        if starting:
+            assert self._ready is not None
+            self._ready.set_result(payload)
+
+    def _resolve(self, batch: list[Any]) -> None:
         refused = None
         for seq, row_id, status, error in batch:
             refused = error or refused
@@ -245,100 +292,51 @@ class StoreWriter:
                 future.set_result(Outcome(row_id, status, error))
         self._refused = (time.monotonic(), refused) if refused else None
 
-    def _lost(self) -> None:
+    def _lost(self, link: _Link) -> None:
+        if link is not self._link:  # one that never had the store open
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result("the store writer exited before it was ready")
+            return
+        self._link = None
         if self._failure is None:
             self._failure = "the store writer stopped"
-        starting = self._ready is not None and not self._ready.done()
-        if starting:
-            assert self._ready is not None
-            self._ready.set_result("the store writer exited before it was ready")
         for future in self._pending.values():
             if not future.done():
                 future.set_result(Outcome(None, "rejected", self._failure))
         self._pending.clear()
-        self._exited.set()
-        if not self._closing and not starting and self._loop is not None:
-            self._writer = None
-            self._loop.create_task(self._restart())
-
-    async def _restart(self) -> None:
-        """A writer that died is reported, and started again with back-off."""
-        process = self._process
-        code = process.poll() if process is not None else None
-        while not self._closing:
-            delay = restart_delay(self._restarts)
-            self._restarts += 1
-            self.say(
-                f"Error: the store writer stopped (exit code {code}); requests are answered "
-                f"503 until it is back (Avasam retries them). Restarting it in {delay:g} s."
-            )
-            await asyncio.sleep(delay)
-            if self._closing:
-                return
-            try:
-                await self.start()
-            except StoreError as error:
-                self._failure = f"the store writer cannot start: {error.message}"
-                continue
-            self.say("The store writer is back: requests are stored and answered again.")
-            return
 
     async def close(self) -> None:
         """Let the child commit what it has, print its summary and exit."""
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self._stop_child()
-
-    async def _stop_child(self) -> None:
-        if self._process is None:
-            return
+        if self._watched is not None:
+            self.supervisor.retire(self._watched)
         self._flush()
-        if self._writer is not None:
-            self._failure = "the store writer is shutting down"
-            self._writer.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._exited.wait(), STOP_TIMEOUT)
-        process = self._process
-        await asyncio.get_running_loop().run_in_executor(None, _wait, process)
-        self._process = None
-
-
-def widen_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe (Linux): large bodies then cross in one write, not sixteen."""
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if set_size is not None:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, set_size, PIPE_SIZE)
-
-
-def _wait(process: subprocess.Popen[bytes]) -> None:
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        link, self._failure = self._link, "the store writer is shutting down"
+        if link is not None and link.transport is not None:
+            link.transport.close()  # the child's end of the requests: it finishes and exits
+        child = self._watched.process if self._watched is not None else None
+        if child is not None:
+            await asyncio.get_running_loop().run_in_executor(None, child.stop, STOP_TIMEOUT)
+        if self._own_supervisor:
+            self.supervisor.stop()
+        if self._server is not None:
+            self._server.close()
 
 
 # --- The child ---------------------------------------------------------------------
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def commit_loop(
     store: EventStore,
     on_committed: Callable[[Sequence[Event]], None],
-    requests: int,
-    outcomes: int,
+    receive: Callable[[int], bytes],
+    send: Callable[[bytes], None],
     plan: Plan | None = None,
 ) -> None:
-    """Read request frames until that pipe closes; commit (each new verified update with
-    the delivery jobs of `plan`), answer, then hand the events on."""
+    """Read request frames until their stream ends; commit (each new verified update
+    with the delivery jobs of `plan`), answer, then hand the events on."""
     buffer = bytearray()
-    while chunk := os.read(requests, 1 << 20):
+    while chunk := receive(1 << 20):
         buffer += chunk
         arrived: list[tuple[int, Event]] = []
         for payload in split_frames(buffer):
@@ -356,8 +354,7 @@ def commit_loop(
                 for event in events:
                     event.store_error = str(error) or type(error).__name__
                     event.id = None  # rolled back: the id may be given to another row
-            answer = frame([(seq, e.id, e.status, e.store_error) for seq, e in received])
-            _write_all(outcomes, answer)
+            send(frame([(seq, e.id, e.status, e.store_error) for seq, e in received]))
             on_committed(events)
 
 
@@ -365,30 +362,32 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# A PostgreSQL URL may hold a password: it reaches the child in its environment, which
-# only its user can read, never on its command line, which every user's `ps` shows.
-_URL_ENV = "AVASAM_WRITER_STORE_URL"
-
-
-def _location_argument(location: StoreLocation) -> str:
-    return f"env:{_URL_ENV}" if isinstance(location, DatabaseUrl) else str(location)
-
-
-def _location_environment(location: StoreLocation) -> dict[str, str] | None:
-    if isinstance(location, DatabaseUrl):
-        return {**os.environ, _URL_ENV: spelled_out(location)}
-    return None
-
-
-def _location_from_argument(argument: str) -> StoreLocation:
-    if argument == f"env:{_URL_ENV}":
-        return DatabaseUrl(os.environ.pop(_URL_ENV))
-    return Path(argument)
-
-
-def worker_main(argv: Sequence[str]) -> int:
-    from avasam_cli.receiver.printer import make_printer
+def _open_when_possible(
+    location: StoreLocation, link: socket.socket, retry: bool
+) -> EventStore | None:
+    """The store, opened for bulk writing, once it can be; each failure is told to the
+    parent.  None: it cannot be (first start), or the parent closed the connection."""
     from avasam_cli.store.base import open_store
+
+    while True:
+        try:
+            return open_store(location, bulk_writer=True)
+        except StoreError as error:
+            link.sendall(frame(error.message))
+            if not retry:
+                return None
+        link.settimeout(STORE_RETRY)  # the parent sends nothing before we are ready
+        try:
+            if not link.recv(1):
+                return None
+        except TimeoutError:
+            pass
+        finally:
+            link.settimeout(None)
+
+
+def worker_main() -> int:
+    from avasam_cli.receiver.printer import make_printer
     from avasam_cli.store.retention import Retention
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -396,20 +395,25 @@ def worker_main(argv: Sequence[str]) -> int:
     # Committing (mostly in SQLite, without the GIL) must get the GIL back quickly from
     # the printing thread: answers wait for commits, nobody waits for the printing.
     sys.setswitchinterval(0.0005)
-    path, mode, fd = _location_from_argument(argv[0]), argv[1], int(argv[2])
-    requests, outcomes, retain = int(argv[3]), int(argv[4]), int(argv[5])
-    plan = Plan.from_json(argv[6]) if len(argv) > 6 else None
-    try:
-        store = open_store(path, bulk_writer=True)
-    except StoreError as error:
-        _write_all(outcomes, frame(error.message))
+    # Our own parent wrote it on a pipe only it holds: safe to unmarshal.
+    settings = marshal.loads(handed_over())  # noqa: S302
+    (kind, spelled), mode, retain, plan_json, port, secret, retry = settings
+    location: StoreLocation = DatabaseUrl(spelled) if kind == "url" else Path(spelled)
+    plan = Plan.from_json(plan_json) if plan_json else None
+    # The connection ends when the parent does; should it not, the lifeline does it.
+    exit_when_stdin_closes(lambda: threading.Timer(ORPHAN_GRACE, os._exit, (0,)).start())
+    link = socket.create_connection(("127.0.0.1", port))
+    link.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    link.sendall(secret)
+    store = _open_when_possible(location, link, retry)
+    if store is None:
         return 1
-    _write_all(outcomes, frame(None))  # ready
-    printer = make_printer(mode, fd)
-    retention = Retention(path, retain, _say) if retain else None
+    link.sendall(frame(None))  # ready
+    printer = make_printer(mode, sys.stdout.fileno())
+    retention = Retention(location, retain, _say) if retain else None
     try:
         shown = printer if printer is not None else lambda _: None
-        commit_loop(store, shown, requests, outcomes, plan)
+        commit_loop(store, shown, link.recv, link.sendall, plan)
     finally:
         if retention is not None:
             retention.close()
@@ -421,4 +425,4 @@ def worker_main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))
+    sys.exit(worker_main())
