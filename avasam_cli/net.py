@@ -5,11 +5,15 @@ from __future__ import annotations
 import errno
 import re
 import socket
+import sys
 from urllib.parse import urlsplit
 
 from avasam_cli.errors import UsageError
 
 # Hosts meaning "every interface": bound as they are, reached through loopback.
+# Only Linux's kernel spreads new connections among the sockets sharing a port
+# (SO_REUSEPORT); macOS gives them all to one, Windows has no such option.
+SHARED_PORTS_BALANCED = sys.platform == "linux"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - we only compare with them
 
 
@@ -128,9 +132,12 @@ def bind(
             f"cannot listen on host {host!r}: {error.strerror}; try --host 127.0.0.1"
         ) from None
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if sys.platform == "win32":  # there SO_REUSEADDR would let another program take it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+    else:  # a restart may bind at once, with the last run's connections in TIME_WAIT
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,8 @@ def write_secret_file(path: Path, content: str) -> None:
     ensure_private_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, SECRET_FILE_MODE)
+        if sys.platform != "win32":  # there the folder's ACL keeps it private
+            os.fchmod(fd, SECRET_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
             handle.flush()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import signal
 import struct
@@ -25,8 +26,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from avasam_cli.defaults import restart_delay
@@ -147,9 +149,18 @@ class Watched:
 class Supervisor:
     """Starts, watches, restarts and stops the children of one `listen`."""
 
-    def __init__(self, say: Say, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        say: Say,
+        clock: Callable[[], float] = time.monotonic,
+        publish: Path | None = None,
+    ) -> None:
+        """`publish`: a file the states are written to whenever they change, for the
+        other receiver processes' /healthz (`Published`)."""
         self.say = say
         self.clock = clock
+        self.publish = publish
+        self._published = ""
         self.children: list[Watched] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -184,6 +195,29 @@ class Supervisor:
     def _watch(self) -> None:
         while not self._stopping.wait(POLL) and not self._unwatched.is_set():
             self.check()
+            if self.publish is not None:
+                self._write_states(self.publish)
+
+    def _write_states(self, path: Path) -> None:
+        """The states, with wall-clock times (other processes read them), when changed."""
+        offset = time.time() - self.clock()
+        with self._lock:
+            records = {
+                child.name: {
+                    "state": child.state, "restarts": child.restarts, "needed": child.needed,
+                    "meaning": child.meaning,
+                    "down_since": None if child.down_since is None else child.down_since + offset,
+                }
+                for child in self.children
+            }  # fmt: skip
+        text = json.dumps(records, sort_keys=True)
+        if text == self._published:
+            return
+        with contextlib.suppress(OSError):  # /healthz of the others is all it costs
+            written = path.with_suffix(".new")
+            written.write_text(text, encoding="utf-8")
+            os.replace(written, path)  # whole: a reader never sees half of it
+            self._published = text
 
     def check(self) -> None:
         """One look at every child: a death is said, a restart that is due is made."""
@@ -254,34 +288,22 @@ class Supervisor:
         if child.on_restart is not None:
             child.on_restart()
 
+    def _records(self) -> list[Record]:
+        with self._lock:
+            return [
+                Record(child.name, child.state, child.restarts, child.needed, child.meaning,
+                       child.down_since)
+                for child in self.children
+            ]  # fmt: skip
+
     def states(self) -> dict[str, dict[str, Any]]:
         """Each child's state and restarts, for /healthz."""
-        now = self.clock()
-        with self._lock:
-            return {
-                child.name: {
-                    "state": child.state,
-                    "restarts": child.restarts,
-                    **(
-                        {"down_seconds": round(now - child.down_since, 1)}
-                        if child.down_since is not None
-                        else {}
-                    ),
-                }
-                for child in self.children
-            }
+        return states_of(self._records(), self.clock())
 
     def trouble(self) -> str | None:
         """Why the listener cannot keep its promises now: a needed child down for more
         than DOWN_GRACE seconds (or left down).  None: all well."""
-        now = self.clock()
-        with self._lock:
-            for child in self.children:
-                if not child.needed or child.down_since is None:
-                    continue
-                if child.state == "down" or now - child.down_since > DOWN_GRACE:
-                    return f"the {child.name} is down: {child.meaning}"
-        return None
+        return trouble_of(self._records(), self.clock())
 
     def retire(self, child: Watched) -> None:
         """No more looks at `child`: its owner is stopping it (the store writer, which
@@ -307,6 +329,72 @@ class Supervisor:
             killed = child.process is not None and child.process.stop(child.stop_wait)
             if killed and child.killed_note is not None:
                 self.say(child.killed_note)
+        if self.publish is not None:
+            self.publish.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One child's state, as /healthz tells it (`down_since` on the reader's clock)."""
+
+    name: str
+    state: str
+    restarts: int
+    needed: bool
+    meaning: str
+    down_since: float | None
+
+
+def states_of(records: Iterable[Record], now: float) -> dict[str, dict[str, Any]]:
+    return {
+        record.name: {
+            "state": record.state,
+            "restarts": record.restarts,
+            **(
+                {"down_seconds": round(now - record.down_since, 1)}
+                if record.down_since is not None
+                else {}
+            ),
+        }
+        for record in records
+    }
+
+
+def trouble_of(records: Iterable[Record], now: float) -> str | None:
+    for record in records:
+        if not record.needed or record.down_since is None or record.state == "stopped":
+            continue
+        if record.state == "down" or now - record.down_since > DOWN_GRACE:
+            return f"the {record.name} is down: {record.meaning}"
+    return None
+
+
+class Published:
+    """The states another process's supervisor publishes (an extra receiver process
+    reads the listener's), with the same `states` and `trouble` as a Supervisor;
+    `leave_out`: names this process answers for itself (its own store writer)."""
+
+    def __init__(self, path: Path, leave_out: Iterable[str] = ()) -> None:
+        self.path = path
+        self.leave_out = frozenset(leave_out)
+
+    def _records(self) -> list[Record]:
+        try:
+            found = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet, or the listener is stopping
+            return []
+        return [
+            Record(name, value["state"], value["restarts"], value["needed"], value["meaning"],
+                   value["down_since"])
+            for name, value in found.items()
+            if name not in self.leave_out
+        ]  # fmt: skip
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        return states_of(self._records(), time.time())
+
+    def trouble(self) -> str | None:
+        return trouble_of(self._records(), time.time())
 
 
 def handed_over() -> bytes:
@@ -359,22 +447,36 @@ GUARD_STOP_WAIT = 5.0
 
 def guard_main(argv: Sequence[str]) -> int:
     """`python -m avasam_cli.supervise TOOL [ARGS...]`: run a tool that may start
-    processes of its own (a tunnel tool), in a group of its own, and end that whole
-    group when we are asked to stop or our parent is gone (its stdin lifeline closed, or
-    on Linux the parent-death signal): no grandchild outlives the listener."""
+    processes of its own (a tunnel tool) and end all of them when we are asked to stop
+    or our parent is gone (its stdin lifeline closed, or on Linux the parent-death
+    signal): no grandchild outlives the listener.
+
+    The listener starts us in a process group of our own, and the tool stays in it:
+    whoever ends that group (we, or the listener when we die, even by SIGKILL) ends the
+    tool and everything it started."""
     done = threading.Event()
+    parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener stops us, in turn
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     exit_when_stdin_closes(done.set)
     try:
-        tool = Spawned(argv, own_group=True)
+        tool = Spawned(argv)
     except OSError as error:
         print(f"cannot start {argv[0]}: {error.strerror or error}", flush=True)
         return 127
     while not done.wait(POLL):
         if tool.poll() is not None:
             break
-    tool.stop(GUARD_STOP_WAIT)
+    if sys.platform == "win32":
+        tool.stop(GUARD_STOP_WAIT)
+    else:
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGTERM)  # the tool and what it started; us: `done`
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            tool.process.wait(GUARD_STOP_WAIT)
+        if os.getppid() != parent:  # nobody is left to end the group after us
+            os.killpg(0, signal.SIGKILL)
+        tool.stop(0)
     code = tool.poll() or 0
     return code if code >= 0 else 128 - code
 

@@ -1,10 +1,10 @@
 """`listen --tunnel`: drive cloudflared or ngrok to give the webhook port a public HTTPS URL.
 
-The tool runs as a child in a session of its own, started (and restarted with
-back-off) by one supervisor thread.  On Linux the child also gets SIGTERM when
-that thread's process dies, even by `kill -9`, so no tunnel outlives its
-listener.  Everything the tool prints is kept (the last lines) for error
-messages, and scanned for its public URL.
+The tool runs under a guard of ours (`python -m avasam_cli.supervise`), which gives it a
+group of its own and ends that whole group, the tool's own children too, when the
+listener stops or dies.  Once it has a public URL, the listener's supervisor watches it
+and restarts it with back-off like every child.  Everything the tool prints is kept
+(the last lines) for error messages, and scanned for its public URL.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from avasam_cli.defaults import DEFAULT_TUNNEL_TIMEOUT, restart_delay
+from avasam_cli.defaults import DEFAULT_TUNNEL_TIMEOUT
 from avasam_cli.errors import UsageError
+from avasam_cli.supervise import Spawned
 
 TOOLS = ("cloudflared", "ngrok")
 LOG_LINES_KEPT = 12
@@ -131,32 +132,34 @@ def tool_version(name: str) -> str | None:
 
 @dataclass
 class Tunnel:
-    """A supervised tunnel process pointing at the webhook port."""
+    """A tunnel tool pointing at the webhook port: `start` runs the first one; `spawn`
+    runs each (the supervisor's restarts), reading what it prints on a thread."""
 
     tool: Tool
     executable: str
     port: int
     extra_args: Sequence[str] = ()
-    say: Say = print
     on_new_url: Callable[[str], None] | None = None
     url: str | None = None
+    first: Spawned | None = None
     log: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=50))
-    _process: subprocess.Popen[str] | None = None
     _failure: str | None = None
     _first_url: threading.Event = field(default_factory=threading.Event)
-    _stopping: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, timeout: float = DEFAULT_TUNNEL_TIMEOUT) -> str:
         """Start the tool and wait for its public URL; UsageError (exit 2) when none comes."""
-        self._thread = threading.Thread(target=self._supervise, name="avasam-tunnel", daemon=True)
-        self._thread.start()
-        self._first_url.wait(timeout)
+        try:
+            self.first = self.spawn()
+        except OSError as error:
+            self._failure = f"it could not be started ({error.strerror or error})"
+        else:
+            self._first_url.wait(timeout)
         if self.url is not None:
             return self.url
         problem = self._failure or f"no public URL appeared within {timeout:g} s"
-        self.stop()
+        if self.first is not None:
+            self.first.stop(STOP_GRACE_SECONDS + 1)
         raise UsageError(
             f"{self.tool.name} did not give a public URL: {problem}.\n"
             f"Its last lines:\n{self.last_lines()}"
@@ -166,56 +169,20 @@ class Tunnel:
         lines = list(self.log)[-LOG_LINES_KEPT:]
         return "\n".join(f"    {line}" for line in lines) or "    (nothing)"
 
-    def _spawn(self) -> subprocess.Popen[str]:
-        # Under a guard of ours (`avasam_cli.supervise`), which runs the tool in a group
-        # of its own and ends that whole group, the tool's own children too, when we stop
-        # or die: its standard input is the lifeline.
+    def spawn(self) -> Spawned:
+        """The tool, under the guard, its output read on a thread of its own."""
         command = self.tool.command(self.executable, self.port, self.extra_args)
         argv = [sys.executable, "-m", "avasam_cli.supervise", *command]
-        if sys.platform == "win32":
-            return subprocess.Popen(  # noqa: S603 - the tool found on PATH, our arguments
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, errors="replace", creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
-            )  # fmt: skip
-        return subprocess.Popen(  # noqa: S603 - the tool found on PATH, our arguments
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace",
-            start_new_session=True,  # its own group: Ctrl-C reaches us, and we stop it
-        )  # fmt: skip
+        child = Spawned(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, own_group=True)
+        reader = threading.Thread(target=self._read, args=(child,), name="avasam-tunnel")
+        reader.daemon = True
+        reader.start()
+        return child
 
-    def _supervise(self) -> None:
-        restarts = 0
-        while not self._stopping.is_set():
-            try:
-                self._process = process = self._spawn()
-            except OSError as error:
-                self._failure = f"it could not be started ({error.strerror or error})"
-                self._first_url.set()
-                return
-            started = time.monotonic()
-            self._read(process)
-            code = process.wait()
-            if self._stopping.is_set():
-                return
-            if self.url is None or self._failure is not None:
-                self._failure = self._failure or f"it exited with code {code}"
-                self._first_url.set()
-                return
-            if time.monotonic() - started > 60:
-                restarts = 0  # it ran well for a while: start the back-off again
-            delay = restart_delay(restarts)
-            restarts += 1
-            self.say(
-                f"Warning: the {self.tool.name} tunnel exited (code {code}); "
-                f"restarting it in {delay:g} s"
-            )
-            if self._stopping.wait(delay):
-                return
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip()
+    def _read(self, child: Spawned) -> None:
+        assert child.process.stdout is not None
+        for raw in child.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
             self.log.append(line)
             fatal = self.tool.fatal(line)
             if fatal is not None and self.url is None:
@@ -226,10 +193,13 @@ class Tunnel:
                 self._announce(url)
             agent = self.tool.agent_api(line)
             if agent is not None:  # the log may not say the URL: ask the agent too
-                threading.Thread(target=self._ask_agent, args=(agent,), daemon=True).start()
+                threading.Thread(target=self._ask_agent, args=(agent, child), daemon=True).start()
+        if self.url is None:  # it ended before it gave a URL
+            self._failure = self._failure or f"it exited with code {child.process.wait()}"
+            self._first_url.set()
 
-    def _ask_agent(self, address: str) -> None:
-        url = _url_from_agent(address, self._stopping)
+    def _ask_agent(self, address: str, child: Spawned) -> None:
+        url = _url_from_agent(address, lambda: child.poll() is None)
         if url is not None and self.url is None:
             self._announce(url)
 
@@ -241,30 +211,13 @@ class Tunnel:
         elif url != previous and self.on_new_url is not None:
             self.on_new_url(url)
 
-    def stop(self) -> None:
-        """Stop the tool (SIGTERM to its group, then SIGKILL) and the supervision."""
-        self._stopping.set()
-        process = self._process
-        if process is not None and process.poll() is None:
-            if process.stdin is not None:  # the guard ends the tool's whole group
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
-            process.terminate()
-            try:
-                process.wait(STOP_GRACE_SECONDS + 1)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._thread is not None:
-            self._thread.join(STOP_GRACE_SECONDS)
 
-
-def _url_from_agent(address: str, stopping: threading.Event, tries: int = 40) -> str | None:
+def _url_from_agent(address: str, running: Callable[[], bool], tries: int = 40) -> str | None:
     """The first HTTPS public URL ngrok's agent API lists (it may take a moment to appear)."""
     import httpx
 
     for _ in range(tries):
-        if stopping.is_set():
+        if not running():
             return None
         with contextlib.suppress(httpx.HTTPError, ValueError):
             tunnels = httpx.get(f"{address}/api/tunnels", timeout=2).json().get("tunnels", [])
@@ -272,5 +225,5 @@ def _url_from_agent(address: str, stopping: threading.Event, tries: int = 40) ->
                 url = tunnel.get("public_url", "")
                 if isinstance(url, str) and url.startswith("https://"):
                     return url
-        stopping.wait(0.25)
+        time.sleep(0.25)
     return None

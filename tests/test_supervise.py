@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -130,3 +132,185 @@ def test_a_child_that_keeps_crashing_is_left_down_and_named(tmp_path: Path) -> N
         assert waits == ["1 s.", "2 s.", "5 s.", "10 s."]  # backing off
     finally:
         supervisor.stop()
+
+
+class Load:
+    """Webhooks posted one after another from a thread, each with a request id of its
+    own, until stopped; what each got (its status, or None for no answer) is kept."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.answers: dict[str, int | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            request_id = f"load-{number}"
+            try:
+                self.answers[request_id] = _post(self.url, request_id)
+            except httpx.HTTPError:  # a killed receiver process's connection
+                self.answers[request_id] = None
+
+    def answered(self) -> set[str]:
+        return {rid for rid, status in list(self.answers.items()) if status == 200}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _one_child(listener: ListenProcess, marker: str) -> int:
+    """The pid of the listener's one child whose command line holds `marker`."""
+    found: list[int] = []
+
+    def there() -> bool:
+        found[:] = _children_of(listener.process.pid, _processes(), marker)
+        return len(found) == 1
+
+    wait_for(there, 15, f"one child running {marker!r}")
+    return found[0]
+
+
+def _health(url: str) -> tuple[int, dict[str, object]]:
+    with contextlib.suppress(httpx.HTTPError):
+        answer = httpx.get(f"{url}/healthz", timeout=5)
+        return answer.status_code, answer.json()
+    return 0, {}
+
+
+def test_each_child_killed_under_load_is_said_restarted_and_nothing_is_lost(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """Under a steady load on `listen --json --workers 2 --tunnel --forward-to` with the
+    inspector, kill -9 of each child in turn: each death is one line saying what it
+    means, each child is back; /healthz answers 503 naming the writer while it is
+    down, and 200 again; every update answered 200 is stored, printed once and reaches
+    the shop."""
+    import json
+
+    from tests.helpers import free_port, store_rows
+    from tests.tunnel_stubs import stub_env
+
+    shop = RecordingShop()
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN, **stub_env(tmp_path)}
+    listener = ListenProcess(isolated_home, "--json", "--workers", "2", "--tunnel",
+                             "cloudflared", "--inspect-port", str(free_port()),
+                             "--forward-to", shop.url, env=env)  # fmt: skip
+
+    def said(text: str) -> bool:  # however the console wrapped it
+        return text in " ".join(listener.captured["err"].decode(errors="replace").split())
+
+    load = Load(listener.url)
+    try:
+        wait_for(lambda: len(load.answered()) >= 20, 20, "the load answered")
+        for name, marker in [
+            ("store writer", "avasam_cli.receiver.writer"),
+            ("delivery runner", "deliveries run"),
+            ("printer", "_children printer"),
+            ("inspector", " inspect "),
+            ("receiver process 2", "_children worker"),
+            ("cloudflared tunnel", "avasam_cli.supervise"),
+        ]:
+            os.kill(_one_child(listener, marker), signal.SIGKILL)
+            death = f"the {name} stopped (killed by SIGKILL)"
+            wait_for(lambda: said(death), 10, f"the {name}'s death said")  # noqa: B023
+            if name == "store writer":  # either process may answer: the first names it
+                wait_for(lambda: _health(listener.url)[0] == 503, 10, "/healthz 503")
+                _, health = _health(listener.url)
+                assert "store writer" in str(health.get("reason")), health
+            back = f"The {name} is back (restart 1)."
+            wait_for(lambda: said(back), 20, f"the {name} back")  # noqa: B023
+            before = len(load.answered())
+            wait_for(lambda: len(load.answered()) > before + 5, 20, "answering")  # noqa: B023
+        wait_for(lambda: _health(listener.url)[0] == 200, 20, "/healthz 200 again")
+    finally:
+        load.stop()
+    answered = load.answered()
+    delivered: set[str] = set()
+
+    def all_delivered() -> bool:
+        delivered.update(json.loads(body)["requestId"] for _, body in shop.received)
+        return answered <= delivered
+
+    try:
+        wait_for(all_delivered, 60, "every answered update at the shop")
+    finally:
+        code, out, stderr = listener.stop()
+        shop.close()
+    assert code == 0, stderr
+    stored = {row["request_id"] for row in store_rows(isolated_home / "data" / "events.sqlite3")}
+    assert answered <= stored
+    printed = [json.loads(line)["requestId"] for line in out.splitlines()]
+    assert len(printed) == len(set(printed)), "a row was printed twice"
+    assert answered <= set(printed), sorted(answered - set(printed))[:5]
+    for meaning in [
+        "requests are answered 503 (Avasam retries them)",
+        "forwards and acknowledgements wait in the outbox",
+        "requests are stored and answered, but not printed",
+        "the inspector page does not answer",
+        "its connections go to the other receiver processes",
+        "Avasam cannot reach the listener at its public URL",
+    ]:
+        assert said(f"{meaning} until it is back."), meaning
+    assert said("Child processes restarted while listening: 6.")
+
+
+def test_postgresql_restarted_under_workers_and_forwarding(
+    tmp_path: Path, postgres_server: Any
+) -> None:
+    """A real PostgreSQL stopped and started again under `listen --json --workers 2
+    --forward-to` and load: /healthz answers 503 saying why meanwhile, and 200 after;
+    deliveries resume and the printer goes on: every update answered 200 is stored,
+    printed once and reaches the shop, and nothing died with a traceback."""
+    import json
+
+    from avasam_cli.paths import DatabaseUrl
+    from tests.helpers import store_rows
+
+    shop = RecordingShop()
+    store = postgres_server.fresh_schema()
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN, "AVASAM_STORE": store}
+    listener = ListenProcess(
+        tmp_path / "home", "--json", "--workers", "2", "--forward-to", shop.url, env=env
+    )
+    load = Load(listener.url)
+    try:
+        wait_for(lambda: len(load.answered()) >= 20, 20, "the load answered")
+        postgres_server.stop()
+        try:
+            wait_for(lambda: _health(listener.url)[0] == 503, 15, "/healthz 503")
+            assert "store" in str(_health(listener.url)[1].get("reason", "store"))
+            refused = sum(1 for status in list(load.answers.values()) if status != 200)
+            more = lambda: sum(1 for s in list(load.answers.values()) if s != 200)  # noqa: E731
+            wait_for(lambda: more() >= refused + 10, 30, "requests refused while it is away")
+        finally:
+            postgres_server.start()
+        before = len(load.answered())
+        wait_for(lambda: len(load.answered()) > before + 20, 30, "answering again")
+        wait_for(lambda: _health(listener.url)[0] == 200, 30, "/healthz 200 again")
+    finally:
+        load.stop()
+    answered = load.answered()
+    delivered: set[str] = set()
+
+    def all_delivered() -> bool:
+        delivered.update(json.loads(body)["requestId"] for _, body in shop.received)
+        return answered <= delivered
+
+    try:
+        wait_for(all_delivered, 60, "every answered update at the shop")
+    finally:
+        code, out, err = listener.stop()
+        shop.close()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert answered <= {row["request_id"] for row in store_rows(DatabaseUrl(store))}
+    printed = [json.loads(line)["requestId"] for line in out.splitlines()]
+    assert len(printed) == len(set(printed)), "a row was printed twice"
+    assert answered <= set(printed)

@@ -83,7 +83,8 @@ def test_restart_prints_the_new_urls(isolated_home: Path, tmp_path: Path) -> Non
     assert wait_for(lambda: b"stub-2-words" in listener.captured["err"])
     code, _, err = listener.stop()
     assert code == 0, err
-    assert "tunnel exited (code 1); restarting it" in err
+    assert "the cloudflared tunnel stopped (exit code 1): Avasam cannot reach" in err
+    assert "Restarting it in 1 s." in err and "The cloudflared tunnel is back" in err
     assert "paste these into Avasam again" in err
     assert "https://stub-2-words.trycloudflare.com/webhooks/price" in err
 

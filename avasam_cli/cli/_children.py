@@ -4,8 +4,8 @@ what they commit.
 
 Each is a new Python process (`subprocess`, never a fork or an inherited descriptor),
 so Linux, macOS and Windows run the same code.  Its standard input is its lifeline.
-An extra worker reads its settings from that pipe first (a length-prefixed pickle from
-its own parent), then watches it like the others.
+An extra worker reads its settings from that pipe first (a pickle from its own
+parent), then watches it like the others.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ import contextlib
 import os
 import pickle
 import signal
-import struct
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from avasam_cli.supervise import Spawned, Supervisor, exit_when_stdin_closes
+from avasam_cli.supervise import Spawned, Supervisor, exit_when_stdin_closes, handed_over
 
 if TYPE_CHECKING:
     from avasam_cli.cli._serve import ListenOptions
     from avasam_cli.config import Settings
     from avasam_cli.receiver.app import ReceiverSettings
     from avasam_cli.store.base import EventStore
+    from avasam_cli.store.events import Event
 
-SETTINGS_SIZE = struct.Struct(">I")
 PRINTER_BATCH = 500
 PRINTER_WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
 
@@ -76,21 +75,27 @@ def start_inspector(
     )
 
 
+def published_states() -> Path:
+    """Where the listener's supervisor publishes its children's states for the other
+    receiver processes' /healthz."""
+    from avasam_cli.paths import ensure_private_dir, locations
+
+    return ensure_private_dir(locations().cache_dir) / f"listen-{os.getpid()}-children.json"
+
+
 def start_workers(
     supervisor: Supervisor, options: ListenOptions, receiver: ReceiverSettings
 ) -> None:
     """`--workers N`: N - 1 more receivers, each on a socket of its own bound to the
     listener's port (SO_REUSEPORT: the kernel hands each connection to one of them)."""
-    from avasam_cli.cli._serve import GRACEFUL_SHUTDOWN_SECONDS
+    from avasam_cli.cli._uvicorn import GRACEFUL_SHUTDOWN_SECONDS
 
-    settings = pickle.dumps((options, receiver))
+    settings = pickle.dumps((options, receiver, supervisor.publish))
 
     def start() -> Spawned:
         child = Spawned([sys.executable, "-m", "avasam_cli.cli._children", "worker"],
                         with_store())  # fmt: skip
-        assert child.process.stdin is not None
-        child.process.stdin.write(SETTINGS_SIZE.pack(len(settings)) + settings)
-        child.process.stdin.flush()
+        child.hand_over(settings)
         return child
 
     for number in range(2, options.workers + 1):
@@ -112,7 +117,7 @@ def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
 
     def start() -> Spawned:
         try:
-            shown = int(progress.read_text(encoding="ascii"))
+            shown = int(progress.read_bytes() or after)
         except (FileNotFoundError, ValueError):
             shown = after
         argv = [sys.executable, "-m", "avasam_cli.cli._children", "printer", str(shown), mode,
@@ -129,18 +134,22 @@ def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
 
 # --- In the child ---------------------------------------------------------------------
 def _worker() -> None:
-    from avasam_cli.cli._serve import delivery_plan, uvicorn_server
+    from avasam_cli.cli._serve import delivery_plan
+    from avasam_cli.cli._uvicorn import uvicorn_server
     from avasam_cli.net import bind
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import create_app
+    from avasam_cli.receiver.writer import STORE_WRITER
+    from avasam_cli.supervise import Published
 
-    stdin = sys.stdin.buffer
-    (size,) = SETTINGS_SIZE.unpack(stdin.read(SETTINGS_SIZE.size))
     # Our own parent wrote it on a pipe only it holds: safe to unpickle.
-    options, receiver = pickle.loads(stdin.read(size))  # noqa: S301
+    options, receiver, published = pickle.loads(handed_over())  # noqa: S301
     sock = bind(options.host, options.port, shared=True)
     sock.listen(2048)
-    app = create_app(receiver, locations().store_file, plan=delivery_plan(options))
+    elsewhere = Published(published, leave_out={STORE_WRITER}) if published else None
+    app = create_app(
+        receiver, locations().store_file, plan=delivery_plan(options), elsewhere=elsewhere
+    )
     server = uvicorn_server(app, options, receiver)
 
     def stop() -> None:
@@ -163,7 +172,15 @@ def _printer(after: int, mode: str, progress: Path) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     exit_when_stdin_closes(stopping.set)
-    printer = make_printer(mode, sys.stdout.fileno())
+    # The last row printed (not only read): a restart goes on after it.  Rewritten in
+    # place, two calls, so a kill -9 between printing and noting is unlikely to matter.
+    noted = os.open(progress, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def note(events: Sequence[Event]) -> None:
+        os.lseek(noted, 0, os.SEEK_SET)
+        os.write(noted, b"%20d" % (events[-1].id or 0))
+
+    printer = make_printer(mode, sys.stdout.fileno(), note)
     last = after
 
     def show_new(reader: EventStore) -> None:
@@ -172,9 +189,6 @@ def _printer(after: int, mode: str, progress: Path) -> None:
             if printer is not None:
                 printer(rows)
             last = rows[-1].id or last
-            noted = progress.with_suffix(".new")  # replaced whole: never half a number
-            noted.write_text(str(last), encoding="ascii")
-            os.replace(noted, progress)
 
     reader: EventStore | None = None
     while not stopping.is_set():
@@ -194,9 +208,10 @@ def _printer(after: int, mode: str, progress: Path) -> None:
         with contextlib.suppress(StoreError):
             show_new(reader)
         reader.close()
-    progress.unlink(missing_ok=True)
     if printer is not None:
         print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
+    os.close(noted)
+    progress.unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str]) -> int:

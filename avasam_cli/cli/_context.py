@@ -150,8 +150,13 @@ def read_stdin_values(given: Mapping[str, str | None], stdin: TextIO) -> dict[st
 def read_unechoed(prompt: str, terminal: TextIO) -> str:
     """A line typed at `terminal` (standard input) without echo, after `prompt` on stderr.
 
-    Not getpass: it reads /dev/tty, which need not be the terminal on standard input.
+    Not getpass on POSIX: it reads /dev/tty, which need not be the terminal on standard
+    input.  On Windows getpass reads the console, which is that terminal.
     """
+    if sys.platform == "win32":
+        import getpass
+
+        return getpass.getpass(prompt, sys.stderr) + "\n"
     import termios
 
     descriptor = terminal.fileno()

@@ -235,6 +235,7 @@ def listen(
         ),
     )  # fmt: skip
     check_paths(options.paths)
+    check_workers(options.workers)
     if options.tunnel is not None:
         from avasam_cli.tunnel import find_tool
 
@@ -253,6 +254,20 @@ def listen(
         **token_settings(resolved, config),
     )
     serve(options, receiver, resolved, where)
+
+
+def check_workers(workers: int) -> None:
+    """`--workers N` only where the kernel spreads connections among them (Linux)."""
+    from avasam_cli.errors import UsageError
+    from avasam_cli.net import SHARED_PORTS_BALANCED
+
+    if workers > 1 and not SHARED_PORTS_BALANCED:
+        raise UsageError(
+            f"--workers {workers} needs Linux, whose kernel spreads new connections among "
+            f"processes sharing a port; on {sys.platform} one of them would get them all. "
+            "Run one `avasam listen` per host (without --workers) behind a load balancer, "
+            "all on one PostgreSQL store (see Deployment in the README)"
+        )
 
 
 def token_settings(resolved: "Settings", config: "ConfigFile") -> dict[str, Any]:

@@ -50,7 +50,7 @@ from avasam_cli.webhooks.kinds import STRAY_KIND
 from avasam_cli.webhooks.verify import verify_rolling
 
 if TYPE_CHECKING:
-    from avasam_cli.supervise import Supervisor
+    from avasam_cli.supervise import Published, Supervisor
 
 
 @dataclass(frozen=True)
@@ -285,6 +285,7 @@ def create_app(
     retain: int | None = None,
     on_token_change: Callable[[Rolling], None] | None = None,
     children: Supervisor | None = None,
+    elsewhere: Published | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
@@ -292,7 +293,9 @@ def create_app(
     the delivery jobs of `plan`; `on_ready` is called once everything has started.  With
     `settings.follow_profile`, a change of the profile's verification token (a rotation)
     is taken up within about a second, and `on_token_change` hears of it.  `/healthz`
-    names the `children` (the supervisor's) and their states."""
+    names the `children` (the supervisor's, which then runs the store writer too) and
+    their states; an extra receiver process adds those its listener publishes
+    (`elsewhere`)."""
     store = StoreWriter(
         store_path, output, output_fd, retain=retain, plan=plan, supervisor=children
     )
@@ -300,8 +303,11 @@ def create_app(
     async def health(_: Request) -> Response:
         """200 while the promises hold; 503 with the reason while requests cannot be
         stored, or a child they depend on (the runner) has been down too long."""
-        states = store.supervisor.states()
-        trouble = store.failure or store.supervisor.trouble()
+        own = store.supervisor
+        states = (elsewhere.states() if elsewhere is not None else {}) | own.states()
+        trouble = store.failure or own.trouble()
+        if trouble is None and elsewhere is not None:
+            trouble = elsewhere.trouble()
         if trouble is not None:
             return JSONResponse(
                 {"status": "unavailable", "reason": trouble, "version": __version__,

@@ -10,7 +10,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from avasam_cli import output
 from avasam_cli.store.events import Event
@@ -34,8 +34,14 @@ class BackgroundPrinter:
     MAX_UNPRINTED = 1000
     BEHIND = 8  # batches waiting: from here on, leave out the item tables to catch up
 
-    def __init__(self, printer: output.EventPrinter) -> None:
+    def __init__(
+        self,
+        printer: output.EventPrinter,
+        on_printed: Callable[[Sequence[Event]], None] | None = None,
+    ) -> None:
+        """`on_printed`: told of each batch once it is out (or given up), on the thread."""
         self.printer = printer
+        self.on_printed = on_printed
         self.batches: queue.Queue[Sequence[Event] | None] = queue.Queue(self.MAX_UNPRINTED)
         self.committed = 0
         self.printed = 0
@@ -73,6 +79,8 @@ class BackgroundPrinter:
                 continue
             else:
                 self.printed += len(events)
+            if self.on_printed is not None:
+                self.on_printed(events)
 
     def close(self, timeout: float) -> str:
         """Print what is waiting (for at most `timeout` seconds); return the summary."""
@@ -87,12 +95,14 @@ class BackgroundPrinter:
         return summary
 
 
-def make_printer(mode: str, fd: int) -> BackgroundPrinter | None:
+def make_printer(
+    mode: str, fd: int, on_printed: Callable[[Sequence[Event]], None] | None = None
+) -> BackgroundPrinter | None:
     """The printer for `listen`'s output mode, writing to `fd`; None when nothing prints."""
     if mode == "none" or fd < 0:
         return None
     if mode == "json":
-        return BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")))
+        return BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")), on_printed)
     from rich.console import Console
 
     # Block-buffered, flushed once per event (see HumanEventPrinter): large enough for
@@ -102,5 +112,6 @@ def make_printer(mode: str, fd: int) -> BackgroundPrinter | None:
         output.HumanEventPrinter(
             Console(file=text, highlight=False, soft_wrap=False),
             Console(stderr=True, highlight=False, soft_wrap=False),
-        )
+        ),
+        on_printed,
     )

@@ -69,6 +69,7 @@ COMMIT_TIMEOUT = 5.0
 SECRET_SIZE = 32
 STORE_RETRY = 1.0  # seconds between a restarted writer's tries to open an absent store
 ORPHAN_GRACE = 10.0  # seconds a writer whose parent is gone has to finish its commits
+STORE_WRITER = "store writer"  # its name in messages and /healthz
 MEANING = "requests are answered 503 (Avasam retries them)"
 
 
@@ -205,7 +206,7 @@ class StoreWriter:
             self._server.close()
             raise StoreError(problem)
         self._watched = self.supervisor.start(
-            "store writer",
+            STORE_WRITER,
             lambda: self._spawn(retry=True),
             MEANING,
             needed=True,

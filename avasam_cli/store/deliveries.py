@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol
 
 from avasam_cli.delivery.outbox import FORWARD
+from avasam_cli.processes import process_alive
 
 
 def runner_name() -> str:
@@ -24,12 +25,8 @@ def gone_runners(claimants: Iterable[str | None]) -> list[str]:
         name, _, pid = (claimant or "").rpartition(":")
         if name != host or not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not process_alive(int(pid)):
             gone.append(f"{name}:{pid}")
-        except PermissionError:  # alive, another user's
-            continue
     return gone
 
 
