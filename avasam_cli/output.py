@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from avasam_cli.store.events import is_test_event
@@ -215,6 +215,11 @@ class EventPrinter:
         for event in events:
             key = "not stored" if event.store_error else event.status
             self.counts[key] = self.counts.get(key, 0) + 1
+
+    def count_earlier(self, counts: Mapping[str, int]) -> None:
+        """What an earlier printer of this run counted (restarted: the summary is whole)."""
+        for key, count in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
 
     def summary(self) -> str:
         if not self.counts:

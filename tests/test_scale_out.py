@@ -326,3 +326,18 @@ def test_workers_refuse_a_busy_port(tmp_path: Path) -> None:
         first.stop()
     assert second.returncode == 2
     assert "already in use" in second.stderr
+
+
+def test_workers_elsewhere_than_linux_are_refused(
+    cli: Any, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel does not spread a shared port's connections (macOS, Windows),
+    `--workers 2` is exit 2 saying what to do instead; one process still starts there."""
+    import avasam_cli.net
+
+    monkeypatch.setattr(avasam_cli.net, "SHARED_PORTS_BALANCED", False)
+    result = cli("listen", "--workers", "2", "--port", "0", "--no-inspect")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "--workers 2 needs Linux" in message
+    assert "one `avasam listen` per host (without --workers) behind a load balancer" in message

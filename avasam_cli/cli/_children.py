@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from avasam_cli.store.events import Event
 
 PRINTER_BATCH = 500
+PROGRESS_ID = 20  # the progress file: the last row printed, in this many bytes, then
+PROGRESS_SIZE = 512  # the counts printed so far (JSON), padded to this
 PRINTER_WAIT = 0.1  # seconds at most between looks (PostgreSQL wakes it at once)
 
 
@@ -75,12 +77,24 @@ def start_inspector(
     )
 
 
+def our_file(prefix: str, suffix: str) -> Path:
+    """A file of this listener's in the cache folder, named by our pid; those a listener
+    that was killed left behind go first."""
+    from avasam_cli.paths import ensure_private_dir, locations
+    from avasam_cli.processes import process_alive
+
+    cache = ensure_private_dir(locations().cache_dir)
+    for left in cache.glob(f"{prefix}*{suffix}"):
+        pid = left.name[len(prefix) : -len(suffix)]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            left.unlink(missing_ok=True)
+    return cache / f"{prefix}{os.getpid()}{suffix}"
+
+
 def published_states() -> Path:
     """Where the listener's supervisor publishes its children's states for the other
     receiver processes' /healthz."""
-    from avasam_cli.paths import ensure_private_dir, locations
-
-    return ensure_private_dir(locations().cache_dir) / f"listen-{os.getpid()}-children.json"
+    return our_file("listen-", "-children.json")
 
 
 def start_workers(
@@ -110,18 +124,16 @@ def start_workers(
 def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
     """The printer of what every --workers process commits, read back from the store in
     commit order.  It notes the last row it printed, and a restart goes on from there."""
-    from avasam_cli.paths import ensure_private_dir, locations
-
-    progress = ensure_private_dir(locations().cache_dir) / f"printer-{os.getpid()}.last"
+    progress = our_file("printer-", ".last")
     progress.unlink(missing_ok=True)
 
     def start() -> Spawned:
-        try:
-            shown = int(progress.read_bytes() or after)
-        except (FileNotFoundError, ValueError):
-            shown = after
+        shown, counted = after, "{}"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            noted = progress.read_bytes()
+            shown, counted = int(noted[:PROGRESS_ID]), noted[PROGRESS_ID:].decode().strip()
         argv = [sys.executable, "-m", "avasam_cli.cli._children", "printer", str(shown), mode,
-                str(progress)]  # fmt: skip
+                str(progress), counted]  # fmt: skip
         return Spawned(argv, with_store())
 
     supervisor.start(
@@ -160,7 +172,9 @@ def _worker() -> None:
         server.run(sockets=[sock])
 
 
-def _printer(after: int, mode: str, progress: Path) -> None:
+def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) -> None:
+    import collections
+    import json
     import threading
 
     from avasam_cli.errors import StoreError
@@ -172,15 +186,21 @@ def _printer(after: int, mode: str, progress: Path) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     exit_when_stdin_closes(stopping.set)
-    # The last row printed (not only read): a restart goes on after it.  Rewritten in
-    # place, two calls, so a kill -9 between printing and noting is unlikely to matter.
+    # The last row printed (not only read), and the counts so far: a restart goes on
+    # after it, and the stop summary counts the whole run.  Rewritten in place, two
+    # calls, so a kill -9 between printing and noting is unlikely to matter.
     noted = os.open(progress, os.O_RDWR | os.O_CREAT, 0o600)
+    printed = collections.Counter(counted)
 
     def note(events: Sequence[Event]) -> None:
+        printed.update(event.status for event in events)
+        data = b"%*d" % (PROGRESS_ID, events[-1].id or 0) + json.dumps(printed).encode()
         os.lseek(noted, 0, os.SEEK_SET)
-        os.write(noted, b"%20d" % (events[-1].id or 0))
+        os.write(noted, data.ljust(PROGRESS_SIZE))
 
     printer = make_printer(mode, sys.stdout.fileno(), note)
+    if printer is not None:
+        printer.printer.count_earlier(counted)
     last = after
 
     def show_new(reader: EventStore) -> None:
@@ -221,7 +241,9 @@ def main(argv: Sequence[str]) -> int:
     if argv[0] == "worker":
         _worker()
     elif argv[0] == "printer":
-        _printer(int(argv[1]), argv[2], Path(argv[3]))
+        import json
+
+        _printer(int(argv[1]), argv[2], Path(argv[3]), json.loads(argv[4]))
     return 0
 
 

@@ -67,6 +67,7 @@ REFUSAL_MEMORY = 10.0  # seconds /healthz answers 503 after a failed commit
 # An answer waits at most this long for its commit; then 503, and Avasam retries.
 COMMIT_TIMEOUT = 5.0
 SECRET_SIZE = 32
+LINK_BUFFER = 1 << 20  # bytes of socket buffer each way
 STORE_RETRY = 1.0  # seconds between a restarted writer's tries to open an absent store
 ORPHAN_GRACE = 10.0  # seconds a writer whose parent is gone has to finish its commits
 STORE_WRITER = "store writer"  # its name in messages and /healthz
@@ -112,6 +113,10 @@ class _Link(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a large body crosses in one write
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_BUFFER)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -403,7 +408,10 @@ def worker_main() -> int:
     plan = Plan.from_json(plan_json) if plan_json else None
     # The connection ends when the parent does; should it not, the lifeline does it.
     exit_when_stdin_closes(lambda: threading.Timer(ORPHAN_GRACE, os._exit, (0,)).start())
-    link = socket.create_connection(("127.0.0.1", port))
+    link = socket.socket()
+    with contextlib.suppress(OSError):  # before connecting: the window is agreed then
+        link.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LINK_BUFFER)
+    link.connect(("127.0.0.1", port))
     link.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     link.sendall(secret)
     store = _open_when_possible(location, link, retry)
