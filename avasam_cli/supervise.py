@@ -7,11 +7,11 @@ child the listener's promises depend on that has been down for more than DOWN_GR
 seconds makes it answer 503.
 
 The child protocol uses only what Linux, macOS and Windows all have: `subprocess`
-with a standard input pipe that the parent never writes to.  The child watches it
-(`exit_when_stdin_closes`) and stops within a second of it closing, which it does
-when the parent is gone, even by `kill -9`.  On Linux each child also gets the
-kernel's parent-death signal.  A child that starts processes of its own (a tunnel
-tool) runs in a group of its own, signalled as a whole.
+with a standard input pipe that carries the child's settings first (`hand_over`),
+then nothing.  The child watches it (`avasam_cli.lifeline`) and stops within a second
+of it closing, which it does when the parent is gone, even by `kill -9`.  On Linux
+each child also gets the kernel's parent-death signal.  A child that starts processes
+of its own (a tunnel tool) runs in a group of its own, signalled as a whole.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from avasam_cli.defaults import restart_delay
+from avasam_cli.lifeline import HANDED_SIZE, exit_when_stdin_closes
 
-HANDED_SIZE = struct.Struct(">I")
 CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: left down
 DOWN_GRACE = 10.0  # seconds a needed child may be down before /healthz answers 503
 POLL = 0.2  # seconds between looks at the children
@@ -395,51 +394,6 @@ class Published:
 
     def trouble(self) -> str | None:
         return trouble_of(self._records(), time.time())
-
-
-def handed_over() -> bytes:
-    """In a child: the settings its parent wrote first to its standard input."""
-    (size,) = HANDED_SIZE.unpack(_read_exactly(HANDED_SIZE.size))
-    return _read_exactly(size)
-
-
-def _read_exactly(size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = os.read(sys.stdin.fileno(), size - len(data))
-        if not chunk:
-            raise SystemExit("the parent went away before it gave the settings")
-        data += chunk
-    return bytes(data)
-
-
-def exit_when_stdin_closes(on_close: Callable[[], None] | None = None) -> None:
-    """In a child: stop when the parent is gone.  A thread reads standard input (the
-    parent never writes to it) until end-of-file, then calls `on_close` (by default:
-    exit at once).  On Linux the kernel's parent-death signal is asked for as well."""
-    die_with_parent()
-
-    def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while os.read(sys.stdin.fileno(), 4096):
-                pass
-        if on_close is not None:
-            on_close()
-        else:
-            os._exit(0)
-
-    threading.Thread(target=watch, name="avasam-lifeline", daemon=True).start()
-
-
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """Linux: `signum` when the parent dies (PR_SET_PDEATHSIG); elsewhere nothing (the
-    standard input lifeline does it)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signum)  # 1 = PR_SET_PDEATHSIG
 
 
 GUARD_STOP_WAIT = 5.0

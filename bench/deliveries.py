@@ -28,9 +28,9 @@ from pathlib import Path
 
 import httpx
 
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import Plan
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

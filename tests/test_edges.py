@@ -79,7 +79,7 @@ def test_the_default_data_folder_is_still_created_private(isolated_home: Path) -
 def test_a_later_failed_ack_keeps_the_success(store_location: Any) -> None:
     """On both stores: `ack ID` failing after a success leaves the update acknowledged; the
     failure is kept in its job's history only."""
-    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.store.jobs import Plan
 
     with open_store(store_location) as store:
         store.insert([_event("ok-1")], Plan(acknowledge=True))
@@ -98,8 +98,8 @@ def test_a_later_failed_ack_keeps_the_success(store_location: Any) -> None:
 def test_ack_after_auto_ack_with_the_api_down(cli: Cli, avasam: Any) -> None:
     """The seller's run: acknowledged through the outbox, then `avasam ack ID` while the API
     is down: exit 1, and `events show` / `events list` still say acknowledged."""
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
+    from avasam_cli.store.jobs import Plan
 
     with open_store(locations().store_file) as store:
         store.insert([_event("auto-1")], Plan(acknowledge=True))
@@ -161,8 +161,8 @@ def test_a_job_queued_with_a_header_waits_for_a_runner_that_has_it(cli: Cli) -> 
     """A forward queued by a listener given --forward-header: a runner without the header
     leaves it pending and names the header once; with the header saved in the profile
     (`configure --forward-header`, shown masked), the next run delivers it, carrying it."""
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
+    from avasam_cli.store.jobs import Plan
     from tests.helpers import RecordingShop
 
     shop = RecordingShop()
@@ -333,8 +333,8 @@ def test_a_trickling_forward_target_does_not_block_listen(isolated_home: Path) -
 def test_attempt_counts_after_a_retry_of_a_dead_job(cli: Cli) -> None:
     """A forward refused 400 goes dead "after 1 attempt"; retried, it is "after 2 attempts",
     and `events show` lists both under "dead, 2 attempts"."""
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
+    from avasam_cli.store.jobs import Plan
     from tests.helpers import RecordingShop
 
     shop = RecordingShop()
@@ -507,8 +507,8 @@ def test_api_refuses_to_print_half_an_answer(cli: Cli, avasam: Any, tmp_path: Pa
 def test_tables_at_80_columns(cli: Cli, monkeypatch: Any) -> None:
     """`deliveries list` cuts a URL in its middle and says when the next try is from now;
     `events list` keeps its headers whole."""
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
+    from avasam_cli.store.jobs import Plan
 
     target = "http://127.0.0.1:9/a-long-path/to-the-shops-webhook-endpoint/for-stock-updates"
     with open_store(locations().store_file) as store:
@@ -565,8 +565,8 @@ def test_a_killed_runner_repeats_only_the_update_in_flight(isolated_home: Path) 
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import locations
+    from avasam_cli.store.jobs import Plan
     from tests.helpers import free_port
     from tests.test_rotation import wait_for
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 import uvicorn
 
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.inspector.app import SECURITY_HEADERS, cookie_name, create_inspector
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import Plan
 from tests.helpers import TOKEN, ListenProcess, free_port, signed_body
 
 PAGE_TOKEN = "page-token-for-tests"
@@ -465,7 +465,7 @@ def test_in_a_browser_re_sign_with_edited_items_and_acknowledge_all_pending(
 ) -> None:
     """Re-sign as new: the edited items reach the listener as a new verified update.
     Acknowledge all pending: every pending stock update is acknowledged to a real
-    stand-in for Avasam (through `avasam ack --pending`, the outbox's way)."""
+    stand-in for Avasam (through the outbox, as `avasam ack --pending` does)."""
     from playwright.sync_api import expect, sync_playwright
 
     from avasam_cli.api.client import AvasamClient, TokenCache
@@ -498,7 +498,7 @@ def test_in_a_browser_re_sign_with_edited_items_and_acknowledge_all_pending(
                 expect(page.locator("#result")).to_contain_text('"status":"ok"')
                 page.get_by_role("button", name="Acknowledge all pending").click()
                 expect(page.locator("#ack-all-result")).to_contain_text(
-                    "acknowledged", timeout=20000
+                    "Acknowledged 3 of 3.", timeout=20000
                 )
                 browser.close()
     finally:

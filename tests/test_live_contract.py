@@ -13,10 +13,10 @@ import httpx
 import jwt
 import pytest
 
-from avasam_cli.delivery.outbox import TEST_MARKER
 from avasam_cli.paths import locations
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import TEST_MARKER
 from avasam_cli.webhooks import sign as signing
 from avasam_cli.webhooks.contract import Reason, VerificationError
 from avasam_cli.webhooks.keys import recased

@@ -17,7 +17,6 @@ import pytest
 
 from avasam_cli.delivery.outbox import (
     DEFAULT_SCHEDULE,
-    Plan,
     RetryRules,
     describe_schedule,
     judge,
@@ -26,6 +25,7 @@ from avasam_cli.delivery.outbox import (
 from avasam_cli.delivery.runner import DeliveryRunner
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import Plan
 from tests.helpers import free_port
 
 

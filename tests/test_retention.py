@@ -154,8 +154,8 @@ def test_prune_keeps_updates_with_a_pending_delivery_and_drops_the_rest_with_the
     with its job and attempts."""
     import sqlite3
 
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.store.deliveries import Attempt
+    from avasam_cli.store.jobs import Plan
 
     path = tmp_path / "s.sqlite3"
     with open_store(path) as store:

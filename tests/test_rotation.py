@@ -16,12 +16,12 @@ import pytest
 import standardwebhooks
 
 from avasam_cli.config import ConfigFile
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.paths import locations
 from avasam_cli.receiver.app import TOKEN_LOOK_INTERVAL
 from avasam_cli.rotation import FORWARD_SECRET, Rolling, new_forward_secret, rolling_from
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import Plan
 from avasam_cli.webhooks.contract import CURRENT, PREVIOUS, Reason, VerificationError
 from avasam_cli.webhooks.verify import verify_rolling
 from tests.conftest import Cli

@@ -44,7 +44,7 @@ def _post(url: str, request_id: str) -> int:
 
 
 def test_a_killed_runner_is_said_restarted_and_delivers_what_waited(isolated_home: Path) -> None:
-    """kill -9 of `deliveries run --watch` under `listen --forward-to`: one line says so and
+    """kill -9 of the delivery runner under `listen --forward-to`: one line says so and
     what it means, it is restarted, /healthz names it, and every update answered 200 while
     it was down reaches the shop."""
     shop = RecordingShop()
@@ -53,7 +53,7 @@ def test_a_killed_runner_is_said_restarted_and_delivers_what_waited(isolated_hom
     try:
         assert _post(listener.url, "before") == 200
         wait_for(lambda: len(shop.received) == 1, 15, "the first forward")
-        runner = _children_of(listener.process.pid, _processes(), "deliveries run")
+        runner = _children_of(listener.process.pid, _processes(), "_children runner")
         assert len(runner) == 1
         os.kill(runner[0], signal.SIGKILL)
         wait_for(lambda: b"delivery runner stopped" in listener.captured["err"], 10, "the report")
@@ -257,7 +257,7 @@ def test_each_child_killed_under_load_is_said_restarted_and_nothing_is_lost(
         wait_for(all_named, 10, "every child named by each process")
         for name, marker in [
             ("store writer", "avasam_cli.receiver.writer"),
-            ("delivery runner", "deliveries run"),
+            ("delivery runner", "_children runner"),
             ("printer", "_children printer"),
             ("inspector", " inspect "),
             ("receiver process 2", "_children worker"),

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from avasam_cli.delivery.outbox import is_test_event
 from avasam_cli.store.events import Sighting, StoredEvent
+from avasam_cli.store.jobs import is_test_event
 from avasam_cli.webhooks.keys import stored_items
 from avasam_cli.webhooks.kinds import KINDS
 

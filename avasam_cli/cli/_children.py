@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from avasam_cli.supervise import Spawned, Supervisor, exit_when_stdin_closes, handed_over
+from avasam_cli.lifeline import exit_when_stdin_closes, handed_over
+from avasam_cli.supervise import Spawned, Supervisor
 
 if TYPE_CHECKING:
     from avasam_cli.cli._serve import ListenOptions
@@ -47,12 +48,20 @@ def profile_args(resolved: Settings) -> list[str]:
 
 
 def start_runner(supervisor: Supervisor, options: ListenOptions, resolved: Settings) -> None:
-    """`avasam deliveries run --watch`: delivering never competes with answering."""
-    argv = [sys.executable, "-m", "avasam_cli", *profile_args(resolved), "deliveries", "run",
-            "--watch", "--stop-on-eof", *options.delivery.as_args()]  # fmt: skip
+    """What `deliveries run --watch` does, in a process of its own: delivering never
+    competes with answering.  It is handed the profile's settings and the delivery
+    configuration as they are, not as options to parse again."""
+    settings = pickle.dumps((resolved, options.delivery))
+
+    def start() -> Spawned:
+        child = Spawned([sys.executable, "-m", "avasam_cli.cli._children", "runner"],
+                        with_store())  # fmt: skip
+        child.hand_over(settings)
+        return child
+
     supervisor.start(
         "delivery runner",
-        lambda: Spawned(argv, with_store()),
+        start,
         "forwards and acknowledgements wait in the outbox",
         needed=True,
         stop_wait=options.shutdown_wait,
@@ -172,6 +181,19 @@ def _worker() -> None:
         server.run(sockets=[sock])
 
 
+def _runner() -> None:
+    import asyncio
+
+    from avasam_cli.cli._deliver import delivery_runner, watch_deliveries
+    from avasam_cli.paths import locations
+
+    # Our own parent wrote it on a pipe only it holds: safe to unpickle.
+    resolved, config = pickle.loads(handed_over())  # noqa: S301
+    with contextlib.ExitStack() as resources:
+        runner = delivery_runner(resources, resolved, config, locations())
+        asyncio.run(watch_deliveries(runner, stop_on_eof=True))
+
+
 def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) -> None:
     import collections
     import json
@@ -240,6 +262,8 @@ def main(argv: Sequence[str]) -> int:
     _choose_store(None, None)  # the listener's, handed on in AVASAM_STORE (with_store)
     if argv[0] == "worker":
         _worker()
+    elif argv[0] == "runner":
+        _runner()
     elif argv[0] == "printer":
         import json
 

@@ -1,9 +1,11 @@
 """The delivery options `listen` and `deliveries run` share, and running a runner with them.
 
-`listen` runs its runner as `avasam deliveries run --watch` in a process of its
-own (off the request path), handing it these options as arguments.
+`listen` runs its runner in a process of its own (off the request path), handing it
+the profile's settings and a `DeliveryConfig` as data (`cli._children`); `deliveries
+run` builds the same runner from its options.
 """
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +24,7 @@ from avasam_cli.errors import UsageError
 if TYPE_CHECKING:
     from avasam_cli.config import Settings
     from avasam_cli.delivery.runner import DeliveryRunner, Tally
+    from avasam_cli.paths import Locations
 
 RetryScheduleOption = Annotated[
     str,
@@ -79,22 +82,6 @@ class DeliveryConfig:
     timeout: float
     headers: tuple[tuple[str, str], ...]
     verify: bool | str
-
-    def as_args(self) -> list[str]:
-        """The `deliveries run` options that give a runner this configuration."""
-        args = [
-            "--retry-schedule", describe_schedule(self.rules.schedule),
-            "--max-attempts", str(self.rules.max_attempts),
-            "--delivery-max-age", f"{self.rules.max_age:.0f}s",
-            "--forward-timeout", f"{self.timeout:g}",
-        ]  # fmt: skip
-        for name, value in self.headers:
-            args += ["--forward-header", f"{name}: {value}"]
-        if self.verify is False:
-            args.append("--forward-insecure")
-        elif isinstance(self.verify, str):
-            args += ["--forward-ca", self.verify]
-        return args
 
 
 def delivery_config(
@@ -171,3 +158,62 @@ def run_once(runner: "DeliveryRunner", due: int) -> "Tally":
             return asyncio.run(go())
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+
+
+def delivery_runner(
+    resources: contextlib.ExitStack,
+    resolved: "Settings",
+    config: DeliveryConfig,
+    where: "Locations",
+) -> "DeliveryRunner":
+    """A runner on the store, acknowledging with the profile's keys when it has them;
+    the store and the API client are closed with `resources`."""
+    from avasam_cli import output
+    from avasam_cli.delivery.runner import DeliveryRunner
+    from avasam_cli.delivery.signature import secrets_for_run
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.deliveries import runner_name
+
+    acknowledge = None
+    if resolved.get("consumer_key") and resolved.get("secret_key"):
+        from avasam_cli.cli._context import client_for
+
+        acknowledge = resources.enter_context(client_for(resolved, where)).acknowledge
+    store = resources.enter_context(open_store(where.store_file))
+    return DeliveryRunner(
+        store,
+        runner_name(),
+        output.info,  # stderr is line-buffered: each line leaves whole
+        acknowledge=acknowledge,
+        rules=config.rules,
+        timeout=config.timeout,
+        extra_headers=config.headers,
+        verify=config.verify,
+        forward_secrets=secrets_for_run(resolved, where.config_file),
+    )
+
+
+async def watch_deliveries(runner: "DeliveryRunner", stop_on_eof: bool = False) -> None:
+    """Deliver until SIGTERM or Ctrl-C (or, with `stop_on_eof`, until standard input
+    closes: the listener that started us is gone, even by kill -9); what is in flight
+    finishes first."""
+    import asyncio
+    import signal
+    import sys
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if sys.platform == "win32":  # no loop signal handlers there
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+        else:
+            loop.add_signal_handler(signum, stop.set)
+    if stop_on_eof:
+        from avasam_cli.lifeline import exit_when_stdin_closes
+
+        def parent_gone() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        exit_when_stdin_closes(parent_gone)
+    async with runner:
+        await runner.watch(stop)

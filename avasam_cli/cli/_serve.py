@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
     from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
-    from avasam_cli.delivery.outbox import Plan
     from avasam_cli.paths import Locations
     from avasam_cli.receiver.app import ReceiverSettings
+    from avasam_cli.store.jobs import Plan
     from avasam_cli.supervise import Supervisor
     from avasam_cli.tunnel import Tunnel
 
@@ -69,7 +69,7 @@ def check_paths(paths: Mapping[str, str]) -> None:
 
 
 def delivery_plan(options: ListenOptions) -> Plan:
-    from avasam_cli.delivery.outbox import Plan
+    from avasam_cli.store.jobs import Plan
 
     names = tuple(name for name, _ in options.delivery.headers)
     return Plan(dict(options.forward_to), options.auto_ack, names)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from avasam_cli import output
 from avasam_cli.cli._send import connection_failure, post_and_show
-from avasam_cli.delivery.outbox import TEST_MARKER
 from avasam_cli.errors import OperationFailed, UsageError
+from avasam_cli.store.jobs import TEST_MARKER
 
 if TYPE_CHECKING:
     from avasam_cli.loadgen import LoadResult

@@ -15,8 +15,8 @@ CONFIRM_ABOVE = 1000
 
 if TYPE_CHECKING:
     from avasam_cli.api.client import AvasamClient
-    from avasam_cli.store.base import EventStore, ResultLog
-    from avasam_cli.store.deliveries import DeliveryJob
+    from avasam_cli.delivery.acknowledge import AckOutcome
+    from avasam_cli.store.base import EventStore
 
 
 def ack(
@@ -53,6 +53,7 @@ def ack(
     """Acknowledge stock updates through the Avasam API (AcknowledgeStockUpdate)."""
     from avasam_cli import output
     from avasam_cli.api.client import WaitBudget
+    from avasam_cli.delivery.acknowledge import acknowledge_one
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
 
@@ -76,7 +77,7 @@ def ack(
             )
         run = _AckRun(ids)
         client.sleep = WaitBudget(max_wait, run.waiting).sleep
-        run.go(client.acknowledge, store)
+        run.go(lambda request_id: acknowledge_one(client.acknowledge, request_id, store))
     run.finish(max_wait)
 
 
@@ -88,35 +89,25 @@ def _ack_pending(
     yes: bool,
     max_wait: float,
 ) -> None:
-    """Through the outbox: queue a job for each update never given one, claim the due
-    acknowledgement jobs (none can go twice, even beside a listener), send them."""
+    """Through the outbox (`delivery.acknowledge.claim_pending`): none can go twice,
+    even beside a listener, and none before its forward."""
     import sys
-    import time
 
     from avasam_cli import output
     from avasam_cli.api.client import WaitBudget
     from avasam_cli.cli._options import since_time
-    from avasam_cli.delivery.outbox import ACKNOWLEDGE
-    from avasam_cli.store.deliveries import runner_name
+    from avasam_cli.delivery.acknowledge import claim_pending
 
-    after = since_time(since)
-    store.queue_acknowledgements(after)
-    name = runner_name()
-    claimed = store.claim_deliveries(
-        name, time.time(), ACK_LEASE, limit or 10**9, float("inf"), ACKNOWLEDGE
-    )
-    jobs = [job for job in claimed if after is None or job.received_at >= after]
-    store.release_deliveries([job.id for job in claimed if job not in jobs], name)
-    waiting = store.delivery_counts().get("pending", 0) - len(jobs)
-    tests = _test_events(store, after)
-    if tests:
+    claimed = claim_pending(store, since_time(since), limit)
+    jobs = {job.request_id: job for job in claimed.jobs}
+    if claimed.tests:
         output.info(
-            f"Left out {output.plural(tests, 'test event')} (from `avasam send-test`): Avasam "
-            "did not send them, so they are never acknowledged."
+            f"Left out {output.plural(claimed.tests, 'test event')} (from `avasam send-test`): "
+            "Avasam did not send them, so they are never acknowledged."
         )
     try:
         if not jobs:
-            from_avasam = " from Avasam" if tests else ""
+            from_avasam = " from Avasam" if claimed.tests else ""
             output.info(
                 f"Nothing to acknowledge: every verified stock update{from_avasam} is acknowledged."
             )
@@ -129,58 +120,17 @@ def _ack_pending(
             f"Acknowledging {output.plural(len(jobs), 'stock update')}; retries wait at "
             f"most {max_wait:g} s in all (--max-wait), then the rest stays pending."
         )
-        run = _AckRun([job.request_id for job in jobs])
+        run = _AckRun(list(jobs))
         client.sleep = WaitBudget(max_wait, run.waiting).sleep
-        run.go(client.acknowledge, _OutboxLog(store, jobs))
+        run.go(lambda request_id: claimed.acknowledge(client.acknowledge, jobs[request_id]))
     finally:
-        store.release_deliveries([job.id for job in jobs], name)  # those not attempted
-    if waiting > 0:
+        claimed.release()  # those not attempted
+    if claimed.waiting > 0:
         output.info(
-            f"{output.plural(waiting, 'other job')} in the outbox wait for a retry or for "
-            "their forward to the shop: `avasam deliveries list --state pending`."
+            f"{output.plural(claimed.waiting, 'other job')} in the outbox wait for a retry or "
+            "for their forward to the shop: `avasam deliveries list --state pending`."
         )
     run.finish(max_wait)
-
-
-ACK_LEASE = 24 * 3600.0  # jobs stay this run's until it releases them (or dies)
-
-
-def _test_events(store: "EventStore", after: str | None) -> int:
-    """Verified test events of the acknowledged kinds (received since `after`)."""
-    from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
-
-    return sum(
-        1
-        for kind in ACKNOWLEDGED_KINDS
-        for event in store.latest(10**9, kind, "verified", with_body=False, test=True)
-        if after is None or event.received_at >= after
-    )
-
-
-class _OutboxLog:
-    """Writes `ack --pending`'s outcomes as outbox attempts: a failure is retried on the
-    schedule, like any acknowledgement job."""
-
-    def __init__(self, store: "EventStore", jobs: "list[DeliveryJob]") -> None:
-        self.store = store
-        self.jobs = {job.request_id: job for job in jobs}
-
-    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
-        import time
-
-        from avasam_cli.delivery.outbox import RetryRules
-        from avasam_cli.store.deliveries import Attempt
-
-        job = self.jobs[request_id]
-        answer, _, said = detail.partition(" ")
-        if status == "acknowledged":
-            attempt = Attempt(job.id, at, answer, None, said, "delivered", 0.0)
-        else:
-            state, wait = RetryRules().next_state(
-                "retry", job.attempts + 1, time.time() - job.queued_at
-            )
-            attempt = Attempt(job.id, at, "failed", None, detail, state, time.time() + wait)
-        self.store.finish_deliveries([attempt])
 
 
 class _AckRun:
@@ -201,16 +151,16 @@ class _AckRun:
     def waiting(self, seconds: float) -> None:
         self.progress.update(self.task, description=f"rate limited: waiting {seconds:g} s")
 
-    def go(self, acknowledge: Callable[[str], str], store: "ResultLog") -> None:
+    def go(self, acknowledge_one: "Callable[[str], AckOutcome]") -> None:
+        """`acknowledge_one` each id in turn (it writes the outcome down)."""
         from avasam_cli import output
         from avasam_cli.api.client import WaitBudgetSpent
-        from avasam_cli.delivery.acknowledge import acknowledge_one
         from avasam_cli.errors import CredentialsRefused
 
         with self.progress:
             for request_id in self.ids:
                 try:
-                    outcome = acknowledge_one(acknowledge, request_id, store)
+                    outcome = acknowledge_one(request_id)
                 except WaitBudgetSpent:
                     self.stopped_by = "budget"
                     return

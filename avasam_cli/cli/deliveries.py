@@ -19,15 +19,17 @@ from avasam_cli.cli._deliver import (
     MaxAttemptsOption,
     RetryScheduleOption,
     delivery_config,
+    delivery_runner,
     run_once,
     saved_forward_headers,
+    watch_deliveries,
 )
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
 from avasam_cli.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    from avasam_cli.delivery.runner import DeliveryRunner
+    pass
 
 
 class State(StrEnum):
@@ -102,14 +104,6 @@ def run(
             "--watch", help="Keep running, delivering jobs as they become due, until stopped."
         ),
     ] = False,
-    stop_on_eof: Annotated[
-        bool,
-        typer.Option(
-            "--stop-on-eof",
-            hidden=True,  # how `listen` runs its runner: it stops when the listener is gone
-            help="With --watch: stop when standard input closes.",
-        ),
-    ] = False,
     retry_schedule: RetryScheduleOption = DEFAULT_SCHEDULE_TEXT,
     max_attempts: MaxAttemptsOption = DEFAULT_MAX_ATTEMPTS,
     delivery_max_age: DeliveryMaxAgeOption = DEFAULT_MAX_AGE_TEXT,
@@ -127,43 +121,20 @@ def run(
     import asyncio
 
     from avasam_cli import output
-    from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.paths import locations
-    from avasam_cli.store.base import open_store
-    from avasam_cli.store.deliveries import runner_name
 
     resolved = settings(ctx)
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
         forward_ca, forward_insecure, saved_forward_headers(resolved),
     )  # fmt: skip
-    where = locations()
-    from avasam_cli.delivery.runner import DeliveryRunner
-
     with contextlib.ExitStack() as resources:
-        acknowledge = None
-        if resolved.get("consumer_key") and resolved.get("secret_key"):
-            from avasam_cli.cli._context import client_for
-
-            acknowledge = resources.enter_context(client_for(resolved, where)).acknowledge
-        store = resources.enter_context(open_store(where.store_file))
-        due = store.delivery_counts().get("pending", 0)
-        runner = DeliveryRunner(
-            store,
-            runner_name(),
-            output.info,  # stderr is line-buffered: each line leaves whole
-            acknowledge=acknowledge,
-            rules=config.rules,
-            timeout=config.timeout,
-            extra_headers=config.headers,
-            verify=config.verify,
-            forward_secrets=secrets_for_run(resolved, where.config_file),
-        )
+        runner = delivery_runner(resources, resolved, config, locations())
         if watch:
-            asyncio.run(_watch(runner, stop_on_eof))
+            asyncio.run(watch_deliveries(runner))
             return
-        tally = run_once(runner, due)
-        left = store.delivery_counts()
+        tally = run_once(runner, runner.store.delivery_counts().get("pending", 0))
+        left = runner.store.delivery_counts()
     summary = (
         f"Delivered {tally.delivered:,}; {tally.retrying:,} failed and will be retried, "
         f"{tally.dead:,} went dead. {_counts_line(left)}"
@@ -175,32 +146,6 @@ def run(
             "`avasam deliveries list --state dead` shows why, and "
             "`avasam deliveries retry --dead` tries again"
         )
-
-
-async def _watch(runner: "DeliveryRunner", stop_on_eof: bool) -> None:
-    """Deliver until SIGTERM or Ctrl-C (or, with `stop_on_eof`, until standard input
-    closes: the listener that started us is gone, even by kill -9); what is in flight
-    finishes first."""
-    import asyncio
-    import signal
-    import sys
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        if sys.platform == "win32":  # no loop signal handlers there
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
-        else:
-            loop.add_signal_handler(signum, stop.set)
-    if stop_on_eof:
-        from avasam_cli.supervise import exit_when_stdin_closes
-
-        def parent_gone() -> None:
-            loop.call_soon_threadsafe(stop.set)
-
-        exit_when_stdin_closes(parent_gone)
-    async with runner:
-        await runner.watch(stop)
 
 
 def retry(

@@ -183,9 +183,9 @@ def show(
 
     from avasam_cli import output
     from avasam_cli.delivery.catch_up import is_catch_up
-    from avasam_cli.delivery.outbox import is_test_event
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
+    from avasam_cli.store.jobs import is_test_event
     from avasam_cli.text import inert
     from avasam_cli.webhooks.contract import PREVIOUS_TOKEN
 

@@ -62,7 +62,6 @@ def inspect(
         serve(
             locations().store_file, sock, token, stop_on_eof, receiver,
             resolved.get("verification_token"), forward, acknowledge,
-            ["--profile", resolved.profile] if resolved.profile_source != "default" else [],
             secrets_for_run(resolved, locations().config_file),
             _followed_token(resolved),
             _forward_headers(resolved),

@@ -274,12 +274,12 @@ def _send_catch_up(
     from avasam_cli import output
     from avasam_cli.cli._deliver import run_once
     from avasam_cli.delivery.catch_up import queue_catch_up
-    from avasam_cli.delivery.outbox import FORWARD
     from avasam_cli.delivery.runner import DeliveryRunner
     from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.store.deliveries import runner_name
+    from avasam_cli.store.jobs import FORWARD
 
     token = resolved.require("verification_token")
     with open_store(locations().store_file) as store:

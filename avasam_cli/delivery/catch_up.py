@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from avasam_cli.api.reconcile import Line
-from avasam_cli.delivery.outbox import TEST_MARKER, Plan
 from avasam_cli.delivery.replay import resigned
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import TEST_MARKER, Plan
 from avasam_cli.webhooks import sign as signing
 
 SOURCE_HEADER = "x-avasam-cli-source"

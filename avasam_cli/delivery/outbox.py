@@ -1,5 +1,6 @@
-"""The outbox's rules, in one place: which jobs an update gets, when a failed one is tried
-again, and what an answer means.
+"""The outbox's delivery rules: when a failed job is tried again, and what an answer
+means.  Which jobs an update gets, and the job types, are the outbox's model, below the
+store (`store.jobs`).
 
 A delivery job is what follows a 200: forwarding the update to the seller's shop,
 or acknowledging it to Avasam.  Jobs are written in the transaction that stores
@@ -9,23 +10,11 @@ the update, so once the 200 is sent they survive any stop; a runner (inside
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
-
-from avasam_cli.store.events import TEST_MARKER, is_test_event
-from avasam_cli.webhooks.kinds import KINDS
-
-FORWARD = "forward"
-ACKNOWLEDGE = "acknowledge"
-# The target of acknowledgement jobs: Avasam's API, with the keys of whoever runs them.
-AVASAM_API = "avasam-api"
-STATES = ("pending", "delivered", "dead", "cancelled")
-# The test marker lives with the stored records (store.events), below the outbox.
-__all__ = ["TEST_MARKER", "is_test_event"]
 
 # About 1 s, 5 s, 30 s, 2 min, 10 min, 30 min, then hourly (see the README).
 DEFAULT_SCHEDULE: tuple[float, ...] = (1, 5, 30, 120, 600, 1800, 3600)
@@ -33,50 +22,6 @@ DEFAULT_MAX_ATTEMPTS = 5  # for a target that answers with an error
 DEFAULT_MAX_AGE = 24 * 3600.0  # for a target that cannot be reached
 MAX_RETRY_AFTER = 3600.0  # a 429's Retry-After is honoured up to this
 JITTER = 0.2  # each wait is the schedule's, give or take 20%
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The jobs a new verified update gets: the listener's --forward-*-to and --auto-ack."""
-
-    forward_to: Mapping[str, str] = field(default_factory=dict)  # kind -> URL
-    acknowledge: bool = False
-    # The names of the headers its forwards carry (--forward-header, the profile's): a
-    # runner without one of them leaves the job pending rather than send it without.
-    header_names: tuple[str, ...] = ()
-
-    def jobs_for(self, kind: str, test: bool = False) -> list[tuple[str, str]]:
-        """(job, target) for an update of `kind`; the forward first: an acknowledgement
-        waits until the shop has the update.  A `test` update is not acknowledged."""
-        jobs = []
-        if kind in self.forward_to:
-            jobs.append((FORWARD, self.forward_to[kind]))
-        if self.acknowledge and not test and kind in KINDS and KINDS[kind].acknowledged:
-            jobs.append((ACKNOWLEDGE, AVASAM_API))
-        return jobs
-
-    @property
-    def headers_needed(self) -> str | None:
-        """What a forward job keeps of `header_names` (lower case, comma-separated)."""
-        return ",".join(sorted({name.lower() for name in self.header_names})) or None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "forward_to": dict(self.forward_to),
-                "acknowledge": self.acknowledge,
-                "header_names": list(self.header_names),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Plan:
-        data = json.loads(text)
-        names = tuple(data.get("header_names", ()))
-        return cls(dict(data["forward_to"]), bool(data["acknowledge"]), names)
-
-    def __bool__(self) -> bool:
-        return bool(self.forward_to) or self.acknowledge
 
 
 Verdict = Literal["delivered", "retry", "unreachable", "dead"]

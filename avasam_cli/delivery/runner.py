@@ -25,12 +25,13 @@ import httpx
 
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.forward import forward, tls_verify
-from avasam_cli.delivery.outbox import ACKNOWLEDGE, RetryRules, Verdict, judge
+from avasam_cli.delivery.outbox import RetryRules, Verdict, judge
 from avasam_cli.delivery.signature import Secrets, no_secrets
 from avasam_cli.errors import ApiError, NetworkError, StoreError
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
 from avasam_cli.store.events import REDACTED
+from avasam_cli.store.jobs import ACKNOWLEDGE
 
 Say = Callable[[str], None]
 PER_TARGET = 200  # jobs claimed at once per target

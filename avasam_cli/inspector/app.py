@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from avasam_cli.delivery.signature import Secrets, no_secrets
+from avasam_cli.errors import CredentialsRefused, StoreError
 from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
@@ -155,7 +156,6 @@ class Inspector:
         self.store_path = store_path
         self.forward = dict(forward or {})  # kind -> the forward target, from configuration
         self.acknowledge = acknowledge  # the API client's, when keys are configured
-        self.profile_args: list[str] = []  # `--profile NAME` for the commands it runs
         self.forward_secrets: Secrets = no_secrets  # signs forwards, as the outbox does
         self.forward_headers: list[tuple[str, str]] = []  # --forward-header, the profile's
         self.token = token
@@ -403,7 +403,7 @@ async def _forward(state: Inspector, event: StoredEvent) -> Response:
 async def _acknowledge(state: Inspector, event: StoredEvent) -> Response:
     """Acknowledge a verified stock update to Avasam, and note it on the stored event."""
     from avasam_cli.delivery.acknowledge import acknowledge_one
-    from avasam_cli.delivery.outbox import is_test_event
+    from avasam_cli.store.jobs import is_test_event
     from avasam_cli.webhooks.kinds import KINDS
 
     if state.acknowledge is None:
@@ -424,29 +424,27 @@ async def _acknowledge(state: Inspector, event: StoredEvent) -> Response:
 
 
 async def _acknowledge_pending(state: Inspector, request: Request) -> Response:
-    """`avasam ack --pending --yes` for the page: through the outbox, as the command does
-    (each acknowledgement claimed once, none before its forward); its summary back."""
-    import sys
-
+    """What `avasam ack --pending --yes` does, for the page: through the outbox of the
+    store the page shows (each acknowledgement claimed once, none before its forward);
+    its summary back."""
     why = state.action_refused(request)
     if why is not None:
         return _refusal("forbidden", why, 403)
-    if state.acknowledge is None:
+    acknowledge = state.acknowledge
+    if acknowledge is None:
         return _refusal("no_keys", "no API keys are configured: `avasam configure`")
-    import os
 
-    from avasam_cli.paths import spelled_out
+    def run() -> str:
+        from avasam_cli.delivery.acknowledge import acknowledge_all, claim_pending
 
-    # On the store the page shows, whatever chose it (--store, AVASAM_STORE, the profile).
-    env = {**os.environ, "AVASAM_STORE": spelled_out(state.store_path)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "avasam_cli", *state.profile_args, "ack", "--pending", "--yes",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    out, err = await process.communicate()
-    said = (out + err).decode("utf-8", "replace").strip()
-    return JSONResponse({"status": 200 if process.returncode == 0 else None, "answer": said})
+        with open_store(state.store_path) as store:
+            return acknowledge_all(acknowledge, claim_pending(store, None, None))
+
+    try:
+        said = await asyncio.get_running_loop().run_in_executor(None, run)
+    except (StoreError, CredentialsRefused) as error:
+        return JSONResponse({"status": None, "answer": error.message})
+    return JSONResponse({"status": 200, "answer": said})
 
 
 async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:

@@ -61,7 +61,6 @@ def serve(
     verification_token: str | None = None,
     forward: Mapping[str, str] | None = None,
     acknowledge: Callable[[str], str] | None = None,
-    profile_args: list[str] | None = None,
     forward_secrets: Secrets | None = None,
     signing_token: Callable[[], str | None] | None = None,
     forward_headers: list[tuple[str, str]] | None = None,
@@ -72,7 +71,6 @@ def serve(
     app = create_inspector(
         store_path, token, port, receiver, verification_token, forward, acknowledge
     )
-    app.state.profile_args = list(profile_args or [])
     if forward_secrets is not None:
         app.state.forward_secrets = forward_secrets
     if signing_token is not None:  # the profile's token, followed through rotations
@@ -80,7 +78,7 @@ def serve(
     app.state.forward_headers = list(forward_headers or [])
     server = _InspectorServer(server_config(app), app.state.stopping)
     if stop_on_eof:
-        from avasam_cli.supervise import exit_when_stdin_closes
+        from avasam_cli.lifeline import exit_when_stdin_closes
 
         def stop() -> None:
             server.should_exit = True

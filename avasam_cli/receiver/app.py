@@ -31,12 +31,12 @@ from avasam_cli.defaults import (
     DEFAULT_WEBHOOK_PATHS,
     HEALTH_PATH,
 )
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.paths import StoreLocation
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
 from avasam_cli.rotation import Rolling
 from avasam_cli.store.events import WireRequest
+from avasam_cli.store.jobs import Plan
 from avasam_cli.webhooks.contract import (
     CURRENT,
     HTTP_STATUS,

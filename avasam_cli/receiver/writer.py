@@ -46,17 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.errors import StoreError
+from avasam_cli.lifeline import exit_when_stdin_closes, handed_over
 from avasam_cli.paths import DatabaseUrl, StoreLocation, spelled_out
 from avasam_cli.store.events import Event, WireRequest
-from avasam_cli.supervise import (
-    Spawned,
-    Supervisor,
-    Watched,
-    exit_when_stdin_closes,
-    handed_over,
-)
+from avasam_cli.store.jobs import Plan
+from avasam_cli.supervise import Spawned, Supervisor, Watched
 
 if TYPE_CHECKING:
     from avasam_cli.store.base import EventStore

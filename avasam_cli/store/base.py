@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from avasam_cli.delivery.outbox import Plan
 from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StoredEvent
+from avasam_cli.store.jobs import Plan
 
 
 class ResultLog(Protocol):

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from avasam_cli.delivery.outbox import ACKNOWLEDGE, FORWARD, Plan, is_test_event
 from avasam_cli.store.columns import FORWARDS_DONE, JOB_COLUMNS, ROW_COLUMNS
 from avasam_cli.store.deliveries import (
     Attempt,
@@ -23,6 +22,7 @@ from avasam_cli.store.deliveries import (
     note_on_event,
 )
 from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import ACKNOWLEDGE, FORWARD, Plan, is_test_event
 from avasam_cli.store.transactions import write_transaction
 
 

@@ -25,14 +25,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from avasam_cli.delivery.outbox import (
-    ACKNOWLEDGE,
-    AVASAM_API,
-    FORWARD,
-    TEST_MARKER,
-    Plan,
-    is_test_event,
-)
 from avasam_cli.errors import StoreError, StoreUnavailable
 from avasam_cli.paths import DatabaseUrl
 from avasam_cli.store.columns import (
@@ -52,6 +44,7 @@ from avasam_cli.store.deliveries import (
     note_on_event,
 )
 from avasam_cli.store.events import Event, StoredEvent, row_id
+from avasam_cli.store.jobs import ACKNOWLEDGE, AVASAM_API, FORWARD, TEST_MARKER, Plan, is_test_event
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 

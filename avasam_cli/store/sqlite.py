@@ -19,12 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from avasam_cli.delivery.outbox import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Plan
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import create_private_file, make_missing_dirs
 from avasam_cli.store import outbox_sqlite
 from avasam_cli.store.columns import INSERTED_COLUMNS, IS_TEST, STORED_COLUMNS, listed_columns
 from avasam_cli.store.events import Event, StoredEvent, row_id
+from avasam_cli.store.jobs import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Plan
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.transactions import write_transaction
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
