@@ -160,3 +160,94 @@ def test_a_listing_reads_no_bodies_and_streams(tmp_path: Path) -> None:
         assert first.request_id == "r-2" and first.body == b"" and first.headers_json == "[]"
         assert [e.request_id for e in listed] == ["r-1", "r-0"]
         assert next(store.latest(1)).body == b'{"data": []}'
+
+
+def _sqlite_schema(path: Path) -> dict[str, Any]:
+    import re
+
+    with sqlite3.connect(path) as conn:
+        tables = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )]  # fmt: skip
+        columns = {t: sorted(row[1] for row in conn.execute(f"PRAGMA table_info({t})"))
+                   for t in tables}  # fmt: skip
+        indexes = {}
+        for name, table, sql in conn.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        ):
+            on = [row[2] for row in conn.execute(f"PRAGMA index_info({name})")]
+            where = re.search(r"WHERE (.*)$", sql, re.S)
+            unique = sql.upper().startswith("CREATE UNIQUE")
+            indexes[name] = (table, on, unique, where[1].strip() if where else None)
+    return {"columns": columns, "indexes": indexes}
+
+
+def _postgres_schema(url: str) -> dict[str, Any]:
+    import re
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        columns: dict[str, list[str]] = {}
+        for table, column in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            (schema,),
+        ):
+            columns.setdefault(table, []).append(column)
+        indexes = {}
+        for name, table, definition in conn.execute(
+            "SELECT indexname, tablename, indexdef FROM pg_indexes WHERE schemaname = %s",
+            (schema,),
+        ):
+            if name.endswith("_pkey"):
+                continue  # SQLite's INTEGER PRIMARY KEY is the row id, no index of its own
+            on = re.search(r"\((.*?)\)", definition)[1]  # type: ignore[index]
+            where = re.search(r"WHERE \((.*)\)$", definition)
+            unique = definition.startswith("CREATE UNIQUE")
+            indexes[name] = (table, [c.strip() for c in on.split(",")], unique,
+                             where[1] if where else None)  # fmt: skip
+    columns.pop("avasam_schema")  # its version: SQLite keeps it in PRAGMA user_version
+    return {"columns": {t: sorted(c) for t, c in columns.items()}, "indexes": indexes}
+
+
+def test_both_databases_end_with_the_same_schema(tmp_path: Path, postgres_store: str) -> None:
+    """Every migration of each backend applied: the same tables, the same columns, the
+    same indexes on the same columns (unique and partial alike)."""
+    sqlite_path = tmp_path / "s.sqlite3"
+    open_store(sqlite_path).close()
+    from avasam_cli.paths import DatabaseUrl
+
+    open_store(DatabaseUrl(postgres_store)).close()
+    on_sqlite, on_postgres = _sqlite_schema(sqlite_path), _postgres_schema(postgres_store)
+    assert on_sqlite["columns"] == on_postgres["columns"]
+    assert set(on_sqlite["indexes"]) == set(on_postgres["indexes"])
+    for name, (table, on, unique, where) in on_sqlite["indexes"].items():
+        pg_table, pg_on, pg_unique, pg_where = on_postgres["indexes"][name]
+        assert (table, on, unique) == (pg_table, pg_on, pg_unique), name
+        # PostgreSQL writes the predicate back its own way: 'verified'::text.
+        assert (where is None) == (pg_where is None), name
+        if where is not None:
+            assert where.replace(" ", "") == pg_where.replace("::text", "").replace(" ", ""), name
+
+
+def test_an_older_sqlite_store_keeps_its_attempts_through_the_migration(tmp_path: Path) -> None:
+    """A store at schema 3 (attempts without an id of their own): migrated, its attempts
+    are kept, in the order they were written."""
+    from avasam_cli.store.migrations import MIGRATIONS as STEPS
+
+    path = tmp_path / "s.sqlite3"
+    with sqlite3.connect(path) as conn:
+        for step in STEPS[:3]:
+            step(conn)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "
+                     "VALUES (1, 'forward', 'http://shop', 0, 0)")  # fmt: skip
+        for status in ("500", "502", "200"):
+            conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, at, status) VALUES (1, 'now', ?)",
+                (status,),
+            )
+    with open_store(path) as store:
+        assert [attempt[1] for attempt in store.delivery_attempts(1)] == ["500", "502", "200"]

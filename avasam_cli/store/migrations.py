@@ -137,3 +137,35 @@ def m003_headers_needed(conn: sqlite3.Connection) -> None:
     """The names of the forward headers a job was queued with (lower case, comma-separated):
     a runner that lacks one leaves the job pending instead of sending it without."""
     conn.execute("ALTER TABLE deliveries ADD COLUMN headers_needed TEXT")
+
+
+@migration
+def m004_as_postgresql(conn: sqlite3.Connection) -> None:
+    """The same tables, columns and indexes as the PostgreSQL store (they had drifted):
+    `received_at` indexed (`events prune`, `--since`), the unique index on
+    (request_id, kind), and attempts with an `id` of their own."""
+    conn.execute("CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)")
+    conn.execute("DROP INDEX IF EXISTS events_verified_once")
+    conn.execute(
+        "CREATE UNIQUE INDEX events_verified_once ON events (request_id, kind) "
+        "WHERE status = 'verified'"
+    )
+    conn.execute(
+        """
+        CREATE TABLE delivery_attempts_new (
+            id          INTEGER PRIMARY KEY,
+            delivery_id INTEGER NOT NULL,
+            at          TEXT    NOT NULL,
+            status      TEXT    NOT NULL,  -- the HTTP status, or failed
+            latency_ms  REAL,
+            excerpt     TEXT               -- of the answer, or the error
+        )
+        """
+    )
+    conn.execute(
+        "INSERT INTO delivery_attempts_new (id, delivery_id, at, status, latency_ms, excerpt) "
+        "SELECT rowid, delivery_id, at, status, latency_ms, excerpt FROM delivery_attempts"
+    )
+    conn.execute("DROP TABLE delivery_attempts")
+    conn.execute("ALTER TABLE delivery_attempts_new RENAME TO delivery_attempts")
+    conn.execute("CREATE INDEX delivery_attempts_job ON delivery_attempts (delivery_id)")

@@ -187,7 +187,7 @@ class SqliteOutbox:
         conn = self.conn
         return conn.execute(
             "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
-            "WHERE delivery_id = ? ORDER BY rowid",
+            "WHERE delivery_id = ? ORDER BY id",
             (job_id,),
         ).fetchall()
 
