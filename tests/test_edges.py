@@ -379,9 +379,9 @@ def test_two_inspectors_in_one_browser_keep_their_own_cookie(tmp_path: Path) -> 
     assert answers == [200, 200]
 
 
-def test_acknowledge_all_acts_on_the_store_the_page_shows(tmp_path: Path, avasam: Any) -> None:
+def test_acknowledge_all_acts_on_the_store_the_page_shows(tmp_path: Path) -> None:
     """The inspector of another store (`avasam --store X inspect`): "Acknowledge all
-    pending" acknowledges X's updates, not the default store's."""
+    pending" acknowledges X's updates, through X's outbox, with the page's API client."""
     import httpx
 
     from avasam_cli.inspector.app import create_inspector
@@ -392,16 +392,25 @@ def test_acknowledge_all_acts_on_the_store_the_page_shows(tmp_path: Path, avasam
     with open_store(other) as store:
         store.insert([_event("other-1")])
     port = free_port()
-    app = create_inspector(other, PAGE_TOKEN, port, acknowledge=lambda request_id: "200")
+    sent: list[str] = []
+
+    def acknowledge(request_id: str) -> str:
+        sent.append(request_id)
+        return "200 ok"
+
+    app = create_inspector(other, PAGE_TOKEN, port, acknowledge=acknowledge)
     with serving(app, port) as base, httpx.Client(base_url=base) as client:
         client.cookies.set(cookie_for(base), PAGE_TOKEN)
         csrf = client.get("/api/session").json()["csrf"]
         answer = client.post(
             "/api/acknowledge-pending", headers={"origin": base, "x-avasam-csrf": csrf}
         ).json()
-    assert answer["status"] == 200, answer
-    acks = [r.body for r in avasam.received if "Acknowledge" in r.path]
-    assert acks == [{"requestId": "other-1"}]
+    assert answer == {"status": 200, "answer": "Acknowledged 1 of 1."}
+    assert sent == ["other-1"]
+    with open_store(other) as store:
+        (row,) = store.deliveries()
+        assert (row.job, row.state) == ("acknowledge", "delivered")
+        assert store.pending_acknowledgements() == []
 
 
 def test_the_inspectors_forward_is_built_as_the_outbox_builds_it(tmp_path: Path) -> None:

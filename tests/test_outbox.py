@@ -311,6 +311,7 @@ def test_a_store_from_the_previous_release_upgrades_in_place(isolated_home: Path
     import shutil
     import sqlite3
 
+    from avasam_cli.store.migrations import MIGRATIONS
     from tests.helpers import store_rows
 
     store_file = isolated_home / "data" / "events.sqlite3"
@@ -320,7 +321,7 @@ def test_a_store_from_the_previous_release_upgrades_in_place(isolated_home: Path
     with open_store(store_file) as store:
         assert store.deliveries() == [] and store.delivery_counts() == {}
     with sqlite3.connect(store_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         columns = [row[1] for row in conn.execute("PRAGMA table_info(deliveries)")]
         assert columns[-1] == "headers_needed"
     assert store_rows(store_file) == before and len(before) == 5

@@ -211,7 +211,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _filters(request: Request) -> dict[str, str]:
-    from avasam_cli.store.sqlite import SEARCH_FILTERS
+    from avasam_cli.store.sql import SEARCH_FILTERS
 
     return {
         name: request.query_params[name] for name in SEARCH_FILTERS if name in request.query_params

@@ -22,31 +22,17 @@ from __future__ import annotations
 import contextlib
 import select
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from avasam_cli.errors import StoreError, StoreUnavailable
 from avasam_cli.paths import DatabaseUrl
-from avasam_cli.store.columns import (
-    FORWARDS_DONE,
-    INSERTED_COLUMNS,
-    IS_TEST,
-    JOB_COLUMNS,
-    ROW_COLUMNS,
-    STORED_COLUMNS,
-    listed_columns,
-)
-from avasam_cli.store.deliveries import (
-    Attempt,
-    DeliveryJob,
-    DeliveryRow,
-    gone_runners,
-    note_on_event,
-)
-from avasam_cli.store.events import Event, StoredEvent, row_id
-from avasam_cli.store.jobs import ACKNOWLEDGE, AVASAM_API, FORWARD, TEST_MARKER, Plan, is_test_event
+from avasam_cli.store.columns import INSERTED_COLUMNS
+from avasam_cli.store.dialect import Dialect
+from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import FORWARD, Plan, is_test_event
+from avasam_cli.store.sql import SqlStore
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
-from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
 try:
     import psycopg
@@ -62,26 +48,19 @@ LOCK_SPACE = 0x61766173  # "avas"
 INSERT_LOCK = 1  # held for a batch's INSERT: ids in commit order
 MIGRATE_LOCK = 2  # held while the schema is brought up to date
 TARGET_SPACE = 0x61766174  # one key per forward target (hashtext): one claimer at a time
-_AWAITING_ACK = (
-    "(kind = ANY(%(acknowledged)s) AND status = 'verified' "
-    "AND ack_status IS DISTINCT FROM 'acknowledged')"
+POSTGRES = Dialect(
+    name="postgresql",
+    placeholder="%s",
+    typed_nulls=True,
+    empty_body="''::bytea",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    for_update=" FOR UPDATE",
+    in_body="position(?::bytea in body) > 0",  # the SKU as a JSON string in the body
+    body_needle=str.encode,
+    # A forward target's queue is claimed by one runner at a time, whatever the host.
+    target_lock=f"SELECT pg_try_advisory_xact_lock({TARGET_SPACE}, hashtext(?))",
+    any_array=True,
 )
-_KEPT = (
-    f"({_AWAITING_ACK} OR EXISTS (SELECT 1 FROM deliveries d "  # noqa: S608 - literals
-    "WHERE d.event_id = events.id AND d.state = 'pending'))"
-)
-SEARCH_FILTERS = {
-    "kind": "kind = %s",
-    "status": "status = %s",
-    "reason": "reason = %s",
-    "request_id": "request_id = %s",
-    "sku": "position(%s::bytea in body) > 0",  # the SKU as a JSON string in the body
-    "since": "received_at >= %s",
-    "until": "received_at < %s",
-}
-# psycopg reads % as a placeholder's start: the marker's LIKE pattern doubles them.
-_LISTED_COLUMNS = listed_columns("''::bytea").replace("%", "%%")
-_IS_TEST = IS_TEST.replace("%", "%%")
 # unnest of one array per column keeps the arrays' order: RETURNING follows it.  The
 # EXISTS sees the table as it was before the statement: whether a row reuses a request id
 # verified for another kind earlier.  Binary parameters (%b): no text escaping.
@@ -228,10 +207,15 @@ def migrate(conn: Any, location: DatabaseUrl) -> None:
             conn.execute("UPDATE avasam_schema SET version = %s", (len(MIGRATIONS),))
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """The event store in a PostgreSQL database (see `store.base.EventStore`)."""
 
     batch_size = MAX_BATCH
+    dialect = POSTGRES
+    driver_error = psycopg.Error if psycopg is not None else Exception
+
+    def _describe(self, error: Exception) -> str:
+        return _first_line(error)
 
     def __init__(self, location: DatabaseUrl, read_only: bool = False) -> None:
         self.location = str(location)
@@ -273,15 +257,6 @@ class PostgresStore:
         except psycopg.Error as error:
             raise StoreError(
                 f"cannot {doing} the event store {self.location}: {_first_line(error)}"
-            ) from None
-
-    def _rows(self, sql: str, params: Any = None) -> list[Any]:
-        try:
-            rows: list[Any] = self.conn.execute(sql, params).fetchall()
-            return rows
-        except psycopg.Error as error:
-            raise StoreError(
-                f"cannot read the event store {self.location}: {_first_line(error)}"
             ) from None
 
     def ensure_present(self) -> str | None:
@@ -366,409 +341,6 @@ class PostgresStore:
         for event in events:
             if event.id in refused:
                 _mark_reused(event)
-
-    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
-        """As the SQLite store's: a success closes the update's pending acknowledgement job."""
-        verified = (
-            "kind = ANY(%(acknowledged)s) AND status = 'verified' AND request_id = %(request_id)s"
-        )
-        values = {
-            "acknowledged": list(ACKNOWLEDGED_KINDS),
-            "request_id": request_id,
-            "status": status,
-            "detail": detail,
-            "at": at,
-            "job": ACKNOWLEDGE,
-        }
-        with self._transaction("write to") as conn:
-            conn.execute(  # a failure never overwrites an earlier success
-                "UPDATE events SET ack_status = %(status)s, ack_detail = %(detail)s, "  # noqa: S608
-                f"ack_at = %(at)s WHERE {verified} AND (%(status)s = 'acknowledged' "
-                "OR ack_status IS DISTINCT FROM 'acknowledged')",
-                values,
-            )
-            if status != "acknowledged":  # the history keeps it: on the update's job
-                conn.execute(
-                    "INSERT INTO delivery_attempts (delivery_id, at, status, excerpt) "  # noqa: S608
-                    "SELECT d.id, %(at)s, 'failed', %(excerpt)s FROM deliveries d WHERE "
-                    f"d.job = %(job)s AND d.event_id IN (SELECT id FROM events WHERE {verified})",
-                    {**values, "excerpt": f"ack outside the outbox: {detail}"},
-                )
-            if status == "acknowledged":
-                found = conn.execute(
-                    "SELECT id FROM deliveries WHERE job = %(job)s AND state = 'pending' "  # noqa: S608
-                    f"AND event_id IN (SELECT id FROM events WHERE {verified}) FOR UPDATE",
-                    values,
-                ).fetchall()
-                for (job_id,) in found:
-                    conn.execute(
-                        "INSERT INTO delivery_attempts (delivery_id, at, status, excerpt) "
-                        "VALUES (%s, %s, '200', %s)",
-                        (job_id, at, f"acknowledged outside the outbox: {detail}"),
-                    )
-                    conn.execute(
-                        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
-                        "claimed_by = NULL, claimed_until = NULL, last_result = %s "
-                        "WHERE id = %s",
-                        (detail, job_id),
-                    )
-
-    # --- the outbox ----------------------------------------------------------------
-    def claim_deliveries(
-        self,
-        runner: str,
-        now: float,
-        lease: float,
-        per_target: int,
-        due_by: float | None = None,
-        only: str | None = None,
-    ) -> list[DeliveryJob]:
-        """As the SQLite store's (see outbox_sqlite), for any number of runners on any
-        number of hosts: a target's queue is claimed by whoever holds its try-lock, and
-        acknowledgements row by row with SKIP LOCKED."""
-        due_by = now if due_by is None else due_by
-        with self._transaction("claim deliveries in") as conn:
-            self._release_dead_runners(now)
-            taken: list[int] = []
-            targets = (
-                conn.execute(
-                    "SELECT DISTINCT target FROM deliveries WHERE state = 'pending' AND job = %s",
-                    (FORWARD,),
-                ).fetchall()
-                if only in (None, FORWARD)
-                else []
-            )
-            for (target,) in targets:
-                free = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (TARGET_SPACE, target)
-                ).fetchone()[0]
-                if not free:  # another runner is claiming this target's queue right now
-                    continue
-                queue = conn.execute(
-                    "SELECT id, next_attempt_at, claimed_by, claimed_until FROM deliveries "
-                    "WHERE state = 'pending' AND target = %s AND job = %s ORDER BY id LIMIT %s "
-                    "FOR UPDATE SKIP LOCKED",
-                    (target, FORWARD, per_target),
-                )
-                for job_id, due, claimant, until in queue.fetchall():
-                    if due > due_by or (claimant not in (None, runner) and until >= now):
-                        break
-                    taken.append(job_id)
-            if only in (None, ACKNOWLEDGE):
-                taken += [
-                    job_id
-                    for (job_id,) in conn.execute(
-                        "SELECT d.id FROM deliveries d WHERE d.state = 'pending' "  # noqa: S608
-                        "AND d.job = %s AND d.next_attempt_at <= %s AND (d.claimed_by IS NULL "
-                        f"OR d.claimed_by = %s OR d.claimed_until < %s) AND {FORWARDS_DONE} "
-                        "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (ACKNOWLEDGE, due_by, runner, now, per_target),
-                    ).fetchall()
-                ]
-            if not taken:
-                return []
-            conn.execute(
-                "UPDATE deliveries SET claimed_by = %s, claimed_until = %s WHERE id = ANY(%s)",
-                (runner, now + lease, taken),
-            )
-            rows = conn.execute(
-                f"SELECT {JOB_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
-                "ON e.id = d.event_id WHERE d.id = ANY(%s) ORDER BY d.id",
-                (taken,),
-            ).fetchall()
-        return [DeliveryJob(*row) for row in rows]
-
-    def _release_dead_runners(self, now: float) -> None:
-        claimants = self.conn.execute(
-            "SELECT DISTINCT claimed_by FROM deliveries "
-            "WHERE state = 'pending' AND claimed_until >= %s",
-            (now,),
-        ).fetchall()
-        gone = gone_runners(name for (name,) in claimants)
-        if gone:
-            self.conn.execute(
-                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
-                "WHERE claimed_by = ANY(%s) AND state = 'pending'",
-                (gone,),
-            )
-
-    def finish_deliveries(self, attempts: Sequence[Attempt]) -> None:
-        if not attempts:
-            return
-        with self._transaction("write to") as conn, conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO delivery_attempts (delivery_id, at, status, latency_ms, excerpt) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [(a.job_id, a.at, a.status, a.latency_ms, a.excerpt) for a in attempts],
-            )
-            cursor.executemany(
-                "UPDATE deliveries SET state = %s, attempts = attempts + 1, "
-                "next_attempt_at = %s, claimed_by = NULL, claimed_until = NULL, "
-                "last_result = %s WHERE id = %s",
-                [
-                    (a.state, a.next_attempt_at, f"{a.status} {a.excerpt}".strip(), a.job_id)
-                    for a in attempts
-                ],
-            )
-            for attempt in attempts:
-                note_on_event(conn, attempt, "%s")
-
-    def release_deliveries(self, job_ids: Iterable[int], runner: str) -> None:
-        ids = list(job_ids)
-        if ids:
-            with self._transaction("write to") as conn:
-                conn.execute(
-                    "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
-                    "WHERE claimed_by = %s AND id = ANY(%s)",
-                    (runner, ids),
-                )
-
-    def deliveries(
-        self,
-        state: str | None = None,
-        target: str | None = None,
-        limit: int = 50,
-        event_id: int | None = None,
-    ) -> list[DeliveryRow]:
-        return [
-            DeliveryRow._make(row)
-            for row in self._rows(
-                f"SELECT {ROW_COLUMNS} FROM deliveries d JOIN events e "  # noqa: S608
-                "ON e.id = d.event_id WHERE (%(state)s::text IS NULL OR d.state = %(state)s) "
-                "AND (%(target)s::text IS NULL OR d.target = %(target)s) "
-                "AND (%(event)s::bigint IS NULL OR d.event_id = %(event)s) "
-                "ORDER BY d.id DESC LIMIT %(limit)s",
-                {"state": state, "target": target, "event": event_id, "limit": limit},
-            )
-        ]
-
-    def delivery_attempts(self, job_id: int) -> list[tuple[str, str, float, str]]:
-        return [
-            tuple(row)
-            for row in self._rows(
-                "SELECT at, status, latency_ms, excerpt FROM delivery_attempts "
-                "WHERE delivery_id = %s ORDER BY id",
-                (job_id,),
-            )
-        ]
-
-    def outbox_marker(self) -> tuple[int, float | None]:
-        newest, due = self._rows(
-            "SELECT (SELECT MAX(id) FROM deliveries), "
-            "(SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending')"
-        )[0]
-        return newest or 0, due
-
-    def delivery_counts(self) -> dict[str, int]:
-        return dict(self._rows("SELECT state, COUNT(*) FROM deliveries GROUP BY state"))
-
-    def queue_acknowledgements(self, since: str | None = None) -> int:
-        now = time.time()
-        with self._transaction("write to") as conn:
-            cursor = conn.execute(
-                "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
-                f"SELECT e.id, %(job)s, %(target)s, %(now)s, %(now)s FROM events e "
-                f"WHERE {_AWAITING_ACK} AND (%(since)s::text IS NULL OR e.received_at >= "
-                "%(since)s) AND e.headers NOT LIKE %(marker)s AND NOT EXISTS (SELECT 1 "
-                "FROM deliveries d WHERE d.event_id = e.id AND d.job = %(job)s "
-                "AND d.state IN ('pending', 'delivered')) ORDER BY e.id",
-                {
-                    "job": ACKNOWLEDGE,
-                    "target": AVASAM_API,
-                    "now": now,
-                    "acknowledged": list(ACKNOWLEDGED_KINDS),
-                    "since": since,
-                    "marker": f'%"{TEST_MARKER}"%',
-                },
-            )
-            return int(cursor.rowcount)
-
-    def change_deliveries(
-        self,
-        to: str,
-        from_states: Sequence[str],
-        ids: Sequence[int] = (),
-        target: str | None = None,
-        every: bool = False,
-    ) -> int:
-        where = "state = ANY(%(from)s)"
-        if ids:
-            where += " AND id = ANY(%(ids)s)"
-        elif target is not None:
-            where += " AND target = %(target)s"
-        elif not every:
-            return 0
-        reset = (
-            ", attempts = 0, next_attempt_at = %(now)s, queued_at = %(now)s, claimed_by = NULL"
-            if to == "pending"
-            else ""
-        )
-        with self._transaction("write to") as conn:
-            cursor = conn.execute(
-                f"UPDATE deliveries SET state = %(to)s{reset} WHERE {where}",  # noqa: S608
-                {
-                    "to": to,
-                    "from": list(from_states),
-                    "ids": list(ids),
-                    "target": target,
-                    "now": time.time(),
-                },
-            )
-            return int(cursor.rowcount)
-
-    # --- reading -----------------------------------------------------------------
-    def _select(
-        self, where: str, params: Sequence[Any], tail: str = "", columns: str = STORED_COLUMNS
-    ) -> Iterator[StoredEvent]:
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute(f"SELECT {columns} FROM events WHERE {where} {tail}", params)  # noqa: S608
-        except psycopg.Error as error:
-            raise StoreError(
-                f"cannot read the event store {self.location}: {_first_line(error)}"
-            ) from None
-        names = [column.name for column in cursor.description or ()]
-        return (StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor)
-
-    def latest(
-        self,
-        limit: int,
-        kind: str | None = None,
-        status: str | None = None,
-        with_body: bool = True,
-        test: bool | None = None,
-    ) -> Iterator[StoredEvent]:
-        return self._select(
-            "(%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s) "
-            f"AND (%s::boolean IS NULL OR ({_IS_TEST}) = %s)",
-            (kind, kind, status, status, test, test, limit),
-            "ORDER BY id DESC LIMIT %s",
-            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
-        )
-
-    def after(
-        self,
-        last_id: int,
-        limit: int,
-        kind: str | None = None,
-        status: str | None = None,
-        with_body: bool = True,
-        test: bool | None = None,
-    ) -> Iterator[StoredEvent]:
-        """Oldest first, the rows after row `last_id`: ids grow in commit order here too."""
-        return self._select(
-            "id > %s AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR status = %s) "
-            f"AND (%s::boolean IS NULL OR ({_IS_TEST}) = %s)",
-            (last_id, kind, kind, status, status, test, test, limit),
-            "ORDER BY id LIMIT %s",
-            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
-        )
-
-    def search(
-        self,
-        limit: int,
-        before_id: int | None = None,
-        after_id: int | None = None,
-        filters: Mapping[str, str] | None = None,
-    ) -> list[StoredEvent]:
-        where: list[str] = ["TRUE"]
-        params: list[Any] = []
-        if before_id is not None:
-            where.append("id < %s")
-            params.append(before_id)
-        if after_id is not None:
-            where.append("id > %s")
-            params.append(after_id)
-        for name, value in (filters or {}).items():
-            if value:
-                where.append(SEARCH_FILTERS[name])
-                params.append(f'"{value}"'.encode() if name == "sku" else value)
-        order = "ORDER BY id" if after_id is not None else "ORDER BY id DESC"
-        return list(
-            self._select(
-                " AND ".join(where), (*params, limit), f"{order} LIMIT %s", _LISTED_COLUMNS
-            )
-        )
-
-    def find(self, id_or_request_id: str) -> StoredEvent | None:
-        number = row_id(id_or_request_id)
-        if number is not None:
-            found = next(self._select("id = %s", (number,)), None)
-            if found is not None:
-                return found
-        return next(
-            self._select(
-                "request_id = %s",
-                (id_or_request_id,),
-                "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
-            ),
-            None,
-        )
-
-    def duplicates_of(self, kind: str, request_id: str) -> list[tuple[str, str | None]]:
-        return [
-            (at, client)
-            for at, client in self._rows(
-                "SELECT received_at, client FROM events WHERE request_id = %s AND kind = %s "
-                "AND status = 'duplicate' ORDER BY id",
-                (request_id, kind),
-            )
-        ]
-
-    def pending_acknowledgements(self) -> list[str]:
-        return [
-            request_id
-            for (request_id,) in self._rows(
-                f"SELECT request_id FROM events WHERE {_AWAITING_ACK} ORDER BY id",  # noqa: S608
-                {"acknowledged": list(ACKNOWLEDGED_KINDS)},
-            )
-        ]
-
-    def count_by_status(self) -> dict[str, int]:
-        return dict(self._rows("SELECT status, COUNT(*) FROM events GROUP BY status"))
-
-    def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
-        return self._select(
-            "kind = %s AND status = 'verified' AND (%s::text IS NULL OR received_at >= %s)",
-            (kind, since, since),
-            "ORDER BY id",
-        )
-
-    # --- retention ---------------------------------------------------------------
-    def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
-        deleted, kept = self._rows(
-            f"SELECT COUNT(*) FILTER (WHERE NOT {_KEPT}), COUNT(*) FILTER (WHERE {_KEPT}) "  # noqa: S608
-            "FROM events WHERE received_at < %(before)s "
-            "AND (%(status)s::text IS NULL OR status = %(status)s)",
-            {"acknowledged": list(ACKNOWLEDGED_KINDS), "before": before, "status": status},
-        )[0]
-        return int(deleted), int(kept)
-
-    def prune(self, before: str, status: str | None = None, limit: int = 2_000) -> int:
-        with self._transaction("prune") as conn:
-            doomed = [
-                row_id
-                for (row_id,) in conn.execute(
-                    "SELECT id FROM events WHERE received_at < %(before)s "  # noqa: S608
-                    "AND (%(status)s::text IS NULL OR status = %(status)s) "
-                    f"AND NOT {_KEPT} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
-                    {
-                        "acknowledged": list(ACKNOWLEDGED_KINDS),
-                        "before": before,
-                        "status": status,
-                        "limit": limit,
-                    },
-                ).fetchall()
-            ]
-            if doomed:
-                conn.execute(
-                    "DELETE FROM delivery_attempts WHERE delivery_id IN "
-                    "(SELECT id FROM deliveries WHERE event_id = ANY(%s))",
-                    (doomed,),
-                )
-                conn.execute("DELETE FROM deliveries WHERE event_id = ANY(%s)", (doomed,))
-                conn.execute("DELETE FROM events WHERE id = ANY(%s)", (doomed,))
-        return len(doomed)
 
     def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
         """A plain VACUUM of each table: it runs beside the listeners (it never locks

@@ -1,9 +1,12 @@
 """The SQLite backend of the event store: one file in WAL mode, in the data folder.
 
-Duplicates are decided by a unique index on (kind, request_id) over verified
-rows (see `migrations`), so the rule holds for concurrent deliveries and
-across processes sharing the file.  The receiver writes through its store
-writer process, which commits requests in batches and only then lets their
+Only what SQLite does its own way is here: connecting, checkpoints, the hot insert
+path and re-opening a replaced file; the rest is `store.sql`, written once for both
+databases.  Duplicates are decided by a unique index on (request_id, kind) over
+verified rows (see `migrations`), so the rule holds for concurrent deliveries and
+across processes sharing the file.  Claims happen inside `BEGIN IMMEDIATE` (SQLite's
+one writer), so two runners never hold the same job.  The receiver writes through its
+store writer process, which commits requests in batches and only then lets their
 answers go out.
 """
 
@@ -15,20 +18,20 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import create_private_file, make_missing_dirs
-from avasam_cli.store import outbox_sqlite
-from avasam_cli.store.columns import INSERTED_COLUMNS, IS_TEST, STORED_COLUMNS, listed_columns
-from avasam_cli.store.events import Event, StoredEvent, row_id
-from avasam_cli.store.jobs import ACKNOWLEDGE, AVASAM_API, TEST_MARKER, Plan
+from avasam_cli.store.columns import INSERTED_COLUMNS
+from avasam_cli.store.dialect import Dialect
+from avasam_cli.store.events import Event
+from avasam_cli.store.jobs import FORWARD, Plan, is_test_event
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
+from avasam_cli.store.sql import SqlStore
 from avasam_cli.store.transactions import write_transaction
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
-from avasam_cli.webhooks.kinds import ACKNOWLEDGED_KINDS
 
 BUSY_TIMEOUT_MS = 10_000
 # The WAL grows while checkpoints cannot catch up with a burst: past WAL_RESTART_AT it
@@ -37,32 +40,18 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 WAL_RESTART_AT = 40 * 1024 * 1024
 IDLE_ROUNDS = 4  # checkpoint rounds with nothing written before the WAL file is emptied
 MAX_BATCH = 256  # rows per INSERT: some SQLite builds allow only 32,766 variables
-_ACKNOWLEDGED = ", ".join("?" * len(ACKNOWLEDGED_KINDS))  # placeholders for those kinds
-# Verified updates still to be acknowledged: `ack --pending` sends them, and pruning
-# keeps them whatever their age.
-_AWAITING_ACK = (
-    f"(kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND ack_status IS NOT 'acknowledged')"
-)
-# Kept by pruning whatever their age: also an update whose delivery (forward or
-# acknowledgement) is still pending in the outbox.
-_KEPT = (
-    f"({_AWAITING_ACK} OR EXISTS (SELECT 1 FROM deliveries d "  # noqa: S608 - literals
-    "WHERE d.event_id = events.id AND d.state = 'pending'))"
-)
-PRUNE_BATCH = 2_000  # rows per DELETE transaction
-# The inspector's filters, each one condition on a row (values bound, never spliced).
-SEARCH_FILTERS = {
-    "kind": "kind = ?",
-    "status": "status = ?",
-    "reason": "reason = ?",
-    "request_id": "request_id = ?",
-    "sku": "instr(body, ?) > 0",  # the SKU as a JSON string anywhere in the body
-    "since": "received_at >= ?",
-    "until": "received_at < ?",
-}
 RECLAIM_STEP = 1_000  # pages per incremental_vacuum step
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
-_LISTED_COLUMNS = listed_columns("X''")
+SQLITE = Dialect(
+    name="sqlite",
+    placeholder="?",
+    typed_nulls=False,
+    empty_body="X''",
+    skip_locked="",
+    for_update="",
+    in_body="instr(body, ?) > 0",  # the SKU as a JSON string anywhere in the body
+    body_needle=str,
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -231,7 +220,7 @@ def insert_events(
         else:
             _mark_duplicates(conn, events, first=last - inserted + 1, last=last)
         if plan:  # the follow-ups are as durable as the updates: same transaction
-            outbox_sqlite.enqueue(conn, events, plan, time.time())
+            _enqueue(conn, events, plan, time.time())
 
 
 def _refuse_other_kinds(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
@@ -282,10 +271,30 @@ def _mark_duplicates(
         event.id = rowid
 
 
-class SqliteStore(outbox_sqlite.SqliteOutbox):
+def _enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now: float) -> None:
+    """The jobs of the new verified updates among `events` (inside their transaction)."""
+    rows: list[Any] = []
+    needed = plan.headers_needed
+    for event in events:
+        if event.status == "verified" and event.id is not None:
+            for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json)):
+                rows += (event.id, job, target, now, now, needed if job == FORWARD else None)
+    for start in range(0, len(rows), 6 * 150):
+        chunk = rows[start : start + 6 * 150]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?)"] * (len(chunk) // 6))
+        conn.execute(
+            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at, "  # noqa: S608
+            f"headers_needed) VALUES {marks}",
+            chunk,
+        )
+
+
+class SqliteStore(SqlStore):
     """The event store in one SQLite file (see `store.base.EventStore`)."""
 
     batch_size = MAX_BATCH
+    dialect = SQLITE
+    driver_error = sqlite3.Error
 
     def __init__(self, path: Path, bulk_writer: bool = False, read_only: bool = False) -> None:
         self.location = str(path)
@@ -342,50 +351,6 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         for start in range(0, len(events), MAX_BATCH):
             insert_events(self.conn, events[start : start + MAX_BATCH], plan)
 
-    def record_acknowledgement(self, request_id: str, status: str, detail: str, at: str) -> None:
-        """Note an acknowledgement made outside the outbox (`avasam ack ID`, the
-        inspector); a success also closes the update's pending acknowledgement job, so
-        that no runner sends it again."""
-        conn = self.conn
-        verified = f"kind IN ({_ACKNOWLEDGED}) AND status = 'verified' AND request_id = ?"
-        try:
-            with write_transaction(conn):
-                conn.execute(  # a failure never overwrites an earlier success
-                    "UPDATE events SET ack_status = ?, ack_detail = ?, ack_at = ? "  # noqa: S608
-                    f"WHERE {verified} AND (? = 'acknowledged' OR ack_status IS NULL "
-                    "OR ack_status != 'acknowledged')",
-                    (status, detail, at, *ACKNOWLEDGED_KINDS, request_id, status),
-                )
-                if status != "acknowledged":  # the history keeps it: on the update's job
-                    conn.execute(
-                        "INSERT INTO delivery_attempts SELECT d.id, ?, 'failed', NULL, ? "  # noqa: S608
-                        "FROM deliveries d WHERE d.job = ? "
-                        f"AND d.event_id IN (SELECT id FROM events WHERE {verified})",
-                        (at, f"ack outside the outbox: {detail}", ACKNOWLEDGE,
-                         *ACKNOWLEDGED_KINDS, request_id),
-                    )  # fmt: skip
-                if status == "acknowledged":
-                    found = [
-                        job_id
-                        for (job_id,) in conn.execute(
-                            "SELECT id FROM deliveries WHERE job = ? AND state = 'pending' "  # noqa: S608
-                            f"AND event_id IN (SELECT id FROM events WHERE {verified})",
-                            (ACKNOWLEDGE, *ACKNOWLEDGED_KINDS, request_id),
-                        )
-                    ]
-                    for job_id in found:
-                        conn.execute(
-                            "INSERT INTO delivery_attempts VALUES (?, ?, ?, NULL, ?)",
-                            (job_id, at, "200", f"acknowledged outside the outbox: {detail}"),
-                        )
-                        conn.execute(
-                            "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
-                            "claimed_by = NULL, claimed_until = NULL, last_result = ? WHERE id = ?",
-                            (detail, job_id),
-                        )
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot write to the event store {self.location}: {error}") from None
-
     def check_writable(self) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -393,166 +358,15 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
         except sqlite3.Error as error:
             raise StoreError(f"the event store {self.location} is not writable: {error}") from None
 
-    # --- reading -----------------------------------------------------------------
-    def _select(
-        self, where: str, params: Sequence[Any], tail: str = "", columns: str = STORED_COLUMNS
-    ) -> Iterator[StoredEvent]:
-        sql = f"SELECT {columns} FROM events WHERE {where} {tail}"  # noqa: S608 - literals
-        cursor = self.conn.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return (StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor)
-
-    def latest(
-        self,
-        limit: int,
-        kind: str | None = None,
-        status: str | None = None,
-        with_body: bool = True,
-        test: bool | None = None,
-    ) -> Iterator[StoredEvent]:
-        """Newest first, optionally of one kind and status, read as they are iterated."""
-        return self._select(
-            "(? IS NULL OR kind = ?) AND (? IS NULL OR status = ?) "
-            f"AND (? IS NULL OR ({IS_TEST}) = ?)",
-            (kind, kind, status, status, test, test, limit),
-            "ORDER BY id DESC LIMIT ?",
-            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
-        )
-
-    def after(
-        self,
-        last_id: int,
-        limit: int,
-        kind: str | None = None,
-        status: str | None = None,
-        with_body: bool = True,
-        test: bool | None = None,
-    ) -> Iterator[StoredEvent]:
-        """Oldest first, the rows after row `last_id`.  SQLite has one writer at a time, so
-        row ids grow in commit order, across all the processes sharing the file."""
-        return self._select(
-            "id > ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?) "
-            f"AND (? IS NULL OR ({IS_TEST}) = ?)",
-            (last_id, kind, kind, status, status, test, test, limit),
-            "ORDER BY id LIMIT ?",
-            STORED_COLUMNS if with_body else _LISTED_COLUMNS,
-        )
-
-    def search(
-        self,
-        limit: int,
-        before_id: int | None = None,
-        after_id: int | None = None,
-        filters: Mapping[str, str] | None = None,
-    ) -> list[StoredEvent]:
-        """A page of the listing, without bodies: newest first below `before_id`, or
-        oldest first above `after_id`; `filters` (see SEARCH_FILTERS) narrow it."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if before_id is not None:
-            where.append("id < ?")
-            params.append(before_id)
-        if after_id is not None:
-            where.append("id > ?")
-            params.append(after_id)
-        for name, value in (filters or {}).items():
-            if value:
-                where.append(SEARCH_FILTERS[name])
-                params.append(f'"{value}"' if name == "sku" else value)
-        order = "ORDER BY id" if after_id is not None else "ORDER BY id DESC"
-        return list(
-            self._select(" AND ".join(where), (*params, limit), f"{order} LIMIT ?", _LISTED_COLUMNS)
-        )
-
-    def find(self, id_or_request_id: str) -> StoredEvent | None:
-        """By row id (digits), else the latest row with that request id (verified first)."""
-        number = row_id(id_or_request_id)
-        if number is not None:
-            found = next(self._select("id = ?", (number,)), None)
-            if found is not None:
-                return found
-        return next(
-            self._select(
-                "request_id = ?",
-                (id_or_request_id,),
-                "ORDER BY status = 'verified' DESC, id DESC LIMIT 1",
-            ),
-            None,
-        )
-
-    def duplicates_of(self, kind: str, request_id: str) -> list[tuple[str, str | None]]:
-        cursor = self.conn.execute(
-            "SELECT received_at, client FROM events "
-            "WHERE request_id = ? AND kind = ? AND status = 'duplicate' ORDER BY id",
-            (request_id, kind),
-        )
-        return list(cursor)
-
-    def pending_acknowledgements(self) -> list[str]:
-        """Request ids of verified updates that need acknowledging and are not yet, oldest first."""
-        cursor = self.conn.execute(
-            f"SELECT request_id FROM events WHERE {_AWAITING_ACK} ORDER BY id",  # noqa: S608
-            ACKNOWLEDGED_KINDS,
-        )
-        return [request_id for (request_id,) in cursor]
-
-    def queue_acknowledgements(self, since: str | None = None) -> int:
-        """Acknowledgement jobs for the verified stock updates (received since `since`)
-        not acknowledged and without such a job pending (received without --auto-ack,
-        before the outbox, or whose job went dead); test events excepted.  How many."""
-        now = time.time()
-        cursor = self.conn.execute(
-            "INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at) "  # noqa: S608
-            f"SELECT e.id, ?, ?, ?, ? FROM events e WHERE {_AWAITING_ACK} "
-            "AND (? IS NULL OR e.received_at >= ?) AND e.headers NOT LIKE ? "
-            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id "
-            "AND d.job = ? AND d.state IN ('pending', 'delivered')) ORDER BY e.id",
-            (ACKNOWLEDGE, AVASAM_API, now, now, *ACKNOWLEDGED_KINDS, since, since,
-             f'%"{TEST_MARKER}"%', ACKNOWLEDGE),
-        )  # fmt: skip
-        return cursor.rowcount
-
-    # --- retention ---------------------------------------------------------------
-    def count_prunable(self, before: str, status: str | None = None) -> tuple[int, int]:
-        """(rows received before `before` that `prune` would delete, rows it keeps because
-        their acknowledgement or a delivery is still pending)."""
-        cursor = self.conn.execute(
-            f"SELECT COALESCE(SUM(NOT {_KEPT}), 0), COALESCE(SUM({_KEPT}), 0) "  # noqa: S608
-            "FROM events WHERE received_at < ? AND (? IS NULL OR status = ?)",
-            (*ACKNOWLEDGED_KINDS, *ACKNOWLEDGED_KINDS, before, status, status),
-        )
-        deleted, kept = cursor.fetchone()
-        return int(deleted), int(kept)
-
-    def prune(self, before: str, status: str | None = None, limit: int = PRUNE_BATCH) -> int:
-        """Delete up to `limit` rows received before `before`, oldest first, with their
-        delivery jobs, never one whose acknowledgement or a delivery is pending; how many
-        went.  Small batches keep each write lock short while a listener shares the store."""
-        conn = self.conn
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
         try:
-            with write_transaction(conn):
-                doomed = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT id FROM events WHERE received_at < ? "  # noqa: S608
-                        f"AND (? IS NULL OR status = ?) AND NOT {_KEPT} ORDER BY id LIMIT ?",
-                        (before, status, status, *ACKNOWLEDGED_KINDS, limit),
-                    )
-                ]
-                for start in range(0, len(doomed), 500):
-                    chunk = doomed[start : start + 500]
-                    marks = ", ".join("?" * len(chunk))
-                    conn.execute(
-                        "DELETE FROM delivery_attempts WHERE delivery_id IN "  # noqa: S608
-                        f"(SELECT id FROM deliveries WHERE event_id IN ({marks}))",
-                        chunk,
-                    )
-                    conn.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", chunk)  # noqa: S608
-                    conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)  # noqa: S608
+            with write_transaction(self.conn) as conn:
+                yield conn
         except sqlite3.Error as error:
-            raise StoreError(f"cannot prune the event store {self.location}: {error}") from None
-        return len(doomed)
+            raise StoreError(f"cannot {doing} the event store {self.location}: {error}") from None
 
+    # --- retention and the live feed -----------------------------------------------
     def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
         """Give the pages freed by `prune` back to the disk, yielding (done, total) pages.
 
@@ -583,14 +397,3 @@ class SqliteStore(outbox_sqlite.SqliteOutbox):
     def wait_for_rows(self, timeout: float) -> None:
         """SQLite tells no one of a commit: a short sleep, and the caller reads again."""
         time.sleep(timeout)
-
-    def count_by_status(self) -> dict[str, int]:
-        cursor = self.conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
-        return {status: count for status, count in cursor}
-
-    def verified_since(self, kind: str, since: str | None = None) -> Iterator[StoredEvent]:
-        return self._select(
-            "kind = ? AND status = 'verified' AND (? IS NULL OR received_at >= ?)",
-            (kind, since, since),
-            "ORDER BY id",
-        )
