@@ -408,24 +408,27 @@ def guard_main(argv: Sequence[str]) -> int:
     The listener starts us in a process group of our own, and the tool stays in it:
     whoever ends that group (we, or the listener when we die, even by SIGKILL) ends the
     tool and everything it started."""
-    done = threading.Event()
+    done = threading.Event()  # the lifeline closed (set by its thread)
+    # SIGTERM only notes it: a handler that took a lock (Event.set does) while this
+    # thread held it inside Event.wait would wait for itself forever.
+    terminated: list[int] = []
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener stops us, in turn
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda signum, _: terminated.append(signum))
     exit_when_stdin_closes(done.set)
     try:
         tool = Spawned(argv)
     except OSError as error:
         print(f"cannot start {argv[0]}: {error.strerror or error}", flush=True)
         return 127
-    while not done.wait(POLL):
+    while not terminated and not done.wait(POLL):
         if tool.poll() is not None:
             break
     if sys.platform == "win32":
         tool.stop(GUARD_STOP_WAIT)
     else:
         with contextlib.suppress(OSError):
-            os.killpg(0, signal.SIGTERM)  # the tool and what it started; us: `done`
+            os.killpg(0, signal.SIGTERM)  # the tool and what it started (us: noted only)
         with contextlib.suppress(subprocess.TimeoutExpired):
             tool.process.wait(GUARD_STOP_WAIT)
         if os.getppid() != parent:  # nobody is left to end the group after us

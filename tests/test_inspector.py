@@ -278,8 +278,8 @@ def test_in_a_browser_a_rebound_host_and_a_missing_token_are_refused(store_path:
 
 
 def test_ctrl_c_with_a_tab_open_exits_fast(isolated_home: Path) -> None:
-    """`avasam inspect` with a page open (its event stream connected): SIGINT ends it in
-    under a second."""
+    """`avasam inspect` with a page open (its event stream connected): SIGINT ends the
+    stream at once, so uvicorn's graceful shutdown (1 s) never has to cancel it."""
     import signal
     import subprocess
     import sys
@@ -311,8 +311,9 @@ def test_ctrl_c_with_a_tab_open_exits_fast(isolated_home: Path) -> None:
             browser.close()
     finally:
         process.kill()
-        process.communicate()
-    assert took < 1.0, took
+        _, err = process.communicate()
+    assert "graceful shutdown exceeded" not in err.decode(), err
+    assert took < 10, took
 
 
 # --- Actions ----------------------------------------------------------------------

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from avasam_cli.cli._serve import ListenOptions
     from avasam_cli.config import Settings
     from avasam_cli.receiver.app import ReceiverSettings
-    from avasam_cli.store.base import EventStore
     from avasam_cli.store.events import Event
 
 PRINTER_BATCH = 500
@@ -199,10 +198,10 @@ def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) 
     import json
     import threading
 
-    from avasam_cli.errors import StoreError
     from avasam_cli.paths import locations
     from avasam_cli.receiver.printer import make_printer
     from avasam_cli.store.base import open_store
+    from avasam_cli.store.follow import Follower
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the listener, once all are
     stopping = threading.Event()
@@ -223,33 +222,26 @@ def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) 
     printer = make_printer(mode, sys.stdout.fileno(), note)
     if printer is not None:
         printer.printer.count_earlier(counted)
-    last = after
 
-    def show_new(reader: EventStore) -> None:
-        nonlocal last
-        while rows := list(reader.after(last, PRINTER_BATCH)):
-            if printer is not None:
-                printer(rows)
-            last = rows[-1].id or last
+    follower = Follower(
+        lambda: open_store(locations().store_file, read_only=True),
+        after,
+        PRINTER_BATCH,
+        say=lambda message: print(message, file=sys.stderr, flush=True),
+    )
 
-    reader: EventStore | None = None
-    while not stopping.is_set():
-        try:  # the store may be away for a while (PostgreSQL restarting): say so, go on
-            if reader is None:
-                reader = open_store(locations().store_file, read_only=True)
-            show_new(reader)
-            reader.wait_for_rows(PRINTER_WAIT)
-        except StoreError as error:
-            print(error.message, file=sys.stderr, flush=True)
-            if reader is not None:
-                with contextlib.suppress(Exception):
-                    reader.close()
-                reader = None
-            stopping.wait(1.0)
-    if reader is not None:
-        with contextlib.suppress(StoreError):
-            show_new(reader)
-        reader.close()
+    def show_new() -> bool:
+        rows = follower.new_rows()
+        if rows and printer is not None:
+            printer(rows)
+        return bool(rows)
+
+    while not stopping.is_set():  # the store may be away a while: said, then it goes on
+        if not show_new():
+            follower.wait(PRINTER_WAIT)
+    while show_new():  # what was committed before the stop
+        pass
+    follower.close()
     if printer is not None:
         print(f"Stopped: {printer.close(timeout=10)}.", file=sys.stderr, flush=True)
     os.close(noted)

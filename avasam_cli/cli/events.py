@@ -150,6 +150,7 @@ def _follow(
     from avasam_cli.paths import locations
     from avasam_cli.store.base import open_store
     from avasam_cli.store.events import event_json
+    from avasam_cli.store.follow import Follower
 
     path = locations().store_file
     if not path.exists():
@@ -162,15 +163,21 @@ def _follow(
             output.out(output.styled(output.table_line(LIST_HEADER, widths), "bold", sys.stdout))
         with open_store(path, read_only=True) as store:
             shown = list(store.latest(limit, kind, status, with_body=as_json, test=test))[::-1]
-            last_id = 0
-            while True:
-                for event in shown:
-                    line = json.dumps(event_json(event)) if as_json else None
-                    output.out(line or output.table_line(_row(event), widths))
-                    last_id = event.id or last_id
-                sys.stdout.flush()
-                store.wait_for_rows(FOLLOW_POLL_SECONDS)
-                shown = list(store.after(last_id, FOLLOW_BATCH, kind, status, as_json, test))
+        follower = Follower(
+            lambda: open_store(path, read_only=True),
+            (shown[-1].id or 0) if shown else 0,
+            FOLLOW_BATCH,
+            lambda reader, last, n: list(reader.after(last, n, kind, status, as_json, test)),
+            say=output.warn,
+        )
+        while True:
+            for event in shown:
+                line = json.dumps(event_json(event)) if as_json else None
+                output.out(line or output.table_line(_row(event), widths))
+            sys.stdout.flush()
+            shown = follower.new_rows()
+            if not shown:
+                follower.wait(FOLLOW_POLL_SECONDS)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

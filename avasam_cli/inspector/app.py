@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import hmac
 import json
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,6 +35,7 @@ from avasam_cli.errors import CredentialsRefused, StoreError
 from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
+from avasam_cli.store.follow import Follower
 from avasam_cli.webhooks.keys import readable_body
 
 COOKIE = "avasam_inspector"  # and the port: cookies are per host, not per port
@@ -45,7 +47,8 @@ def cookie_name(port: int) -> str:
 
 
 PAGE_SIZE = 100
-STREAM_POLL = 0.1  # seconds between looks at the store for new rows
+T = TypeVar("T")
+STREAM_POLL = 0.1  # seconds at most between looks (PostgreSQL's NOTIFY wakes it at once)
 STREAM_BATCH = 500
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -169,6 +172,8 @@ class Inspector:
         # Re-signs use the token in force: a rotation while the page is open is followed.
         self.signing_token: Callable[[], str | None] = lambda: verification_token
         self.stopping = asyncio.Event()
+        # The live streams' waits for new rows (PostgreSQL's NOTIFY), off the event loop.
+        self.stream_threads = concurrent.futures.ThreadPoolExecutor(64, "avasam-stream")
         self._store: EventStore | None = None
         self._was_missing = False
 
@@ -185,8 +190,34 @@ class Inspector:
 
     def close(self) -> None:
         self.stopping.set()
+        self.stream_threads.shutdown(wait=False, cancel_futures=True)
         if self._store is not None:
             self._store.close()
+
+    async def off_the_loop(self, call: Callable[..., T], *args: Any) -> T | None:
+        """`call(*args)` on a stream thread; None at once when the inspector stops."""
+        job = asyncio.get_running_loop().run_in_executor(self.stream_threads, call, *args)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        either: set[asyncio.Future[Any]] = {job, stop}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        return job.result() if job in done else None
+
+    def follower(self, after: int, filters: Mapping[str, str]) -> Follower:
+        """A live stream's own reader of the store (one that does not exist yet is waited
+        for), the rows after `after` that pass `filters`."""
+
+        def open_reader() -> EventStore:
+            if isinstance(self.store_path, Path) and not self.store_path.exists():
+                raise StoreError("no event store yet")
+            return open_store(self.store_path, read_only=True)
+
+        return Follower(
+            open_reader,
+            after,
+            STREAM_BATCH,
+            lambda reader, last, n: reader.search(n, after_id=last, filters=filters),
+        )
 
     def authorized(self, request: Request) -> bool:
         given = request.cookies.get(self.cookie) or request.query_params.get("token") or ""
@@ -270,17 +301,18 @@ def create_inspector(
         filters = _filters(request)
 
         async def rows() -> AsyncIterator[bytes]:
-            last = int(start) if start.isdigit() else 0
+            follower = state.follower(int(start) if start.isdigit() else 0, filters)
             yield b"retry: 1000\n\n"
-            while not state.stopping.is_set() and not await request.is_disconnected():
-                found = state.store.search(STREAM_BATCH, after_id=last, filters=filters)
-                for row in found:
-                    last = row.id or last
-                    data = json.dumps(event_json(row))
-                    yield f"id: {last}\nevent: row\ndata: {data}\n\n".encode()
-                if not found:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(state.stopping.wait(), STREAM_POLL)
+            try:
+                while not state.stopping.is_set() and not await request.is_disconnected():
+                    found = await state.off_the_loop(follower.new_rows) or []
+                    for row in found:
+                        data = json.dumps(event_json(row))
+                        yield f"id: {row.id}\nevent: row\ndata: {data}\n\n".encode()
+                    if not found:
+                        await state.off_the_loop(follower.wait, STREAM_POLL)
+            finally:
+                follower.close()
 
         return StreamingResponse(rows(), media_type="text/event-stream")
 
