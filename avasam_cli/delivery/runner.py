@@ -31,7 +31,7 @@ from avasam_cli.errors import ApiError, NetworkError, StoreError
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
 from avasam_cli.store.events import REDACTED
-from avasam_cli.store.jobs import ACKNOWLEDGE
+from avasam_cli.store.jobs import ACKNOWLEDGE, FORWARD, JOB_TYPES
 
 Say = Callable[[str], None]
 PER_TARGET = 200  # jobs claimed at once per target
@@ -161,27 +161,21 @@ class DeliveryRunner:
             self._tell(job, attempt)
             if self.on_attempt is not None:
                 self.on_attempt(attempt.state)
-            if attempt.state == "pending" and job.job != ACKNOWLEDGE:
+            in_order = job.job in JOB_TYPES and JOB_TYPES[job.job].in_order_per_target
+            if attempt.state == "pending" and in_order:  # the rest wait behind it
                 self.store.release_deliveries([j.id for j in queue[index + 1 :]], self.name)
                 break
         return tally
 
     async def _attempt(self, job: DeliveryJob) -> Attempt | None:
+        """One attempt by the handler of the job's type; None when this run cannot make
+        it (no API keys, a missing forward header, a type it does not know)."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        if job.job == ACKNOWLEDGE:
-            if self.acknowledge is None:
-                if not self._said_no_keys:
-                    self._said_no_keys = True
-                    self.say(
-                        "Warning: acknowledgements are waiting in the outbox, and this run "
-                        "has no API keys to send them: `avasam configure` adds them"
-                    )
-                return None
-            verdict, status, latency, text, after = await self._acknowledge(job)
-        else:
-            if self._lacks_headers(job):
-                return None
-            verdict, status, latency, text, after = await self._forward(job)
+        handler = {FORWARD: self._forward, ACKNOWLEDGE: self._acknowledge}.get(job.job)
+        outcome = await handler(job) if handler is not None else None
+        if outcome is None:
+            return None
+        verdict, status, latency, text, after = outcome
         state, wait = self.rules.next_state(
             verdict, job.attempts + 1, self.clock() - job.queued_at, after
         )
@@ -201,9 +195,9 @@ class DeliveryRunner:
             )
         return bool(missing)
 
-    async def _forward(
-        self, job: DeliveryJob
-    ) -> tuple[Verdict, str, float | None, str, float | None]:
+    async def _forward(self, job: DeliveryJob) -> Outcome | None:
+        if self._lacks_headers(job):
+            return None
         assert self._client is not None
         headers = [
             (name, value) for name, value in json.loads(job.headers_json) if value != REDACTED
@@ -228,8 +222,15 @@ class DeliveryRunner:
             (result.retry_after),
         )
 
-    async def _acknowledge(self, job: DeliveryJob) -> Outcome:
-        assert self.acknowledge is not None
+    async def _acknowledge(self, job: DeliveryJob) -> Outcome | None:
+        if self.acknowledge is None:
+            if not self._said_no_keys:
+                self._said_no_keys = True
+                self.say(
+                    "Warning: acknowledgements are waiting in the outbox, and this run "
+                    "has no API keys to send them: `avasam configure` adds them"
+                )
+            return None
         start = time.perf_counter()
         try:
             answer = await asyncio.to_thread(self.acknowledge, job.request_id)
