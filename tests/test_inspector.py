@@ -18,7 +18,8 @@ import httpx
 import pytest
 import uvicorn
 
-from avasam_cli.inspector.app import SECURITY_HEADERS, cookie_name, create_inspector
+from avasam_cli.inspector.app import create_inspector
+from avasam_cli.inspector.security import SECURITY_HEADERS, cookie_name
 from avasam_cli.store.base import open_store
 from avasam_cli.store.events import Event
 from avasam_cli.store.jobs import Plan

@@ -107,7 +107,7 @@ def page_token() -> str:
     when the listener is started again: the page reconnects by itself."""
     import os
 
-    from avasam_cli.inspector.app import new_token
+    from avasam_cli.inspector.security import new_token
     from avasam_cli.paths import is_too_open, locations, write_secret_file
 
     if os.environ.get(TOKEN_ENV):

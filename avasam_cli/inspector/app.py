@@ -31,44 +31,19 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from avasam_cli.delivery.signature import Secrets, no_secrets
-from avasam_cli.errors import CredentialsRefused, StoreError
+from avasam_cli.errors import StoreError
+from avasam_cli.inspector import actions, security
 from avasam_cli.paths import StoreLocation
 from avasam_cli.store.base import EventStore, open_store
 from avasam_cli.store.events import StoredEvent, event_json
 from avasam_cli.store.follow import Follower
 from avasam_cli.webhooks.keys import readable_body
 
-COOKIE = "avasam_inspector"  # and the port: cookies are per host, not per port
-
-
-def cookie_name(port: int) -> str:
-    """The page's cookie on `port`: two inspectors open in one browser keep their own."""
-    return f"{COOKIE}_{port}"
-
-
 PAGE_SIZE = 100
 T = TypeVar("T")
 STREAM_POLL = 0.1  # seconds at most between looks (PostgreSQL's NOTIFY wakes it at once)
 STREAM_BATCH = 500
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-    "x-frame-options": "DENY",
-}
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def allowed_hosts(port: int) -> frozenset[str]:
-    """The Host values of our own origins: anything else is a rebinding attempt."""
-    return frozenset(f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]"))
 
 
 def _static(name: str) -> bytes:
@@ -162,8 +137,8 @@ class Inspector:
         self.forward_secrets: Secrets = no_secrets  # signs forwards, as the outbox does
         self.forward_headers: list[tuple[str, str]] = []  # --forward-header, the profile's
         self.token = token
-        self.hosts = allowed_hosts(port)
-        self.cookie = cookie_name(port)
+        self.hosts = security.allowed_hosts(port)
+        self.cookie = security.cookie_name(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.csrf = secrets.token_urlsafe(24)
         # Where replays go: the receiver's endpoint for each kind, from our configuration,
@@ -257,7 +232,7 @@ def create_inspector(
     verification_token: str | None = None,
     forward: Mapping[str, str] | None = None,
     acknowledge: Callable[[str], str] | None = None,
-) -> Guard:
+) -> security.Guard:
     """The inspector's app for a server on 127.0.0.1:`port`; its replays go to the
     `receiver` URL of each kind (re-signed ones signed with `verification_token`) or to
     the `forward` target of each kind; `acknowledge` is the API client's."""
@@ -339,10 +314,10 @@ def create_inspector(
         )
 
     async def act(request: Request) -> Response:
-        return await _act(state, request)
+        return await actions.act(state, request)
 
     async def acknowledge_pending(request: Request) -> Response:
-        return await _acknowledge_pending(state, request)
+        return await actions.acknowledge_pending(state, request)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -364,187 +339,4 @@ def create_inspector(
             Route("/api/stream", stream),
         ],
     )
-    return Guard(app, state)
-
-
-ACTIONS = ("replay", "resign", "forward", "acknowledge")
-
-
-def _refusal(error: str, detail: str, status: int = 409) -> Response:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
-
-
-async def _act(state: Inspector, request: Request) -> Response:
-    """A state-changing action on one request: replay it to the receiver, re-sign it as
-    new, replay it to the configured forward target, or acknowledge it to Avasam."""
-    why = state.action_refused(request)
-    if why is not None:
-        return _refusal("forbidden", why, 403)
-    action = request.path_params["action"]
-    event = state.store.find(str(request.path_params["event_id"]))
-    if event is None or action not in ACTIONS:
-        return JSONResponse({"error": "not_found"}, status_code=404)
-    if action == "forward":
-        return await _forward(state, event)
-    if action == "acknowledge":
-        return await _acknowledge(state, event)
-    url = state.receiver.get(event.kind)
-    if url is None:
-        return _refusal("no_target", f"no receiver endpoint for {event.kind!r} is configured")
-    from avasam_cli.delivery.replay import replay_headers, resigned, stored_items
-
-    body, request_id = event.body, event.request_id
-    if action == "resign":
-        signing = state.signing_token()
-        if signing is None:
-            return _refusal("no_token", "no verification token is configured: `avasam configure`")
-        asked = await request.json() if await request.body() else {}
-        items = asked.get("items") if isinstance(asked, dict) else None
-        items = items if isinstance(items, list) else stored_items(event)
-        if items is None:
-            return _refusal("no_items", "this request holds no items to re-sign")
-        body, request_id = resigned(items, signing)
-    return JSONResponse(await _send(url, body, replay_headers(event)) | {"request_id": request_id})
-
-
-async def _forward(state: Inspector, event: StoredEvent) -> Response:
-    """The stored update to the forward target configured for its kind, as the outbox
-    sends it (marker headers included)."""
-    import httpx
-
-    from avasam_cli.delivery.forward import forward
-    from avasam_cli.delivery.replay import replay_headers
-
-    url = state.forward.get(event.kind)
-    if url is None or event.status != "verified":
-        return _refusal("no_target", f"no forward target is configured for {event.kind!r}")
-    # As the outbox sends it: the forward headers, and the attempt's number after the job's.
-    jobs = state.store.deliveries(event_id=event.id, target=url) if event.id else []
-    attempt = 1 + sum(job.attempts for job in jobs if job.job == "forward")
-    extra = [*state.forward_headers, ("x-avasam-delivery-attempt", str(attempt))]
-    async with httpx.AsyncClient() as client:
-        result = await forward(
-            client, url, event.kind, replay_headers(event), event.body, 10, extra,
-            state.forward_secrets(), event.request_id,
-        )  # fmt: skip
-    return JSONResponse(
-        {"status": result.code, "answer": result.excerpt, "ms": result.latency_ms, "to": url}
-    )
-
-
-async def _acknowledge(state: Inspector, event: StoredEvent) -> Response:
-    """Acknowledge a verified stock update to Avasam, and note it on the stored event."""
-    from avasam_cli.delivery.acknowledge import acknowledge_one
-    from avasam_cli.store.jobs import is_test_event
-    from avasam_cli.webhooks.kinds import KINDS
-
-    if state.acknowledge is None:
-        return _refusal("no_keys", "no API keys are configured: `avasam configure`")
-    acknowledged = event.kind in KINDS and KINDS[event.kind].acknowledged
-    if not acknowledged or event.status != "verified" or event.request_id is None:
-        return _refusal("not_acknowledged", "only verified stock updates are acknowledged")
-    if is_test_event(event.headers_json):
-        return _refusal("test_event", "a test event from `avasam send-test` is never acknowledged")
-    request_id, acknowledge = event.request_id, state.acknowledge
-
-    def run() -> dict[str, Any]:
-        with open_store(state.store_path) as store:  # the page's own store is read-only
-            outcome = acknowledge_one(acknowledge, request_id, store)
-        return {"status": 200 if outcome.acknowledged else None, "answer": outcome.detail}
-
-    return JSONResponse(await asyncio.to_thread(run))
-
-
-async def _acknowledge_pending(state: Inspector, request: Request) -> Response:
-    """What `avasam ack --pending --yes` does, for the page: through the outbox of the
-    store the page shows (each acknowledgement claimed once, none before its forward);
-    its summary back."""
-    why = state.action_refused(request)
-    if why is not None:
-        return _refusal("forbidden", why, 403)
-    acknowledge = state.acknowledge
-    if acknowledge is None:
-        return _refusal("no_keys", "no API keys are configured: `avasam configure`")
-
-    def run() -> str:
-        from avasam_cli.delivery.acknowledge import acknowledge_all, claim_pending
-
-        with open_store(state.store_path) as store:
-            return acknowledge_all(acknowledge, claim_pending(store, None, None))
-
-    try:
-        said = await asyncio.get_running_loop().run_in_executor(None, run)
-    except (StoreError, CredentialsRefused) as error:
-        return JSONResponse({"status": None, "answer": error.message})
-    return JSONResponse({"status": 200, "answer": said})
-
-
-async def _send(url: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:
-    """POST to the receiver; its answer for the page."""
-    import time
-
-    import httpx
-
-    from avasam_cli.delivery.replay import replay_outcome
-    from avasam_cli.text import excerpt
-
-    start = time.perf_counter()
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as error:
-        return {"status": None, "answer": f"{type(error).__name__}: nothing answered at {url}"}
-    took = round((time.perf_counter() - start) * 1000, 1)
-    return {
-        "status": answer.status_code,
-        "answer": excerpt(answer.text, 300),
-        "ms": took,
-        "outcome": replay_outcome(answer.text),  # the page suggests re-signing for these
-    }
-
-
-class Guard:
-    """Before any route: the Host allow-list, the token, and the security headers."""
-
-    def __init__(self, app: Starlette, state: Inspector) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # type: ignore[arg-type]
-            return
-        request = Request(scope)  # type: ignore[arg-type]
-        host = request.headers.get("host", "")
-        if host not in self.state.hosts:
-            answer: Response = JSONResponse(
-                {
-                    "error": "misdirected",
-                    "detail": "this inspector answers only on its own address",
-                },
-                status_code=421,
-            )
-        elif not self.state.authorized(request):
-            answer = JSONResponse(
-                {
-                    "error": "unauthorized",
-                    "detail": "open the URL printed by avasam, token included",
-                },
-                status_code=401,
-            )
-        else:
-            await self.app(scope, receive, _with_headers(send))  # type: ignore[arg-type]
-            return
-        await answer(scope, receive, _with_headers(send))  # type: ignore[arg-type]
-
-
-def _with_headers(send: Any) -> Any:
-    async def sending(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [
-                *message.get("headers", []),
-                *((name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
-            ]
-        await send(message)
-
-    return sending
+    return security.Guard(app, state)
