@@ -1,6 +1,9 @@
 """Default values shown in `--help`, in one place; light imports only, so the CLI starts fast."""
 
+from avasam_cli.webhooks.contract import DEFAULT_LEEWAY
 from avasam_cli.webhooks.kinds import KINDS
+
+__all__ = ["DEFAULT_LEEWAY"]  # a webhook decision (webhooks/contract.py), shown in --help
 
 DEFAULT_BASE_URL = "https://app.avasam.com"
 # How the access token is sent to the API; the decision and its evidence: api/client.py.
@@ -16,8 +19,6 @@ DEFAULT_HEAD_TIMEOUT = 10.0  # seconds for a request head to arrive
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds a body may stall
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 DEFAULT_MAX_CONNECTIONS = 1000  # beyond: 503
-# exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
-DEFAULT_LEEWAY = 60.0
 HEALTH_PATH = "/healthz"
 DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target
 DEFAULT_SHUTDOWN_WAIT = 10.0  # seconds a stop waits, in all, for forwards and acknowledgements

@@ -49,3 +49,16 @@ def passwords_in(url: str) -> list[str]:
         for value in parse_qs(parts.query).get("password", []):
             found.append(value)
     return sorted({p for p in found if p}, key=len, reverse=True)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str, bare_seconds: bool = False) -> float | None:
+    """`500ms`, `30s`, `5m`, `24h`, `7d`, `2w` in seconds (a bare number too, with
+    `bare_seconds`); None for anything else.  The one parser of durations."""
+    matched = _DURATION.fullmatch(text.strip())
+    if matched is None or (matched[2] is None and not bare_seconds):
+        return None
+    return float(matched[1]) * _DURATION_UNITS[matched[2] or "s"]

@@ -197,3 +197,25 @@ def client_for(resolved: Settings, where: Locations) -> AvasamClient:
         auth_scheme=resolved.require("auth_scheme"),
         cache_prefix=prefix,
     )
+
+
+def local_endpoint(ctx: typer.Context, host: str | None, port: int | None, kind: str) -> str:
+    """The URL of the local `avasam listen`'s endpoint for `kind`: --host/--port, else the
+    profile's address, and the profile's path for the kind."""
+    from avasam_cli.cli._context import endpoint_paths
+    from avasam_cli.net import local_base_url
+
+    resolved = settings(ctx, listen_host=host, listen_port=None if port is None else str(port))
+    base = local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
+    return base + endpoint_paths(resolved)[kind]
+
+
+def kind_of_url(ctx: typer.Context, url: str) -> str | None:
+    """The kind whose endpoint path (the profile's) `url` ends with, if any."""
+    from urllib.parse import urlsplit
+
+    from avasam_cli.cli._context import endpoint_paths
+
+    path = urlsplit(url).path.rstrip("/")
+    paths = endpoint_paths(settings(ctx))
+    return next((kind for kind, p in paths.items() if path == p.rstrip("/")), None)

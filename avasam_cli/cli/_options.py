@@ -59,15 +59,12 @@ ListenerPortOption = Annotated[
 ]  # fmt: skip
 
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def duration_seconds(value: str) -> int | None:
-    """`30m`, `24h`, `7d`, `2w` in seconds; None for anything else."""
-    import re
+    """`30m`, `24h`, `7d`, `2w` in whole seconds; None for anything else."""
+    from avasam_cli.text import duration
 
-    matched = re.fullmatch(r"(\d+)([smhdw])", value.strip())
-    return int(matched[1]) * DURATION_UNITS[matched[2]] if matched else None
+    seconds = duration(value)
+    return int(seconds) if seconds is not None and seconds == int(seconds) else None
 
 
 def since_time(value: str | None, option: str = "--since") -> str | None:

@@ -56,12 +56,8 @@ class ListenOptions:
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
-    for path in paths.values():
-        if not path.startswith("/") or any(ch.isspace() or ch in "?#{}" for ch in path):
-            raise UsageError(
-                f"invalid endpoint path {path!r}: it must start with / and hold no spaces, "
-                "?, # or braces (for example --stock-path /webhooks/stock)"
-            )
+    """The endpoint paths, each checked already as a setting (`normalize_path`), must
+    also differ from each other and from the health check's."""
     if len(set(paths.values())) != len(paths) or HEALTH_PATH in paths.values():
         raise UsageError(
             f"--stock-path and --price-path must differ from each other and from {HEALTH_PATH}"
@@ -144,7 +140,7 @@ def inspector_page(
     import json
 
     from avasam_cli import output
-    from avasam_cli.cli.inspect import (
+    from avasam_cli.inspector.handover import (
         FORWARD_ENV,
         HEADERS_ENV,
         RECEIVER_ENV,

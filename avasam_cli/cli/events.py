@@ -269,8 +269,8 @@ def replay(
 ) -> None:
     """Send a stored request again, body and headers as received, and show the answer."""
     from avasam_cli import output
+    from avasam_cli.cli._context import local_endpoint
     from avasam_cli.cli._send import post_and_show
-    from avasam_cli.cli.send_test import local_endpoint
     from avasam_cli.delivery.replay import replay_headers
     from avasam_cli.net import checked_url
     from avasam_cli.webhooks.kinds import KINDS

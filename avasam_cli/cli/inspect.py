@@ -5,16 +5,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from avasam_cli.inspector.handover import (
+    FORWARD_ENV,
+    HEADERS_ENV,
+    RECEIVER_ENV,
+    page_token,
+    page_url,
+)
+
 if TYPE_CHECKING:
     from avasam_cli.config import Settings
 
 DEFAULT_INSPECT_PORT = 8788  # the listener's default port + 1, as `listen` serves it
-
-# How `listen` hands its child the token it printed (an environment name, not a secret).
-TOKEN_ENV = "AVASAM_INSPECTOR_TOKEN"  # noqa: S105
-RECEIVER_ENV = "AVASAM_INSPECTOR_RECEIVER"  # its endpoints, {kind: URL}, as JSON
-FORWARD_ENV = "AVASAM_INSPECTOR_FORWARD"  # its forward targets, {kind: URL}, as JSON
-HEADERS_ENV = "AVASAM_INSPECTOR_FORWARD_HEADERS"  # its forward headers, [[name, value]]
 
 
 def inspect(
@@ -32,8 +34,7 @@ def inspect(
     import os
 
     from avasam_cli import output
-    from avasam_cli.cli._context import settings
-    from avasam_cli.cli.send_test import local_endpoint
+    from avasam_cli.cli._context import local_endpoint, settings
     from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.inspector.server import serve
     from avasam_cli.net import bind
@@ -99,32 +100,6 @@ def _followed_token(resolved: "Settings") -> Callable[[], str | None] | None:
         rolling_from(values, VERIFICATION_TOKEN),
     )  # fmt: skip
     return lambda: current.current if (current := now()) is not None else None
-
-
-def page_token() -> str:
-    """The page's token: AVASAM_INSPECTOR_TOKEN, else the one kept in the cache folder
-    (0600), made once.  Kept so that a page left open, or a bookmarked URL, works again
-    when the listener is started again: the page reconnects by itself."""
-    import os
-
-    from avasam_cli.inspector.security import new_token
-    from avasam_cli.paths import is_too_open, locations, write_secret_file
-
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
-    kept = locations().cache_dir / "inspector-token"
-    try:
-        token = kept.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        token = ""
-    if len(token) < 32 or is_too_open(kept):  # never one that others could have read
-        token = new_token()
-        write_secret_file(kept, token + "\n")
-    return token
-
-
-def page_url(port: int, token: str) -> str:
-    return f"http://127.0.0.1:{port}/?token={token}"
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,8 @@ from typing import Annotated, Any
 import typer
 
 from avasam_cli.cli._context import client_for, group, settings
+from avasam_cli.cli._lists import CsvOption, PageSizeOption
 from avasam_cli.cli._options import BaseUrlOption
-from avasam_cli.cli.stock import CsvOption, PageSizeOption
 from avasam_cli.errors import UsageError
 
 
@@ -25,7 +25,7 @@ def list_products(
 ) -> None:
     """List every product's SKU and price (GetSellerProductList, every page); exit 1 when a
     --sku asked for is not in it."""
-    from avasam_cli.cli.stock import fetch_all, show_listed
+    from avasam_cli.cli._lists import fetch_all, show_listed
     from avasam_cli.paths import locations
 
     if as_json and as_csv:

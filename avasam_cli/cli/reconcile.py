@@ -12,8 +12,8 @@ from avasam_cli.cli._deliver import (
     ForwardInsecureOption,
     ForwardTimeoutOption,
 )
+from avasam_cli.cli._lists import CsvOption, PageSizeOption
 from avasam_cli.cli._options import BaseUrlOption, since_time
-from avasam_cli.cli.stock import CsvOption, PageSizeOption
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.errors import AlreadyReported, OperationFailed, UsageError
 
@@ -123,7 +123,7 @@ def _compare(
     """A report per kind: Avasam's list against the webhooks stored since `after`."""
     from avasam_cli.api.reconcile import reconcile as compare
     from avasam_cli.api.reconcile import sightings
-    from avasam_cli.cli.stock import fetch_all
+    from avasam_cli.cli._lists import fetch_all
     from avasam_cli.store.base import open_store
 
     lists = {"stock": client.stock_pages}
@@ -146,7 +146,7 @@ def _show(reports: "list[Report]", after: str | None, as_json: bool, as_csv: boo
 
     from avasam_cli import output
     from avasam_cli.api.reconcile import DIFFERS
-    from avasam_cli.cli.stock import print_rows
+    from avasam_cli.cli._lists import print_rows
 
     reported = [line for report in reports for line in report.lines if line.status != "agrees"]
     if as_json:

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.cli._context import settings, verification_token_for
+from avasam_cli.cli._context import kind_of_url, local_endpoint, verification_token_for
 from avasam_cli.cli._options import (
     DEFAULT_KIND,
     KIND_CHOICES,
@@ -192,28 +192,6 @@ def send_test(
     if tamper is not None:
         body = tampered(body, tamper.value, signing_options)
     send_one(url, written(body, signing_options), timeout, tamper.value if tamper else None)
-
-
-def local_endpoint(ctx: typer.Context, host: str | None, port: int | None, kind: str) -> str:
-    """The URL of the local `avasam listen`'s endpoint for `kind`: --host/--port, else the
-    profile's address, and the profile's path for the kind."""
-    from avasam_cli.cli._context import endpoint_paths
-    from avasam_cli.net import local_base_url
-
-    resolved = settings(ctx, listen_host=host, listen_port=None if port is None else str(port))
-    base = local_base_url(resolved.require("listen_host"), resolved.require("listen_port"))
-    return base + endpoint_paths(resolved)[kind]
-
-
-def kind_of_url(ctx: typer.Context, url: str) -> str | None:
-    """The kind whose endpoint path (the profile's) `url` ends with, if any."""
-    from urllib.parse import urlsplit
-
-    from avasam_cli.cli._context import endpoint_paths
-
-    path = urlsplit(url).path.rstrip("/")
-    paths = endpoint_paths(settings(ctx))
-    return next((kind for kind, p in paths.items() if path == p.rstrip("/")), None)
 
 
 def register(app: typer.Typer) -> None:

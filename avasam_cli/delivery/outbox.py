@@ -11,7 +11,6 @@ the update, so once the 200 is sent they survive any stop; a runner (inside
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -71,19 +70,14 @@ class RetryRules:
         return "pending", wait
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
 def parse_schedule(text: str) -> tuple[float, ...] | None:
     """`1s,5s,30s,2m,10m,30m,1h` as seconds; None when malformed."""
-    waits = []
-    for part in text.split(","):
-        matched = _DURATION.fullmatch(part.strip())
-        if matched is None:
-            return None
-        waits.append(float(matched[1]) * _UNITS[matched[2]])
-    return tuple(waits) if waits and all(wait > 0 for wait in waits) else None
+    from avasam_cli.text import duration
+
+    waits = [duration(part, bare_seconds=True) for part in text.split(",")]
+    if not waits or any(wait is None or wait <= 0 for wait in waits):
+        return None
+    return tuple(wait for wait in waits if wait is not None)
 
 
 def describe_schedule(schedule: Sequence[float]) -> str:

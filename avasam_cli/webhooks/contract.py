@@ -101,3 +101,7 @@ class VerifiedUpdate:
     items: list[dict[str, Any]]
     algorithm: str
     token: str = CURRENT  # or PREVIOUS
+
+
+# exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).
+DEFAULT_LEEWAY = 60.0

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from avasam_cli.defaults import DEFAULT_LEEWAY
 from avasam_cli.rotation import Rolling, until_text
 from avasam_cli.webhooks._jwt import decode_token, shown
 from avasam_cli.webhooks.contract import (
+    DEFAULT_LEEWAY,
     KEYS_MATCH_ANY_CASE,
     NO_AUDIENCE,
     PREVIOUS,
