@@ -407,12 +407,14 @@ def test_deliveries_run_beside_a_listener_delivers_each_job_once(
         for request_id in ids:
             _send(listener, request_id)
         _wait(lambda: len(shop.received) >= 300, 60)
-        time.sleep(0.5)  # anything delivered twice would arrive now
-    finally:
+    finally:  # once both runners have stopped, nothing more can arrive
         other.terminate()
         other.wait(30)
         listener.stop()
     assert shop.received == ids
+    with open_store(isolated_home / "data" / "events.sqlite3") as store:  # one attempt each
+        jobs = store.deliveries(limit=1000)
+        assert len(jobs) == 300 and {job.attempts for job in jobs} == {1}
 
 
 # --- The commands and the delivery options ------------------------------------------

@@ -17,8 +17,6 @@ from avasam_cli.webhooks.kinds import is_identifier
 from avasam_cli.webhooks.verify import verify
 from tests.helpers import TOKEN, b64, signed_body, with_token
 
-NOW = datetime.now(UTC)
-
 
 def envelope(data: list[Any], request_id: str = "req-1", **claims: Any) -> bytes:
     token = jwt.encode({"requestId": request_id, **claims}, TOKEN, algorithm="HS256")
@@ -204,10 +202,10 @@ def test_expired_and_leeway() -> None:
 
 def test_not_yet_valid() -> None:
     """nbf or iat in the future beyond the leeway is not_yet_valid."""
-    future = int((NOW + timedelta(minutes=10)).timestamp())
+    future = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp())
     assert refused(envelope([STOCK], nbf=future)).reason is Reason.NOT_YET_VALID
     assert refused(envelope([STOCK], iat=future)).reason is Reason.NOT_YET_VALID
-    near = int((NOW + timedelta(seconds=20)).timestamp())
+    near = int((datetime.now(UTC) + timedelta(seconds=20)).timestamp())
     assert verify(envelope([STOCK], nbf=near), "stock", TOKEN, leeway=60).items == [STOCK]
 
 
@@ -275,8 +273,10 @@ def test_any_signed_body_verifies(
     request_id: str, key: str, alg: str, kind: str, count: int
 ) -> None:
     """Whatever the request id, key and algorithm, the signer's body verifies."""
-    items = signing.generate_items(kind, count, NOW, seed=count)
-    body = signing.build_body(items, key, now=NOW, request_id=request_id, algorithm=alg)
+    items = signing.generate_items(kind, count, datetime.now(UTC), seed=count)
+    body = signing.build_body(
+        items, key, now=datetime.now(UTC), request_id=request_id, algorithm=alg
+    )
     update = verify(signing.encode(body), kind, key)
     assert (update.request_id, update.items) == (request_id, items)
 
@@ -285,7 +285,7 @@ def test_any_signed_body_verifies(
 @given(request_id=request_ids, key=keys, data=st.data())
 def test_any_single_mutation_is_refused(request_id: str, key: str, data: st.DataObject) -> None:
     """Changing one character of the token, the request id or the key breaks verification."""
-    body = signing.build_body([], key, now=NOW, request_id=request_id)
+    body = signing.build_body([], key, now=datetime.now(UTC), request_id=request_id)
     target = data.draw(st.sampled_from(["token", "requestId", "key"]))
     if target == "key":
         other = data.draw(keys.filter(lambda k: k != key))
@@ -392,7 +392,7 @@ def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
     """On any one-character change to a valid token, both decoders agree."""
     from avasam_cli.webhooks._jwt import JWT
 
-    token = signing.sign_token("req-1", TOKEN, now=NOW)
+    token = signing.sign_token("req-1", TOKEN, now=datetime.now(UTC))
     index = data.draw(st.integers(0, len(token) - 1))
     char = data.draw(st.sampled_from("AZaz09-_=+/.!"))
     mutated = token[:index] + char + token[index + 1 :]
