@@ -3,7 +3,9 @@
 The schema version is SQLite's `user_version`: the number of migrations applied.
 Opening a store applies the missing ones in one transaction; a store written by
 a newer release (more migrations than we know) is refused and left untouched.
-A new column is a new function at the end of this file, never an edit above it.
+A new column is a new function at the end of this file, never an edit above it, with
+the same step at the end of `postgres.MIGRATIONS` and its line in `schema` (the schema
+both must end with: a test checks each database against it).
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ _BEGIN_LOCKED = (
 )
 
 
-# The schema, as ordered migrations: the same tables as the SQLite store's `migrations`.
+# The schema, as ordered migrations, ending where SQLite's `migrations` do: `schema`
+# describes both, and a test checks each database against it.
 # The version is the number applied, kept in avasam_schema; a new step goes at the end.
 MIGRATIONS = [
     """
