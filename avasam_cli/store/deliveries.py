@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 from avasam_cli.processes import process_alive
-from avasam_cli.store.jobs import JOB_TYPES
 
 
 def runner_name() -> str:
@@ -74,42 +73,3 @@ class DeliveryRow(NamedTuple):
     next_attempt_at: float
     last_result: str | None
     waits_for_forward: bool  # an acknowledgement waiting for the shop to have the update
-
-
-class _Executes(Protocol):
-    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
-
-
-def note_on_event(conn: _Executes, attempt: Attempt, mark: str) -> None:
-    """Inside `finish_deliveries`' transaction: the update's own columns for its job's
-    type (`JOB_TYPES`) follow the attempt.  `mark` is the backend's parameter
-    placeholder (? or %s); the SQL is the same on both."""
-    job, event_id = conn.execute(
-        f"SELECT job, event_id FROM deliveries WHERE id = {mark}",  # noqa: S608 - a mark
-        (attempt.job_id,),
-    ).fetchone()
-    kind = JOB_TYPES.get(job)
-    if kind is None:  # a job type this release does not know: its columns are not ours
-        return
-    detail = f"{attempt.status} {attempt.excerpt}".strip()
-    keep = kind.delivered_status
-    if keep is None:
-        status = attempt.status if attempt.state != "pending" else "retrying"
-    elif attempt.state == "delivered":
-        status, detail = keep, attempt.excerpt
-    else:
-        status = "failed"
-    columns = [
-        kind.status_column,
-        kind.detail_column,
-        *([kind.at_column] if kind.at_column else []),
-    ]
-    values = [status, detail, *([attempt.at] if kind.at_column else [])]
-    sets = ", ".join(f"{column} = {mark}" for column in columns)
-    where = f"id = {mark}"
-    if keep is not None and status != keep:  # a failure never overwrites a success
-        where += f" AND ({kind.status_column} IS NULL OR {kind.status_column} != {mark})"
-        values += [event_id, keep]
-    else:
-        values.append(event_id)
-    conn.execute(f"UPDATE events SET {sets} WHERE {where}", values)  # noqa: S608 - our names
