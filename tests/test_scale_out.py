@@ -342,3 +342,23 @@ def test_workers_elsewhere_than_linux_are_refused(
     message = " ".join(result.stderr.split())
     assert "--workers 2 needs Linux" in message
     assert "one `avasam listen` per host (without --workers) behind a load balancer" in message
+
+
+def test_a_waiting_reader_is_woken_by_notify(postgres_store: str) -> None:
+    """`wait_for_rows` on PostgreSQL returns when another connection commits, not when
+    its timeout ends: the wait is 60 s, the commit comes at once, the deadline is 20 s."""
+    from tests.test_store import event
+
+    with open_store(DatabaseUrl(postgres_store), read_only=True) as reader:
+        reader.wait_for_rows(0.01)  # its LISTEN connection is open before the commit
+        woken = threading.Event()
+
+        def wait() -> None:
+            reader.wait_for_rows(60)
+            woken.set()
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        with open_store(DatabaseUrl(postgres_store)) as writer:
+            writer.insert([event("notified")])
+        assert woken.wait(20), "the reader slept through the commit's NOTIFY"
