@@ -300,6 +300,37 @@ def test_retry_and_cancel(store_location: Any, shop: Shop) -> None:
     assert shop.received.count("r-0") == 2
 
 
+def test_deliveries_check_for_cron(isolated_home: Path, cli: Any) -> None:
+    """`deliveries check`: exit 0 with nothing dead and nothing pending too long; exit 1
+    naming what needs a person (dead jobs, or pending ones older than --max-age)."""
+    assert cli("deliveries", "check").exit_code == 0  # no store yet: nothing owed
+    path = isolated_home / "data" / "events.sqlite3"
+    with open_store(path) as store:
+        store_updates(store, 2, Plan({"stock": "http://127.0.0.1:9/shop"}))
+    fresh = cli("deliveries", "check")
+    assert fresh.exit_code == 0, fresh.output
+    assert (
+        fresh.stdout.startswith("Outbox OK: 2 pending, the oldest ") and "none dead" in fresh.stdout
+    )
+    with open_store(path) as store:  # both queued an hour ago
+        store.conn.execute("UPDATE deliveries SET queued_at = queued_at - 3600")
+    late = cli("deliveries", "check", "--max-age", "30m")
+    assert late.exit_code == 1
+    said = " ".join(late.stderr.split())
+    assert "2 pending jobs older than 30m (the oldest 1 h old, for http://127.0.0.1:9/shop)" in said
+    assert cli("deliveries", "check", "--max-age", "2h").exit_code == 0
+    with open_store(path) as store:
+        (first, _) = store.deliveries()
+        store.change_deliveries("dead", ("pending",), ids=[first.id])
+    dead = cli("deliveries", "check", "--max-age", "2h")
+    assert dead.exit_code == 1
+    assert "1 dead job (`avasam deliveries list --state dead` shows why" in " ".join(
+        dead.stderr.split()
+    )
+    wrong = cli("deliveries", "check", "--max-age", "soon")
+    assert wrong.exit_code == 2 and "--max-age 'soon' is not a duration" in wrong.stderr
+
+
 # --- End to end: real listeners, real runners, the real CLI -------------------------
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -213,6 +213,14 @@ def test_deliveries_are_listed_filtered_and_moved(store: EventStore) -> None:
     assert store.delivery_counts() == {"cancelled": 2}
 
 
+def test_overdue_counts_pending_jobs_queued_before_a_time(store: EventStore) -> None:
+    assert store.overdue(time.time()) == (0, None, None)
+    store.insert([_event("d1"), _event("d2")], Plan({"stock": SHOP}))
+    late, oldest, target = store.overdue(time.time() + 1)
+    assert (late, target) == (2, SHOP) and oldest is not None and oldest <= time.time()
+    assert store.overdue(oldest)[0] == 0  # none queued before the oldest
+
+
 def test_prune_keeps_what_is_still_owed(store: EventStore) -> None:
     old = "2026-01-01T00:00:00.000+00:00"
     store.insert([_event("p-acked", at=old), _event("p-owed", at=old),

@@ -39,17 +39,20 @@ class State(StrEnum):
     cancelled = "cancelled"
 
 
+def _span(seconds: float) -> str:
+    """ "42 s", "5 min", "3 h", "2 d"."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _next_try(unix: float) -> str:
     """When a pending job is tried next, from now: "due now", "in 42 s", "in 5 min"."""
     import time
 
     seconds = unix - time.time()
-    if seconds < 1:
-        return "due now"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"in {seconds / size:.0f} {unit}"
-    return f"in {seconds:.0f} s"
+    return "due now" if seconds < 1 else f"in {_span(seconds)}"
 
 
 def list_deliveries(
@@ -195,6 +198,57 @@ def _change(
         output.info("`avasam deliveries run` (or a running listener) delivers them.")
 
 
+DEFAULT_CHECK_AGE = "15m"
+
+
+def check(
+    max_age: Annotated[
+        str,
+        typer.Option(
+            help="Pending jobs queued longer ago than this (e.g. 15m, 2h) fail the check."
+        ),
+    ] = DEFAULT_CHECK_AGE,
+) -> None:
+    """Exit 0 when no job is dead and none pending is older than --max-age; else exit 1
+    with a one-line summary.  For cron and monitoring."""
+    import time
+
+    from avasam_cli import output
+    from avasam_cli.cli._options import duration_seconds
+    from avasam_cli.paths import locations
+    from avasam_cli.store.base import open_store
+
+    seconds = duration_seconds(max_age)
+    if not seconds:
+        raise UsageError(
+            f"--max-age {max_age!r} is not a duration: for example --max-age {DEFAULT_CHECK_AGE}"
+        )
+    now = time.time()
+    with open_store(locations().store_file, read_only=True) as store:
+        counts = store.delivery_counts()
+        late, oldest, target = store.overdue(now - seconds)
+    dead, pending = counts.get("dead", 0), counts.get("pending", 0)
+    problems = []
+    if dead:
+        problems.append(
+            f"{output.plural(dead, 'dead job')} (`avasam deliveries list --state dead` shows "
+            "why; `avasam deliveries retry --dead` tries them again)"
+        )
+    if late:
+        problems.append(
+            f"{output.plural(late, 'pending job')} older than {max_age} (the oldest "
+            f"{_span(now - (oldest or now))} old, for {target})"
+        )
+    if problems:
+        raise OperationFailed("the outbox needs attention: " + "; ".join(problems))
+    waiting = (
+        f"{pending:,} pending, the oldest {_span(now - oldest)} old"
+        if oldest is not None
+        else "nothing pending"
+    )
+    output.out(f"Outbox OK: {waiting}; none dead.")
+
+
 def register(app: typer.Typer) -> None:
     deliveries_app = group("The outbox: forwards and acknowledgements that follow each 200.")
     deliveries_app.command(
@@ -210,6 +264,11 @@ def register(app: typer.Typer) -> None:
         "retry",
         epilog="Examples:\n\n  avasam deliveries retry 12 13\n\n  avasam deliveries retry --dead",
     )(retry)
+    deliveries_app.command(
+        "check",
+        epilog="Examples:\n\n  avasam deliveries check\n\n"
+        "  avasam deliveries check --max-age 1h || notify-the-team",
+    )(check)
     deliveries_app.command(
         "cancel",
         epilog="Examples:\n\n  avasam deliveries cancel 12\n\n"

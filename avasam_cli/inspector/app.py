@@ -147,8 +147,6 @@ class Inspector:
         # Re-signs use the token in force: a rotation while the page is open is followed.
         self.signing_token: Callable[[], str | None] = lambda: verification_token
         self.stopping = asyncio.Event()
-        # The live streams' waits for new rows (PostgreSQL's NOTIFY), off the event loop.
-        self.stream_threads = concurrent.futures.ThreadPoolExecutor(64, "avasam-stream")
         self._store: EventStore | None = None
         self._was_missing = False
 
@@ -165,13 +163,14 @@ class Inspector:
 
     def close(self) -> None:
         self.stopping.set()
-        self.stream_threads.shutdown(wait=False, cancel_futures=True)
         if self._store is not None:
             self._store.close()
 
-    async def off_the_loop(self, call: Callable[..., T], *args: Any) -> T | None:
-        """`call(*args)` on a stream thread; None at once when the inspector stops."""
-        job = asyncio.get_running_loop().run_in_executor(self.stream_threads, call, *args)
+    async def off_the_loop(
+        self, thread: concurrent.futures.Executor, call: Callable[..., T], *args: Any
+    ) -> T | None:
+        """`call(*args)` on a stream's thread; None at once when the inspector stops."""
+        job = asyncio.get_running_loop().run_in_executor(thread, call, *args)
         stop = asyncio.ensure_future(self.stopping.wait())
         either: set[asyncio.Future[Any]] = {job, stop}
         done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -277,17 +276,21 @@ def create_inspector(
 
         async def rows() -> AsyncIterator[bytes]:
             follower = state.follower(int(start) if start.isdigit() else 0, filters)
+            # One thread per stream, for its reader's every call, its close last: a
+            # SQLite connection closed while another thread reads from it crashes.
+            thread = concurrent.futures.ThreadPoolExecutor(1, "avasam-stream")
             yield b"retry: 1000\n\n"
             try:
                 while not state.stopping.is_set() and not await request.is_disconnected():
-                    found = await state.off_the_loop(follower.new_rows) or []
+                    found = await state.off_the_loop(thread, follower.new_rows) or []
                     for row in found:
                         data = json.dumps(event_json(row))
                         yield f"id: {row.id}\nevent: row\ndata: {data}\n\n".encode()
                     if not found:
-                        await state.off_the_loop(follower.wait, STREAM_POLL)
+                        await state.off_the_loop(thread, follower.wait, STREAM_POLL)
             finally:
-                follower.close()
+                thread.submit(follower.close)  # after the call in flight, if any
+                thread.shutdown(wait=False)
 
         return StreamingResponse(rows(), media_type="text/event-stream")
 

@@ -71,6 +71,10 @@ class EventStore(ResultLog, Protocol):
 
     def delivery_counts(self) -> dict[str, int]: ...
 
+    def overdue(self, queued_before: float) -> tuple[int, float | None, str | None]:
+        """(pending jobs queued before `queued_before`, the oldest pending job's queue time,
+        its target)."""
+
     def outbox_marker(self) -> tuple[int, float | None]:
         """(the newest job's id, the earliest due time among pending jobs, or None)."""
 

@@ -293,6 +293,19 @@ class SqlOutbox(SqlBase):
         )[0]
         return newest or 0, due
 
+    def overdue(self, queued_before: float) -> tuple[int, float | None, str | None]:
+        """(pending jobs queued before `queued_before`, the oldest pending job's queue time,
+        its target): what `deliveries check` reports."""
+        (count,) = self._rows(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'pending' AND queued_at < ?",
+            (queued_before,),
+        )[0]
+        oldest = self._rows(
+            "SELECT queued_at, target FROM deliveries WHERE state = 'pending' "
+            "ORDER BY queued_at LIMIT 1"
+        )
+        return int(count), *(oldest[0] if oldest else (None, None))
+
     def delivery_counts(self) -> dict[str, int]:
         return dict(self._rows("SELECT state, COUNT(*) FROM deliveries GROUP BY state"))
 
