@@ -25,6 +25,7 @@ from avasam_cli.cli import (
     products,
     reconcile,
     send_test,
+    service,
     stock,
     verify,
 )
@@ -148,6 +149,7 @@ for verb in (
     stock,
     products,
     reconcile,
+    service,
 ):
     verb.register(app)
 
