@@ -153,10 +153,13 @@ class Supervisor:
         say: Say,
         clock: Callable[[], float] = time.monotonic,
         publish: Path | None = None,
+        on_down: Callable[[str, str], object] | None = None,
     ) -> None:
         """`publish`: a file the states are written to whenever they change, for the
-        other receiver processes' /healthz (`Published`)."""
+        other receiver processes' /healthz (`Published`); `on_down(name, what)` hears of
+        a child left down (an alert)."""
         self.say = say
+        self.on_down = on_down
         self.clock = clock
         self.publish = publish
         self._published = ""
@@ -255,11 +258,15 @@ class Supervisor:
         ended = how_it_ended(code)
         if len(child.deaths) >= CRASH_LOOP[0]:
             child.state = "down"
-            self.say(
-                f"Error: the {child.name} stopped ({ended}), its {len(child.deaths)}th stop "
-                f"within {CRASH_LOOP[1]:g} s: it is left down, {child.meaning}. Stop the "
-                "listener, look at the messages above, and start it again."
+            said = (
+                f"the {child.name} stopped ({ended}), its {len(child.deaths)}th stop "
+                f"within {CRASH_LOOP[1]:g} s: it is left down, {child.meaning}"
             )
+            self.say(
+                f"Error: {said}. Stop the listener, look at the messages above, and start it again."
+            )
+            if self.on_down is not None:
+                self.on_down(child.name, said)
             return
         delay = restart_delay(len(child.deaths) - 1)
         child.state, child.restart_at = "restarting", now + delay

@@ -154,6 +154,7 @@ def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
 
 # --- In the child ---------------------------------------------------------------------
 def _worker() -> None:
+    from avasam_cli.alerts import Alerts
     from avasam_cli.cli._serve import delivery_plan
     from avasam_cli.cli._uvicorn import uvicorn_server
     from avasam_cli.net import bind
@@ -167,9 +168,9 @@ def _worker() -> None:
     sock = bind(options.host, options.port, shared=True)
     sock.listen(2048)
     elsewhere = Published(published, leave_out={STORE_WRITER}) if published else None
-    app = create_app(
-        receiver, locations().store_file, plan=delivery_plan(options), elsewhere=elsewhere
-    )
+    alerts = Alerts(options.delivery.alerts, lambda said: print(said, file=sys.stderr))
+    app = create_app(receiver, locations().store_file, plan=delivery_plan(options),
+                     elsewhere=elsewhere, alerts=alerts)  # fmt: skip
     server = uvicorn_server(app, options, receiver)
 
     def stop() -> None:

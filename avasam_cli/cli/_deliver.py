@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from avasam_cli.alerts import NO_ALERTS, AlertConfig
 from avasam_cli.delivery.outbox import (
     DEFAULT_MAX_AGE,
     DEFAULT_SCHEDULE,
@@ -65,6 +66,18 @@ ForwardCaOption = Annotated[
         show_default=False,
     ),
 ]
+AlertUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="POST an alert (JSON with a 'text', Slack-style) here when a person is needed: "
+        "a delivery went dead, a child process is left down, the store keeps refusing, "
+        "Avasam refused the keys (profile: alert_url)."
+    ),
+]
+AlertCommandOption = Annotated[
+    str | None,
+    typer.Option(help="Run this command with the alert's JSON on stdin (profile: alert_command)."),
+]
 ForwardInsecureOption = Annotated[
     bool,
     typer.Option(
@@ -82,6 +95,7 @@ class DeliveryConfig:
     timeout: float
     headers: tuple[tuple[str, str], ...]
     verify: bool | str
+    alerts: AlertConfig = NO_ALERTS
 
 
 def delivery_config(
@@ -93,6 +107,7 @@ def delivery_config(
     forward_ca: Path | None,
     forward_insecure: bool,
     saved_headers: list[str] | tuple[str, ...] = (),
+    alerts: AlertConfig = NO_ALERTS,
 ) -> DeliveryConfig:
     """Check the delivery options; UsageError naming the option and a good value.  The
     forward headers are the profile's (`saved_headers`), then --forward-header's."""
@@ -128,7 +143,20 @@ def delivery_config(
             raise UsageError(f"--forward-ca {str(forward_ca)!r}: no such file (a PEM CA bundle)")
         verify = str(forward_ca.resolve())
     rules = RetryRules(schedule, max_attempts, float(max_age))
-    return DeliveryConfig(rules, forward_timeout, tuple(headers.values()), verify)
+    return DeliveryConfig(rules, forward_timeout, tuple(headers.values()), verify, alerts)
+
+
+def alert_config(resolved: "Settings", url: str | None, command: str | None) -> AlertConfig:
+    """--alert-url and --alert-command, else the profile's (or the environment's)."""
+    from avasam_cli.config import BY_NAME
+
+    normalize = BY_NAME["alert_url"].normalize
+    if url is not None and normalize is not None:
+        try:
+            url = normalize(url)
+        except Exception as error:  # ConfigError: the flag's value, said as a usage error
+            raise UsageError(str(getattr(error, "message", error))) from None
+    return AlertConfig(url or resolved.get("alert_url"), command or resolved.get("alert_command"))
 
 
 def saved_forward_headers(resolved: "Settings") -> list[str]:
@@ -169,6 +197,7 @@ def delivery_runner(
     """A runner on the store, acknowledging with the profile's keys when it has them;
     the store and the API client are closed with `resources`."""
     from avasam_cli import output
+    from avasam_cli.alerts import Alerts
     from avasam_cli.delivery.runner import DeliveryRunner
     from avasam_cli.delivery.signature import secrets_for_run
     from avasam_cli.store.base import open_store
@@ -180,6 +209,8 @@ def delivery_runner(
 
         acknowledge = resources.enter_context(client_for(resolved, where)).acknowledge
     store = resources.enter_context(open_store(where.store_file))
+    alerts = Alerts(config.alerts, output.info)
+    resources.callback(alerts.wait)  # the alerts in flight go out before we exit
     return DeliveryRunner(
         store,
         runner_name(),
@@ -190,6 +221,7 @@ def delivery_runner(
         extra_headers=config.headers,
         verify=config.verify,
         forward_secrets=secrets_for_run(resolved, where.config_file),
+        alerts=alerts,
     )
 
 

@@ -20,6 +20,7 @@ from avasam_cli.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     import socket
 
+    from avasam_cli.alerts import Alerts
     from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
     from avasam_cli.paths import Locations
@@ -243,7 +244,6 @@ def serve(
     from avasam_cli.cli import _children
     from avasam_cli.receiver.app import create_app
     from avasam_cli.store.base import open_store
-    from avasam_cli.supervise import Supervisor
 
     with open_store(where.store_file) as store:  # an unusable store stops us before we listen
         waiting = store.delivery_counts()
@@ -251,8 +251,7 @@ def serve(
     sock = _uvicorn.listening_socket(options)
     output_fd = _uvicorn.stdout_fd()
     mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
-    shared = _children.published_states() if options.workers > 1 else None
-    supervisor = Supervisor(output.info, publish=shared)
+    supervisor, alerts = _supervisor(options)
     tunnel = None
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a quiet SIGTERM handler and catching KeyboardInterrupt make that a normal exit.
@@ -276,6 +275,7 @@ def serve(
             retain=options.retain,
             on_token_change=lambda tokens: _banner.say_token_changed(resolved.profile, tokens),
             children=supervisor,
+            alerts=alerts,
         )
         server = _uvicorn.uvicorn_server(app, options, receiver)
         fixed = None if receiver.follow_profile else receiver.verification_token
@@ -295,11 +295,29 @@ def serve(
         supervisor.stop()  # the workers finish, the printer shows the last, then the runner
         if any(child.name == "delivery runner" for child in supervisor.children):
             _banner.say_outbox_left(where)
+    alerts.wait()  # those in flight go out before we exit
     restarts = supervisor.restart_count()
     if restarts:
         output.info(f"Child processes restarted while listening: {restarts}.")
     if "server" not in locals() or not server.started:
         raise UsageError("the receiver could not start (see the messages above)")
+
+
+def _supervisor(options: ListenOptions) -> tuple[Supervisor, Alerts]:
+    """The supervisor of this listener's children (which publishes their states for the
+    other receiver processes), and its alerts (a child left down is one)."""
+    from avasam_cli import output
+    from avasam_cli.alerts import Alerts
+    from avasam_cli.cli import _children
+    from avasam_cli.supervise import Supervisor
+
+    alerts = Alerts(options.delivery.alerts, output.info)
+    supervisor = Supervisor(
+        output.info,
+        publish=_children.published_states() if options.workers > 1 else None,
+        on_down=lambda name, said: alerts.send("child_down", said, child=name),
+    )
+    return supervisor, alerts
 
 
 def _deliveries_wanted(options: ListenOptions, waiting: Mapping[str, int]) -> bool:

@@ -11,6 +11,8 @@ from avasam_cli.cli._context import group, settings
 from avasam_cli.cli._deliver import (
     DEFAULT_MAX_AGE_TEXT,
     DEFAULT_SCHEDULE_TEXT,
+    AlertCommandOption,
+    AlertUrlOption,
     DeliveryMaxAgeOption,
     ForwardCaOption,
     ForwardHeaderOption,
@@ -18,6 +20,7 @@ from avasam_cli.cli._deliver import (
     ForwardTimeoutOption,
     MaxAttemptsOption,
     RetryScheduleOption,
+    alert_config,
     delivery_config,
     delivery_runner,
     run_once,
@@ -114,6 +117,8 @@ def run(
     forward_header: ForwardHeaderOption = None,
     forward_ca: ForwardCaOption = None,
     forward_insecure: ForwardInsecureOption = False,
+    alert_url: AlertUrlOption = None,
+    alert_command: AlertCommandOption = None,
 ) -> None:
     """Deliver every pending job now (forwards, acknowledgements), then exit.
 
@@ -130,6 +135,7 @@ def run(
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
         forward_ca, forward_insecure, saved_forward_headers(resolved),
+        alert_config(resolved, alert_url, alert_command),
     )  # fmt: skip
     with contextlib.ExitStack() as resources:
         runner = delivery_runner(resources, resolved, config, locations())

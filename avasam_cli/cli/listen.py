@@ -16,6 +16,8 @@ from avasam_cli.cli._context import (
 from avasam_cli.cli._deliver import (
     DEFAULT_MAX_AGE_TEXT,
     DEFAULT_SCHEDULE_TEXT,
+    AlertCommandOption,
+    AlertUrlOption,
     DeliveryMaxAgeOption,
     ForwardCaOption,
     ForwardHeaderOption,
@@ -23,6 +25,7 @@ from avasam_cli.cli._deliver import (
     ForwardTimeoutOption,
     MaxAttemptsOption,
     RetryScheduleOption,
+    alert_config,
     delivery_config,
     saved_forward_headers,
 )
@@ -123,6 +126,8 @@ def listen(
     forward_header: ForwardHeaderOption = None,
     forward_ca: ForwardCaOption = None,
     forward_insecure: ForwardInsecureOption = False,
+    alert_url: AlertUrlOption = None,
+    alert_command: AlertCommandOption = None,
     retry_schedule: RetryScheduleOption = DEFAULT_SCHEDULE_TEXT,
     max_attempts: MaxAttemptsOption = DEFAULT_MAX_ATTEMPTS,
     delivery_max_age: DeliveryMaxAgeOption = DEFAULT_MAX_AGE_TEXT,
@@ -232,6 +237,7 @@ def listen(
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
             forward_ca, forward_insecure, saved_forward_headers(resolved),
+            alert_config(resolved, alert_url, alert_command),
         ),
     )  # fmt: skip
     check_paths(options.paths)

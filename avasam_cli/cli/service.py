@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
     service_app.command(
         "install",
         epilog="Examples:\n\n  avasam service install\n\n  avasam service install --print\n\n"
-        "  avasam --profile shop service install -- --forward-to http://127.0.0.1:3000/avasam",
+        "  avasam service install -- --forward-to http://127.0.0.1:3000/avasam",
     )(install)
     service_app.command("uninstall")(uninstall)
     service_app.command("status")(status)

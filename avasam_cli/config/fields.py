@@ -77,6 +77,9 @@ REGISTRY: tuple[Field, ...] = (
           normalize=normalize_forward_secret, secret=True),
     Field("previous_forward_secret_until", "previous forward secret counts until",
           normalize=normalize_until),
+    # Where a person is told when needed (listen's and deliveries run's --alert-*).
+    Field("alert_url", "alert URL", normalize=normalize_forward_to),
+    Field("alert_command", "alert command"),
 )  # fmt: skip
 BY_NAME: Mapping[str, Field] = {field.name: field for field in REGISTRY}
 

@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 
 import httpx
 
+from avasam_cli.alerts import Alerts
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.forward import forward, tls_verify
 from avasam_cli.delivery.outbox import RetryRules, Verdict, judge
 from avasam_cli.delivery.signature import Secrets, no_secrets
-from avasam_cli.errors import ApiError, NetworkError, StoreError
+from avasam_cli.errors import ApiError, CredentialsRefused, NetworkError, StoreError
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
 from avasam_cli.store.events import REDACTED
@@ -75,6 +76,7 @@ class DeliveryRunner:
     on_attempt: Callable[[str], None] | None = None  # the job's state after each attempt
     only: str | None = None  # claim jobs of this type only (FORWARD, ACKNOWLEDGE)
     forward_secrets: Secrets = no_secrets  # sign forwards with these (Standard Webhooks)
+    alerts: Alerts | None = None  # a person is told of a dead job, of refused API keys
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
@@ -237,6 +239,8 @@ class DeliveryRunner:
         except NetworkError as error:
             return "unreachable", "failed", None, error.message, None
         except ApiError as error:
+            if isinstance(error, CredentialsRefused) and self.alerts is not None:
+                self.alerts.send("token_refused", error.message, request_id=job.request_id)
             code = error.status_code
             return judge(code), str(code or "failed"), None, error.message, None
         latency = (time.perf_counter() - start) * 1000
@@ -256,11 +260,16 @@ class DeliveryRunner:
         if attempt.state == "dead":
             # Every attempt in its history, those before a `deliveries retry` included.
             tried = len(self.store.delivery_attempts(job.id))  # this one recorded already
-            self.say(
-                f"Error: gave up on delivery {job.id} ({job.job} {job.request_id}{where}) "
+            said = (
+                f"gave up on delivery {job.id} ({job.job} {job.request_id}{where}) "
                 f"after {tried} {'attempt' if tried == 1 else 'attempts'}: "
                 f"{_outcome(attempt)}; `avasam deliveries retry {job.id}` tries again"
             )
+            self.say(f"Error: {said}")
+            if self.alerts is not None:
+                self.alerts.send("delivery_dead", said, delivery=job.id, job=job.job,
+                                 request_id=job.request_id, target=job.target,
+                                 attempts=tried, outcome=_outcome(attempt))  # fmt: skip
             return
         if job.target not in self._down:
             self._down.add(job.target)

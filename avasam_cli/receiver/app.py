@@ -50,6 +50,7 @@ from avasam_cli.webhooks.kinds import STRAY_KIND
 from avasam_cli.webhooks.verify import verify_rolling
 
 if TYPE_CHECKING:
+    from avasam_cli.alerts import Alerts
     from avasam_cli.supervise import Published, Supervisor
 
 
@@ -286,6 +287,7 @@ def create_app(
     on_token_change: Callable[[Rolling], None] | None = None,
     children: Supervisor | None = None,
     elsewhere: Published | None = None,
+    alerts: Alerts | None = None,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
@@ -297,8 +299,9 @@ def create_app(
     their states; an extra receiver process adds those its listener publishes
     (`elsewhere`)."""
     store = StoreWriter(
-        store_path, output, output_fd, retain=retain, plan=plan, supervisor=children
-    )
+        store_path, output, output_fd, retain=retain, plan=plan, supervisor=children,
+        alerts=alerts,
+    )  # fmt: skip
 
     async def health(_: Request) -> Response:
         """200 while the promises hold; 503 with the reason while requests cannot be

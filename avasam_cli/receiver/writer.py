@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avasam_cli.alerts import Alerts
 from avasam_cli.errors import StoreError
 from avasam_cli.lifeline import exit_when_stdin_closes, handed_over
 from avasam_cli.paths import DatabaseUrl, StoreLocation, spelled_out
@@ -67,6 +68,7 @@ STORE_RETRY = 1.0  # seconds between a restarted writer's tries to open an absen
 ORPHAN_GRACE = 10.0  # seconds a writer whose parent is gone has to finish its commits
 STORE_WRITER = "store writer"  # its name in messages and /healthz
 MEANING = "requests are answered 503 (Avasam retries them)"
+ALERT_AFTER = 30.0  # seconds of refused commits before a person is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,7 @@ class StoreWriter:
         retain: int | None = None,
         plan: Plan | None = None,
         supervisor: Supervisor | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
@@ -160,6 +163,8 @@ class StoreWriter:
         self.plan = plan
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
         self.secret = secrets.token_bytes(SECRET_SIZE)
+        self.alerts = alerts
+        self._failing_since: float | None = None  # requests refused since (monotonic)
         self._own_supervisor = supervisor is None
         self.supervisor = supervisor if supervisor is not None else Supervisor(self.say)
         self._sent: collections.deque[tuple[int, float]] = collections.deque()
@@ -247,6 +252,7 @@ class StoreWriter:
         assert self._loop is not None
         while not self._closing:
             await asyncio.sleep(0.5)
+            self._alert_if_refusing()
             now = self._loop.time()
             while self._sent and self._sent[0][0] not in self._pending:
                 self._sent.popleft()
@@ -256,6 +262,19 @@ class StoreWriter:
                 if future is not None and not future.done():
                     problem = f"the store writer did not commit within {COMMIT_TIMEOUT:g} s"
                     future.set_result(Outcome(None, "rejected", problem))
+
+    def _alert_if_refusing(self) -> None:
+        """Tell a person once the store has refused requests for ALERT_AFTER seconds."""
+        failing, now = self.failure, time.monotonic()
+        if failing is None or self._closing:
+            self._failing_since = None
+        elif self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since > ALERT_AFTER and self.alerts is not None:
+            refused = now - self._failing_since
+            self.alerts.send("store_refusing", f"requests have been refused for {refused:.0f} s "
+                             f"({failing}); Avasam retries them", store=str(self.path))  # fmt: skip
+            self._failing_since = float("inf")  # said: once, until it is well again
 
     def _send(self, data: bytes) -> None:
         assert self._loop is not None
