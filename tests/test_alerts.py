@@ -83,3 +83,82 @@ def test_a_dead_delivery_under_listen_alerts_once(isolated_home: Path, tmp_path:
     assert alert["target"] == shop.url and alert["outcome"].startswith("400")
     assert [json.loads(line) for line in log.read_text().splitlines()] == [alert]
     assert err.count("gave up on delivery") == 3
+
+
+class _Recorded:
+    """Stands in for `Alerts`: what was sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, object]]] = []
+
+    def send(self, event: str, text: str, **fields: object) -> bool:
+        self.sent.append((event, {"text": text, **fields}))
+        return True
+
+
+def test_refused_api_keys_alert(tmp_path: Path) -> None:
+    """An acknowledgement refused because Avasam refused the keys: `token_refused`, and
+    the job (a 401 will not change) goes dead: `delivery_dead`."""
+    from avasam_cli.errors import CredentialsRefused
+    from avasam_cli.store.base import open_store
+    from avasam_cli.store.jobs import Plan
+    from tests.test_outbox import Clock, drain, runner, store_updates
+
+    def refused(_: str) -> str:
+        raise CredentialsRefused("the consumer key or secret key was refused", 401)
+
+    alerts, clock = _Recorded(), Clock()
+    with open_store(tmp_path / "s.sqlite3") as store:
+        store_updates(store, 1, Plan(acknowledge=True))
+        drain(runner(store, clock, [], acknowledge=refused, alerts=alerts), clock, rounds=1)
+    assert [event for event, _ in alerts.sent] == ["token_refused", "delivery_dead"]
+    assert alerts.sent[0][1]["request_id"] == "r-0"
+
+
+def test_a_child_left_down_alerts(tmp_path: Path) -> None:
+    """The supervisor's crash loop ends with the child left down: `child_down`, once."""
+    from avasam_cli.supervise import CRASH_LOOP, Spawned, Supervisor
+    from tests.test_rotation import wait_for
+
+    now, downs = [0.0], []
+    supervisor = Supervisor(lambda _: None, clock=lambda: now[0],
+                            on_down=lambda name, said: downs.append((name, said)))  # fmt: skip
+    argv = [sys.executable, "-c", "raise SystemExit(3)"]
+    child = supervisor.start("runner", lambda: Spawned(argv), "jobs wait", needed=True)
+    supervisor.stop_watching()
+    try:
+        for _ in range(CRASH_LOOP[0] * 2):
+            assert child.process is not None
+            wait_for(lambda: child.process.poll() is not None, 20, "the child's exit")  # type: ignore[union-attr]
+            supervisor.check()
+            if child.state == "down":
+                break
+            now[0] = child.restart_at or now[0]
+            supervisor.check()
+    finally:
+        supervisor.stop()
+    assert [name for name, _ in downs] == ["runner"]
+    assert "left down, jobs wait" in downs[0][1]
+
+
+def test_a_store_refusing_for_30_s_alerts_once() -> None:
+    """Requests refused (a database away) for ALERT_AFTER seconds: `store_refusing`,
+    once, until the store is well again."""
+    from avasam_cli.receiver import writer
+
+    now = [1000.0]
+    alerts = _Recorded()
+    store = writer.StoreWriter(Path("unused.sqlite3"), alerts=alerts)  # type: ignore[arg-type]
+    store._clock = lambda: now[0]
+    store._failure = "the store refused the last commit: connection refused"
+    for _ in range(4):  # 0 s, then past the limit three times
+        store._alert_if_refusing()
+        now[0] += writer.ALERT_AFTER / 2 + 1
+    assert [event for event, _ in alerts.sent] == ["store_refusing"]
+    store._failure = None
+    store._alert_if_refusing()  # well again: the next episode alerts again
+    store._failure = "down again"
+    for _ in range(3):
+        store._alert_if_refusing()
+        now[0] += writer.ALERT_AFTER
+    assert [event for event, _ in alerts.sent] == ["store_refusing", "store_refusing"]

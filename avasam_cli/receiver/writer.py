@@ -165,6 +165,7 @@ class StoreWriter:
         self.secret = secrets.token_bytes(SECRET_SIZE)
         self.alerts = alerts
         self._failing_since: float | None = None  # requests refused since (monotonic)
+        self._clock = time.monotonic
         self._own_supervisor = supervisor is None
         self.supervisor = supervisor if supervisor is not None else Supervisor(self.say)
         self._sent: collections.deque[tuple[int, float]] = collections.deque()
@@ -265,7 +266,7 @@ class StoreWriter:
 
     def _alert_if_refusing(self) -> None:
         """Tell a person once the store has refused requests for ALERT_AFTER seconds."""
-        failing, now = self.failure, time.monotonic()
+        failing, now = self.failure, self._clock()
         if failing is None or self._closing:
             self._failing_since = None
         elif self._failing_since is None:
