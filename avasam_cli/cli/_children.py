@@ -204,9 +204,12 @@ def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) 
     from avasam_cli.store.base import open_store
     from avasam_cli.store.follow import Follower
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the listener, once all are
+    # Stopped by its lifeline only, once the receivers are: a signal would interrupt a
+    # PostgreSQL read under way (psycopg raises InterruptedError), and the last rows
+    # would go unprinted.  SIGKILL, after the stop's wait, still ends it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     exit_when_stdin_closes(stopping.set)
     # The last row printed (not only read), and the counts so far: a restart goes on
     # after it, and the stop summary counts the whole run.  Rewritten in place, two
