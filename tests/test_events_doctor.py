@@ -381,10 +381,9 @@ def test_events_replay_explains_and_resigns(cli: Cli, filled: ListenProcess) -> 
     new_id = json.loads(resigned.stdout.splitlines()[1])["requestId"]
     assert new_id != "ev-1"
     store = filled.home / "data" / "events.sqlite3"
-    for _ in range(50):  # the listener commits in batches
-        rows = store_rows(store, f"request_id = '{new_id}'")
-        if rows:
-            break
+    deadline = time.monotonic() + 30  # the listener commits in batches
+    while not (rows := store_rows(store, f"request_id = '{new_id}'")):
+        assert time.monotonic() < deadline, f"{new_id} was not stored"
         time.sleep(0.1)
     original = store_rows(store, "request_id = 'ev-1' AND status = 'verified'")[0]
     assert rows[0]["status"] == "verified"
