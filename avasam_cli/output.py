@@ -40,6 +40,10 @@ def styled(text: str, style: str, stream: TextIO) -> str:
 
 def terminal_columns(stream: TextIO) -> int | None:
     """The width to wrap messages at: $COLUMNS, else the terminal's; None when piped."""
+    from avasam_cli.logs import json_logs
+
+    if json_logs():  # one record per message, however wide
+        return None
     given = os.environ.get("COLUMNS", "")
     if given.isdigit() and int(given) > 0:
         return int(given)
@@ -244,6 +248,34 @@ class JsonEventPrinter(EventPrinter):
         self.stream.write(
             b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
         )
+        self.stream.flush()
+
+
+class LogEventPrinter(EventPrinter):
+    """`--log-format json` without --json: one log record per request on stderr."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
+        from avasam_cli.logs import record
+
+        lines = []
+        for event in events:
+            verdict, level = event.status, "warning" if event.status == "rejected" else "info"
+            if event.store_error is not None and verdict != "rejected":
+                verdict, level = "unstored", "error"
+            said = f"{event.kind} update {event.request_id or '-'}: {verdict}"
+            if event.reason:
+                said += f" ({event.reason})"
+            lines.append(record(
+                said, "webhook", level=level, id=event.id, request_id=event.request_id,
+                kind=event.kind, verdict=verdict, reason=event.reason,
+                http_status=event.http_status, items=event.item_count, client=event.client,
+                detail=event.store_error or event.detail, test=is_test_event(event.headers_json),
+            ))  # fmt: skip
+        self.stream.write("".join(line + "\n" for line in lines).encode())
         self.stream.flush()
 
 

@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from avasam_cli import logs
 from avasam_cli.defaults import restart_delay
 from avasam_cli.lifeline import HANDED_SIZE, exit_when_stdin_closes
+from avasam_cli.metrics.counts import here as metrics_here
 
 CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: left down
 DOWN_GRACE = 10.0  # seconds a needed child may be down before /healthz answers 503
@@ -160,6 +162,7 @@ class Supervisor:
         a child left down (an alert)."""
         self.say = say
         self.on_down = on_down
+        self.counts = metrics_here()
         self.clock = clock
         self.publish = publish
         self._published = ""
@@ -263,17 +266,22 @@ class Supervisor:
                 f"within {CRASH_LOOP[1]:g} s: it is left down, {child.meaning}"
             )
             self.say(
-                f"Error: {said}. Stop the listener, look at the messages above, and start it again."
+                logs.said(
+                    f"Error: {said}. Stop the listener, look at the messages above, "
+                    "and start it again.",
+                    "child_down",
+                    child=child.name,
+                    exit=code,
+                )
             )
             if self.on_down is not None:
                 self.on_down(child.name, said)
             return
         delay = restart_delay(len(child.deaths) - 1)
         child.state, child.restart_at = "restarting", now + delay
-        self.say(
-            f"Error: the {child.name} stopped ({ended}): {child.meaning} until it is back. "
-            f"Restarting it in {delay:g} s."
-        )
+        self.say(logs.said(f"Error: the {child.name} stopped ({ended}): {child.meaning} until it "
+                           f"is back. Restarting it in {delay:g} s.", "child_died",
+                           child=child.name, exit=code, restart_in=delay))  # fmt: skip
 
     def _restart(self, child: Watched) -> None:
         try:
@@ -289,8 +297,11 @@ class Supervisor:
                 return
             child.process = process
             child.restarts += 1
+            if self.counts is not None:
+                self.counts.count("avasam_child_restarts", (child.name,))
             child.state, child.down_since, child.restart_at = "running", None, None
-        self.say(f"The {child.name} is back (restart {child.restarts}).")
+        self.say(logs.said(f"The {child.name} is back (restart {child.restarts}).", "child_back",
+                           child=child.name, restarts=child.restarts))  # fmt: skip
         if child.on_restart is not None:
             child.on_restart()
 

@@ -146,6 +146,9 @@ def test_the_outbox_claims_in_order_and_acknowledges_after_the_forward(
     assert store.claim_deliveries("runner-b", now, 60, 10, only=ACKNOWLEDGE) == []  # waits
     at = "2026-11-27T10:00:01+00:00"
     store.finish_deliveries([Attempt(claimed[0].id, at, "200", 12.5, "ok", "delivered", 0.0)])
+    assert store.delivery_counts_by_job() == {
+        ("delivered", FORWARD): 1, ("pending", FORWARD): 1, ("pending", ACKNOWLEDGE): 2,
+    }  # fmt: skip
     store.release_deliveries([claimed[1].id], "runner-a")
     acks = store.claim_deliveries("runner-b", now, 60, 10, only=ACKNOWLEDGE)
     assert [(job.job, job.target, job.request_id) for job in acks] == [

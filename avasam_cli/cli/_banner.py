@@ -3,6 +3,7 @@ Avasam, a new public URL, a rotated token, readiness, and what the outbox holds.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -47,14 +48,26 @@ def banner(
     where: Locations,
     public_url: str | None = None,
     inspector_url: str | None = None,
+    metrics_url: str | None = None,
 ) -> None:
     from rich.markup import escape
     from rich.padding import Padding
     from rich.text import Text
 
     from avasam_cli import output
+    from avasam_cli.logs import json_logs, record
     from avasam_cli.net import shown_base_url
 
+    if json_logs():  # the same facts, as one record
+        base = shown_base_url(sock)
+        urls = {kind: base + path for kind, path in options.paths.items()}
+        print(record(f"listening on {base}", "listening", profile=resolved.profile,
+                     endpoints=urls, store=str(where.store_file), workers=options.workers,
+                     inspector=inspector_url, metrics=metrics_url, public_url=public_url,
+                     public_endpoints={kind: public_url + path for kind, path in
+                                       options.paths.items()} if public_url else None),
+              file=sys.stderr, flush=True)  # fmt: skip
+        return
     console = output.make_console(stderr=True)
     console.print(f"[bold]avasam listen[/] · profile [bold]{escape(resolved.profile)}[/]")
     for line in endpoints(options.paths, shown_base_url(sock)):
@@ -64,6 +77,8 @@ def banner(
         console.print(f"  {'Receiver processes':21}  {options.workers}, on the one port")
     if inspector_url is not None:
         console.print(f"  {'Inspector':21}  [cyan]{escape(inspector_url)}[/]", soft_wrap=True)
+    if metrics_url is not None:
+        console.print(f"  {'Metrics':21}  {escape(metrics_url)}")
     if public_url is None:
         note = (
             f"Paste the endpoints into Avasam ({WEBHOOK_SETTINGS}). Avasam must reach them "
@@ -119,7 +134,11 @@ def say_token_changed(profile: str, tokens: Rolling) -> None:
 def say_ready() -> None:
     """Once the receiver has started, forward checks included: only then is it ready."""
     from avasam_cli import output
+    from avasam_cli.logs import json_logs, record
 
+    if json_logs():
+        print(record("ready", "ready"), file=sys.stderr, flush=True)
+        return
     output.make_console(stderr=True).print("[green]Ready.[/] Press Ctrl-C to stop.")
 
 

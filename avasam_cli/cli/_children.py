@@ -86,16 +86,21 @@ def start_inspector(
 
 
 def our_file(prefix: str, suffix: str) -> Path:
-    """A file of this listener's in the cache folder, named by our pid; those a listener
-    that was killed left behind go first."""
+    """A file (or folder) of this listener's in the cache folder, named by our pid; those
+    a listener that was killed left behind go first."""
+    import shutil
+
     from avasam_cli.paths import ensure_private_dir, locations
     from avasam_cli.processes import process_alive
 
     cache = ensure_private_dir(locations().cache_dir)
     for left in cache.glob(f"{prefix}*{suffix}"):
-        pid = left.name[len(prefix) : -len(suffix)]
+        pid = left.name[len(prefix) : len(left.name) - len(suffix)]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            left.unlink(missing_ok=True)
+            if left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
     return cache / f"{prefix}{os.getpid()}{suffix}"
 
 

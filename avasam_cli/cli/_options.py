@@ -44,6 +44,16 @@ AudienceOption = Annotated[
 ]
 
 
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        help="human, or json: every line on stderr one JSON object (ts, level, event, its "
+        "fields), for journald, Loki or Vector (default: profile, else human).",
+        show_default=False,
+    ),
+]
+
+
 ListenerHostOption = Annotated[
     str | None,
     typer.Option(

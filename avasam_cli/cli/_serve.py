@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from avasam_cli.alerts import Alerts
     from avasam_cli.cli._deliver import DeliveryConfig
     from avasam_cli.config import ConfigFile, Settings
+    from avasam_cli.metrics.exposition import MetricsServer
     from avasam_cli.paths import Locations
     from avasam_cli.receiver.app import ReceiverSettings
     from avasam_cli.store.jobs import Plan
@@ -54,6 +55,7 @@ class ListenOptions:
     delivery: DeliveryConfig
     inspect_port: int | None  # None: no inspector
     workers: int = 1  # receiver processes on the one port
+    metrics: tuple[str, int] | None = None  # (host, port) of GET /metrics
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -249,8 +251,9 @@ def serve(
         waiting = store.delivery_counts()
         newest = next(store.latest(1, with_body=False), None)
     sock = _uvicorn.listening_socket(options)
+    metrics = start_metrics(options, where)  # before any child: they count too
     output_fd = _uvicorn.stdout_fd()
-    mode = ("json" if options.as_json else "human") if output_fd is not None else "none"
+    mode = _output_mode(options, output_fd)
     supervisor, alerts = _supervisor(options)
     tunnel = None
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
@@ -283,7 +286,8 @@ def serve(
         if page is not None:
             _children.start_inspector(supervisor, page[0], resolved, page[2])
         public_url = tunnel.url if tunnel else None
-        _banner.banner(options, sock, resolved, where, public_url, page[1] if page else None)
+        _banner.banner(options, sock, resolved, where, public_url, page[1] if page else None,
+                       metrics.url if metrics else None)  # fmt: skip
         if _deliveries_wanted(options, waiting):
             _children.start_runner(supervisor, options, resolved)
         server.run(sockets=[sock])
@@ -295,12 +299,52 @@ def serve(
         supervisor.stop()  # the workers finish, the printer shows the last, then the runner
         if any(child.name == "delivery runner" for child in supervisor.children):
             _banner.say_outbox_left(where)
+        if metrics is not None:
+            metrics.stop()
     alerts.wait()  # those in flight go out before we exit
     restarts = supervisor.restart_count()
     if restarts:
         output.info(f"Child processes restarted while listening: {restarts}.")
     if "server" not in locals() or not server.started:
         raise UsageError("the receiver could not start (see the messages above)")
+
+
+def _output_mode(options: ListenOptions, output_fd: int | None) -> str:
+    """How each request is printed: --json on stdout; with --log-format json a record on
+    stderr; else a human block on stdout."""
+    from avasam_cli.logs import json_logs
+
+    if options.as_json:
+        return "json" if output_fd is not None else "none"
+    if json_logs():
+        return "log"
+    return "human" if output_fd is not None else "none"
+
+
+def start_metrics(options: ListenOptions, where: Locations) -> MetricsServer | None:
+    """GET /metrics on its own socket (a busy port stops us here), summing what every
+    process of this listener counts in a folder of its own."""
+    if options.metrics is None:
+        return None
+    try:
+        from avasam_cli.metrics.exposition import metrics_server
+    except ImportError:
+        raise UsageError(
+            "--metrics-port needs prometheus_client, which is not installed: "
+            "pip install 'avasam-cli[metrics]' (or pip install prometheus_client)"
+        ) from None
+    from avasam_cli.cli._children import our_file
+    from avasam_cli.metrics.counts import count_for
+    from avasam_cli.net import bind
+
+    host, port = options.metrics
+    sock = bind(host, port, "with --metrics-port")
+    sock.listen(64)
+    folder = our_file("metrics-", "")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    server = metrics_server(sock, folder, count_for(folder), where.store_file)
+    server.start()
+    return server
 
 
 def _supervisor(options: ListenOptions) -> tuple[Supervisor, Alerts]:

@@ -27,6 +27,7 @@ from avasam_cli.cli._deliver import (
     saved_forward_headers,
     watch_deliveries,
 )
+from avasam_cli.cli._options import LogFormatOption
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.outbox import DEFAULT_MAX_ATTEMPTS
 from avasam_cli.errors import OperationFailed, UsageError
@@ -119,6 +120,7 @@ def run(
     forward_insecure: ForwardInsecureOption = False,
     alert_url: AlertUrlOption = None,
     alert_command: AlertCommandOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Deliver every pending job now (forwards, acknowledgements), then exit.
 
@@ -128,10 +130,11 @@ def run(
     """
     import asyncio
 
-    from avasam_cli import output
+    from avasam_cli import logs, output
     from avasam_cli.paths import locations
 
-    resolved = settings(ctx)
+    resolved = settings(ctx, log_format=log_format)
+    logs.start(resolved.require("log_format"))
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
         forward_ca, forward_insecure, saved_forward_headers(resolved),

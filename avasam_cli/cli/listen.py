@@ -29,7 +29,7 @@ from avasam_cli.cli._deliver import (
     delivery_config,
     saved_forward_headers,
 )
-from avasam_cli.cli._options import STDIN_HELP, AudienceOption, LeewayOption
+from avasam_cli.cli._options import STDIN_HELP, AudienceOption, LeewayOption, LogFormatOption
 from avasam_cli.defaults import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_FORWARD_TIMEOUT,
@@ -185,6 +185,21 @@ def listen(
         float, typer.Option(help="Seconds to wait for the tunnel's public URL.", min=1)
     ] = DEFAULT_TUNNEL_TIMEOUT,
     audience: AudienceOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics at GET /metrics on this port, a socket of its own "
+            "(default: the profile's metrics_port, else none).",
+            min=1,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(help="Interface of the metrics port (default: profile, else 127.0.0.1)."),
+    ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.cli._serve import (
@@ -194,6 +209,7 @@ def listen(
         serve,
     )
     from avasam_cli.config import audiences
+    from avasam_cli.logs import start as start_logs
     from avasam_cli.net import checked_url
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import ReceiverSettings
@@ -211,7 +227,11 @@ def listen(
     flags["stock_path"], flags["price_path"] = stock_path, price_path
     flags["audience"] = ",".join(audience) if audience else None
     flags["forward_to"] = forward_to
+    flags["metrics_port"] = str(metrics_port) if metrics_port is not None else None
+    flags["metrics_host"] = metrics_host
+    flags["log_format"] = log_format
     resolved = settings(ctx, config, **flags)
+    start_logs(resolved.require("log_format"))
     forward_to = resolved.get("forward_to")  # the flag, else the profile's
     paths = endpoint_paths(resolved)
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
@@ -234,6 +254,7 @@ def listen(
         shutdown_wait=shutdown_wait,
         inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved, any_port),
         workers=workers,
+        metrics=_metrics_address(resolved),
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
             forward_ca, forward_insecure, saved_forward_headers(resolved),
@@ -315,6 +336,11 @@ def _retention(value: str | None) -> int | None:
             f"--retain {value!r} is not a duration: use for example --retain 30d or --retain 12h"
         )
     return seconds
+
+
+def _metrics_address(resolved: "Settings") -> tuple[str, int] | None:
+    port = resolved.get("metrics_port")
+    return (resolved.require("metrics_host"), int(port)) if port else None
 
 
 def _inspect_port(given: int | None, resolved: "Settings", any_port: bool) -> int | None:

@@ -17,6 +17,7 @@ from avasam_cli.config.normalize import (
     normalize_forward_secret,
     normalize_forward_to,
     normalize_host,
+    normalize_log_format,
     normalize_path,
     normalize_port,
     normalize_store,
@@ -80,6 +81,12 @@ REGISTRY: tuple[Field, ...] = (
     # Where a person is told when needed (listen's and deliveries run's --alert-*).
     Field("alert_url", "alert URL", normalize=normalize_forward_to),
     Field("alert_command", "alert command"),
+    # Where `listen` serves Prometheus metrics (--metrics-port, --metrics-host).
+    Field("metrics_port", "metrics port", normalize=normalize_port, typed=int,
+          expects='a port number (9464 or "9464")'),
+    Field("metrics_host", "metrics host", DEFAULT_LISTEN_HOST, normalize_host),
+    # What `listen` and `deliveries run` write on stderr: human lines, or JSON records.
+    Field("log_format", "log format", "human", normalize_log_format),
 )  # fmt: skip
 BY_NAME: Mapping[str, Field] = {field.name: field for field in REGISTRY}
 

@@ -130,6 +130,18 @@ def normalize_auth_scheme(scheme: str) -> str:
     return candidate
 
 
+def normalize_log_format(value: str) -> str:
+    from avasam_cli.logs import LOG_FORMATS
+
+    candidate = value.strip().lower()
+    if candidate not in LOG_FORMATS:
+        raise ConfigError(
+            f"invalid log format {value!r}: use {' or '.join(LOG_FORMATS)} "
+            "(for example --log-format json)"
+        )
+    return candidate
+
+
 def normalize_flag(value: str) -> str:
     candidate = value.strip().lower()
     if candidate in ("1", "true", "yes", "on"):

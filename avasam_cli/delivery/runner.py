@@ -23,12 +23,15 @@ from datetime import UTC, datetime
 
 import httpx
 
+from avasam_cli import logs
 from avasam_cli.alerts import Alerts
 from avasam_cli.defaults import DEFAULT_FORWARD_TIMEOUT
 from avasam_cli.delivery.forward import forward, tls_verify
 from avasam_cli.delivery.outbox import RetryRules, Verdict, judge
 from avasam_cli.delivery.signature import Secrets, no_secrets
 from avasam_cli.errors import ApiError, CredentialsRefused, NetworkError, StoreError
+from avasam_cli.metrics.counts import Counts
+from avasam_cli.metrics.counts import here as metrics_here
 from avasam_cli.store.base import EventStore
 from avasam_cli.store.deliveries import Attempt, DeliveryJob
 from avasam_cli.store.events import REDACTED
@@ -77,6 +80,7 @@ class DeliveryRunner:
     only: str | None = None  # claim jobs of this type only (FORWARD, ACKNOWLEDGE)
     forward_secrets: Secrets = no_secrets  # sign forwards with these (Standard Webhooks)
     alerts: Alerts | None = None  # a person is told of a dead job, of refused API keys
+    counts: Counts | None = field(default_factory=metrics_here)  # with listen --metrics-port
     _client: httpx.AsyncClient | None = None
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
@@ -160,6 +164,9 @@ class DeliveryRunner:
                 break
             self.store.finish_deliveries([attempt])
             tally.count(attempt.state)
+            if self.counts is not None:
+                outcome = "failed" if attempt.state == "pending" else attempt.state
+                self.counts.count("avasam_delivery_attempts", (job.job, outcome))
             self._tell(job, attempt)
             if self.on_attempt is not None:
                 self.on_attempt(attempt.state)
@@ -251,11 +258,16 @@ class DeliveryRunner:
         """One line per outcome; a target going down is said once, and its return."""
         what = "Acknowledged" if job.job == ACKNOWLEDGE else f"Forwarded {job.kind}"
         where = "" if job.job == ACKNOWLEDGE else f" to {job.target}"
+        fields = {"delivery": job.id, "job": job.job, "request_id": job.request_id,
+                  "target": job.target, "attempt": job.attempts + 1, "status": attempt.status,
+                  "state": "failed" if attempt.state == "pending" else attempt.state}  # fmt: skip
         if attempt.state == "delivered":
             if job.target in self._down:
                 self._down.discard(job.target)
-                self.say(f"{job.target} accepts deliveries again: delivering what waited")
-            self.say(f"{what} {job.request_id}{where}: {attempt.status} {attempt.excerpt}".strip())
+                self.say(logs.said(f"{job.target} accepts deliveries again: delivering what "
+                                   "waited", "target_back", target=job.target))  # fmt: skip
+            said = f"{what} {job.request_id}{where}: {attempt.status} {attempt.excerpt}".strip()
+            self.say(logs.said(said, "delivery", **fields))
             return
         if attempt.state == "dead":
             # Every attempt in its history, those before a `deliveries retry` included.
@@ -265,7 +277,7 @@ class DeliveryRunner:
                 f"after {tried} {'attempt' if tried == 1 else 'attempts'}: "
                 f"{_outcome(attempt)}; `avasam deliveries retry {job.id}` tries again"
             )
-            self.say(f"Error: {said}")
+            self.say(logs.said(f"Error: {said}", "delivery", **fields, attempts=tried))
             if self.alerts is not None:
                 self.alerts.send("delivery_dead", said, delivery=job.id, job=job.job,
                                  request_id=job.request_id, target=job.target,
@@ -274,10 +286,11 @@ class DeliveryRunner:
         if job.target not in self._down:
             self._down.add(job.target)
             wait = max(0.0, attempt.next_attempt_at - self.clock())
-            self.say(
+            said = (
                 f"Warning: {job.job} of {job.request_id}{where} failed ({_outcome(attempt)}); "
                 f"kept in the outbox, next try in {wait:.0f} s"
             )
+            self.say(logs.said(said, "delivery", **fields, next_try_in=round(wait)))
 
 
 def _outcome(attempt: Attempt) -> str:

@@ -31,6 +31,7 @@ from avasam_cli.defaults import (
     DEFAULT_WEBHOOK_PATHS,
     HEALTH_PATH,
 )
+from avasam_cli.metrics.counts import here as metrics_here
 from avasam_cli.paths import StoreLocation
 from avasam_cli.receiver.protocol import HEAD_TOO_LARGE
 from avasam_cli.receiver.writer import StoreWriter
@@ -153,6 +154,7 @@ class WebhookEndpoint:
         self.settings = settings
         self.store = store
         self.tokens = settings.tokens  # replaced when the profile's token changes
+        self.counts = metrics_here()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.time()
@@ -186,16 +188,21 @@ class WebhookEndpoint:
         )
         status, http_status, reason, detail, request_id, _ = verdict
         if http_status == CLIENT_GONE:
-            return  # nobody is left to answer
-        if status == "rejected":
+            pass  # nobody is left to answer
+        elif status == "rejected":
             await _answer(send, http_status, {"error": reason, "detail": detail}, extra)
         elif outcome.store_error is not None:
+            status, reason = "unstored", _STORE_UNAVAILABLE["error"]
             await _answer(send, 503, _STORE_UNAVAILABLE)
         elif outcome.status == "rejected":  # the store found the request id used elsewhere
+            status, reason = "rejected", _REUSED["error"]
             await _answer(send, HTTP_STATUS[Reason.REQUEST_ID_REUSED], _REUSED)
         else:
-            answer = "ok" if outcome.status == "verified" else "duplicate"
+            status = outcome.status
+            answer = "ok" if status == "verified" else "duplicate"
             await _answer(send, 200, {"status": answer, "requestId": request_id})
+        if self.counts is not None:
+            self.counts.answered(self.kind, status, reason or "", time.time() - received)
 
     async def _read_request(
         self, scope: Scope, headers: list[tuple[bytes, bytes]], receive: Receive
@@ -239,6 +246,7 @@ class StrayEndpoint:
         self.detail = "no endpoint here: " + ", ".join(
             f"{kind} updates go to POST {path}" for kind, path in settings.paths.items()
         )
+        self.counts = metrics_here()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.time()
@@ -257,6 +265,8 @@ class StrayEndpoint:
             )
         )  # fmt: skip
         await _answer(send, 404, {"error": "not_found", "detail": self.detail})
+        if self.counts is not None:
+            self.counts.answered(STRAY_KIND, "rejected", "not_found", time.time() - received)
 
 
 _REUSED = {"error": Reason.REQUEST_ID_REUSED.value, "detail": REUSED_DETAIL}

@@ -16,7 +16,7 @@ from avasam_cli import output
 from avasam_cli.store.events import Event
 from avasam_cli.webhooks.keys import stored_items
 
-OUTPUT_MODES = ("none", "json", "human")
+OUTPUT_MODES = ("none", "json", "human", "log")  # log: records on stderr (--log-format)
 # Stands for items that cannot be printed (nested deeper than orjson writes); stored whole.
 UNPRINTABLE_ITEMS = b'"(items nested too deeply to print: see avasam events show)"'
 
@@ -103,6 +103,9 @@ def make_printer(
         return None
     if mode == "json":
         return BackgroundPrinter(output.JsonEventPrinter(os.fdopen(fd, "wb")), on_printed)
+    if mode == "log":  # whatever `fd`: log records go where the other log lines go
+        stream = os.fdopen(os.dup(2), "wb")
+        return BackgroundPrinter(output.LogEventPrinter(stream), on_printed)
     from rich.console import Console
 
     # Block-buffered, flushed once per event (see HumanEventPrinter): large enough for

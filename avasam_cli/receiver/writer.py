@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from avasam_cli.alerts import Alerts
 from avasam_cli.errors import StoreError
 from avasam_cli.lifeline import exit_when_stdin_closes, handed_over
+from avasam_cli.metrics.counts import here as metrics_here
 from avasam_cli.paths import DatabaseUrl, StoreLocation, spelled_out
 from avasam_cli.store.events import Event, WireRequest
 from avasam_cli.store.jobs import Plan
@@ -357,6 +358,7 @@ def commit_loop(
     """Read request frames until their stream ends; commit (each new verified update
     with the delivery jobs of `plan`), answer, then hand the events on."""
     buffer = bytearray()
+    counts = metrics_here()
     while chunk := receive(1 << 20):
         buffer += chunk
         arrived: list[tuple[int, Event]] = []
@@ -366,6 +368,7 @@ def commit_loop(
         for start in range(0, len(arrived), store.batch_size):
             received = arrived[start : start + store.batch_size]
             events = [event for _, event in received]
+            started = time.perf_counter()
             try:
                 notice = store.ensure_present()
                 if notice is not None:
@@ -375,6 +378,9 @@ def commit_loop(
                 for event in events:
                     event.store_error = str(error) or type(error).__name__
                     event.id = None  # rolled back: the id may be given to another row
+            else:
+                if counts is not None:
+                    counts.observe("avasam_store_commit_seconds", (), time.perf_counter() - started)
             send(frame([(seq, e.id, e.status, e.store_error) for seq, e in received]))
             on_committed(events)
 

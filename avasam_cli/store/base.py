@@ -71,6 +71,9 @@ class EventStore(ResultLog, Protocol):
 
     def delivery_counts(self) -> dict[str, int]: ...
 
+    def delivery_counts_by_job(self) -> dict[tuple[str, str], int]:
+        """{(state, job type): jobs}, for the metrics."""
+
     def overdue(self, queued_before: float) -> tuple[int, float | None, str | None]:
         """(pending jobs queued before `queued_before`, the oldest pending job's queue time,
         its target)."""

@@ -309,6 +309,10 @@ class SqlOutbox(SqlBase):
     def delivery_counts(self) -> dict[str, int]:
         return dict(self._rows("SELECT state, COUNT(*) FROM deliveries GROUP BY state"))
 
+    def delivery_counts_by_job(self) -> dict[tuple[str, str], int]:
+        rows = self._rows("SELECT state, job, COUNT(*) FROM deliveries GROUP BY state, job")
+        return {(state, job): int(count) for state, job, count in rows}
+
     def change_deliveries(
         self,
         to: str,
