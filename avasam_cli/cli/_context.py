@@ -83,10 +83,32 @@ def settings(
     return _settings(ctx, config or config_file(), flags, lenient=False)
 
 
+def logging_settings(
+    ctx: typer.Context, config: ConfigFile | None = None, /, **flags: str | None
+) -> Settings:
+    """As `settings`, for `listen` and `deliveries run`: their log format (--log-format,
+    the profile's) is in force before anything is said, the config's warnings included."""
+    from avasam_cli.config import resolve
+    from avasam_cli.logs import start
+
+    config = config or config_file()
+    try:
+        resolved = resolve(config, profile_flag(ctx), flags, flag_options=_SPELLED)
+    except BaseException:
+        say_config_warnings(config)
+        raise
+    start(resolved.require("log_format"))
+    say_config_warnings(config)
+    return resolved
+
+
 def lenient_settings(ctx: typer.Context, **flags: str | None) -> Settings:
     """As `settings`, but a bad value is kept and marked: for the commands that
     diagnose it (`config show`, `doctor`)."""
     return _settings(ctx, config_file(), flags, lenient=True)
+
+
+_SPELLED = {"listen_host": "--host", "listen_port": "--port"}
 
 
 def _settings(
@@ -95,9 +117,7 @@ def _settings(
     from avasam_cli.config import resolve
 
     # Only `configure` spells them --listen-host/--listen-port; the others say --host/--port.
-    spelled = (
-        {} if ctx.info_name == "configure" else {"listen_host": "--host", "listen_port": "--port"}
-    )
+    spelled = {} if ctx.info_name == "configure" else _SPELLED
     try:
         return resolve(config, profile_flag(ctx), flags, lenient=lenient, flag_options=spelled)
     finally:

@@ -250,8 +250,7 @@ def serve(
     with open_store(where.store_file) as store:  # an unusable store stops us before we listen
         waiting = store.delivery_counts()
         newest = next(store.latest(1, with_body=False), None)
-    sock = _uvicorn.listening_socket(options)
-    metrics = start_metrics(options, where)  # before any child: they count too
+    sock, metrics = _sockets(options, where)
     output_fd = _uvicorn.stdout_fd()
     mode = _output_mode(options, output_fd)
     supervisor, alerts = _supervisor(options)
@@ -319,6 +318,19 @@ def _output_mode(options: ListenOptions, output_fd: int | None) -> str:
     if json_logs():
         return "log"
     return "human" if output_fd is not None else "none"
+
+
+def _sockets(
+    options: ListenOptions, where: Locations
+) -> tuple[socket.socket, MetricsServer | None]:
+    """The webhook port's socket, and the metrics server's (started before any child:
+    they count too); either busy is a UsageError, with nothing left open."""
+    sock = _uvicorn.listening_socket(options)
+    try:
+        return sock, start_metrics(options, where)
+    except UsageError:
+        sock.close()
+        raise
 
 
 def start_metrics(options: ListenOptions, where: Locations) -> MetricsServer | None:

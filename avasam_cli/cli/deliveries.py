@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from avasam_cli.cli._context import group, settings
+from avasam_cli.cli._context import group
 from avasam_cli.cli._deliver import (
     DEFAULT_MAX_AGE_TEXT,
     DEFAULT_SCHEDULE_TEXT,
@@ -130,11 +130,11 @@ def run(
     """
     import asyncio
 
-    from avasam_cli import logs, output
+    from avasam_cli import output
+    from avasam_cli.cli._context import logging_settings
     from avasam_cli.paths import locations
 
-    resolved = settings(ctx, log_format=log_format)
-    logs.start(resolved.require("log_format"))
+    resolved = logging_settings(ctx, log_format=log_format)
     config = delivery_config(
         retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
         forward_ca, forward_insecure, saved_forward_headers(resolved),

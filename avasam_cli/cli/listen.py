@@ -10,8 +10,8 @@ from avasam_cli.cli._context import (
     client_for,
     config_file,
     endpoint_paths,
+    logging_settings,
     read_stdin_values,
-    settings,
 )
 from avasam_cli.cli._deliver import (
     DEFAULT_MAX_AGE_TEXT,
@@ -209,7 +209,6 @@ def listen(
         serve,
     )
     from avasam_cli.config import audiences
-    from avasam_cli.logs import start as start_logs
     from avasam_cli.net import checked_url
     from avasam_cli.paths import locations
     from avasam_cli.receiver.app import ReceiverSettings
@@ -230,8 +229,7 @@ def listen(
     flags["metrics_port"] = str(metrics_port) if metrics_port is not None else None
     flags["metrics_host"] = metrics_host
     flags["log_format"] = log_format
-    resolved = settings(ctx, config, **flags)
-    start_logs(resolved.require("log_format"))
+    resolved = logging_settings(ctx, config, **flags)
     forward_to = resolved.get("forward_to")  # the flag, else the profile's
     paths = endpoint_paths(resolved)
     targets = {"stock": forward_stock_to or forward_to, "price": forward_price_to or forward_to}
