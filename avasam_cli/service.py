@@ -46,7 +46,10 @@ def service_for(
     system: bool = False,
 ) -> Service:
     name = "avasam-listen" if profile == "default" else f"avasam-listen-{profile}"
-    command = (*avasam_command(), "--profile", profile, "listen", *listen_args)
+    # The journal (or the log file) indexes records: JSON, unless the options say otherwise.
+    chosen = any(arg == "--log-format" or arg.startswith("--log-format=") for arg in listen_args)
+    logs = () if chosen else ("--log-format", "json")
+    command = (*avasam_command(), "--profile", profile, "listen", *logs, *listen_args)
     user = os.environ.get("USER") or os.environ.get("USERNAME")
     return Service(name, command, dict(environment), system, user if system else None)
 

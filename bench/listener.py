@@ -8,7 +8,8 @@ Both servers run on this machine with the same uvicorn settings; wrk (Debian
 package `wrk`) drives them with distinct, validly signed bodies (1 item and
 1,000 items).  The listener runs with `--json` and its output goes to a file.
 
-Targets: ratio listener/bare >= 0.5 for both payloads; p99 <= 20 ms for 1-item
+Targets: ratio listener/bare >= 0.5 for both payloads; the listener with
+`--metrics-port`, scraped every second, >= 0.95x the listener without it; p99 <= 20 ms for 1-item
 payloads at 20 connections; resident memory grows by no more than 20 MB
 between 1,000 and 100,000 requests; the store's WAL file stays <= 64 MB during a
 60 s run of 1-item bodies.  With PostgreSQL installed (Debian's `postgresql`; the
@@ -207,9 +208,39 @@ def server_command(server: str, port: int, shop_port: int) -> list[str]:
         return [*command, "--no-inspect"]
     if server.endswith("workers2"):
         command += ["--workers", "2"]
+    if server == "metrics":
+        command += ["--metrics-port", str(port + METRICS_OFFSET)]
     if server != "page":
         command.append("--no-inspect")
     return command
+
+
+METRICS_OFFSET = 2  # the metrics port of the `metrics` row: its webhook port + 2
+SCRAPE_EVERY = 1.0  # seconds; Prometheus's default is 15 s, so this is the harsher case
+
+
+@contextlib.contextmanager
+def scraped(metrics_port: int | None) -> Iterator[None]:
+    """What being watched costs: GET /metrics every SCRAPE_EVERY while wrk runs."""
+    if metrics_port is None:
+        yield
+        return
+    stop, scrapes = threading.Event(), [0]
+
+    def scrape() -> None:
+        while not stop.wait(SCRAPE_EVERY):
+            answer = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+            scrapes[0] += answer.status_code == 200 and "avasam_webhooks_received" in answer.text
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        scraper.join(15)
+        if not scrapes[0]:
+            raise RuntimeError("no scrape of /metrics succeeded")
 
 
 @contextlib.contextmanager
@@ -278,9 +309,9 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
             write_data(data, items)
             # Alternating rounds: the machine's speed drifts, and the servers share it.
             servers = (
-                ["bare", "listener", "forward", "page", "workers2"]
+                ["bare", "listener", "metrics", "forward", "page", "workers2"]
                 if items == 1
-                else ["bare", "listener"]
+                else ["bare", "listener", "metrics"]
             )
             if database is not None:
                 servers += ["pg", "pg-workers2"] if items == 1 else ["pg"]
@@ -302,6 +333,7 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                     with (
                         running(command, port, {**env, **store}, folder / f"{server}.out"),
                         page_open(port + 1 if server == "page" else None),
+                        scraped(port + METRICS_OFFSET if server == "metrics" else None),
                     ):
                         wrk(port, tokens, data, 2, options.connections)  # warm-up
                         figures = wrk(port, tokens, data, options.duration, options.connections)
@@ -345,6 +377,18 @@ def report(
                 f"listener/baseline ({options.baseline}), {items} items: "
                 f"{statistics.median(per_round):.2f} (per round "
                 f"{per_round[0]:.2f}-{per_round[-1]:.2f}; reported)"
+            )
+    for items in (1, 1000):
+        if (items, "metrics") in runs and (items, "listener") in runs:
+            # Each round's listener with metrics against the one without, run next to it.
+            pairs = zip(runs[(items, "metrics")], runs[(items, "listener")], strict=True)
+            per_round = sorted(new["rps"] / old["rps"] for new, old in pairs)
+            ratio = statistics.median(per_round)
+            failed |= ratio < 0.95
+            print(
+                f"ratio listener --metrics-port (scraped every {SCRAPE_EVERY:g} s)/listener, "
+                f"{items} items: {ratio:.2f} (per round {per_round[0]:.2f}-{per_round[-1]:.2f}; "
+                f"target >= 0.95) {'PASS' if ratio >= 0.95 else 'FAIL'}"
             )
     if options.servers:
         return failed

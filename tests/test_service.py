@@ -42,7 +42,10 @@ def test_the_printed_unit_is_one_systemd_accepts(cli: Any, tmp_path: Path) -> No
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     command = exec_start.removeprefix("ExecStart=").split()
     assert Path(command[0]).is_absolute() and Path(command[0]).exists()
-    assert "--profile default listen --forward-to http://127.0.0.1:3000/avasam" in exec_start
+    assert (
+        "--profile default listen --log-format json --forward-to http://127.0.0.1:3000/avasam"
+        in exec_start
+    )  # the journal gets records
     assert "Restart=on-failure" in unit and "WantedBy=default.target" in unit
     assert PASSWORD not in unit and "EnvironmentFile=" in unit
     _verified(unit, tmp_path)
@@ -92,7 +95,9 @@ def test_the_launchd_agent_and_the_windows_recipe() -> None:
     service = service_for("shop", ["--no-inspect"], {"AVASAM_STORE": STORE})
     agent = plistlib.loads(launchd_plist(service, Path("/tmp/listen.log")))
     assert agent["Label"] == "com.avasam.listen.shop"
-    assert agent["ProgramArguments"][-4:] == ["--profile", "shop", "listen", "--no-inspect"]
+    assert agent["ProgramArguments"][-6:] == [
+        "--profile", "shop", "listen", "--log-format", "json", "--no-inspect"
+    ]  # fmt: skip
     assert agent["KeepAlive"] == {"SuccessfulExit": False} and agent["RunAtLoad"] is True
     assert agent["EnvironmentVariables"] == {"AVASAM_STORE": STORE}
     recipe = windows_recipe(service)
