@@ -275,3 +275,41 @@ class RecordingShop:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Proxy:
+    """A reverse proxy on a free port: passes each POST on to `upstream` (its path kept),
+    or, with `upstream` None, answers 404 as a proxy that knows no such path."""
+
+    def __init__(self, upstream: str | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        proxy_upstream = upstream
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if proxy_upstream is None:
+                    status, answer = 404, b"<html>404 Not Found</html>"
+                else:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                    passed = httpx.post(proxy_upstream + self.path, content=body,
+                                        headers=headers, timeout=10)  # fmt: skip
+                    status, answer = passed.status_code, passed.content
+                self.send_response(status)  # Server: standin-proxy (version_string)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def version_string(self) -> str:
+                return "standin-proxy"
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,7 +8,7 @@ the children in `_children`.  Imported only when `listen` runs.
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -284,11 +284,13 @@ def serve(
         page = inspector_page(options, resolved, sock, fixed)
         if page is not None:
             _children.start_inspector(supervisor, page[0], resolved, page[2])
-        public_url = tunnel.url if tunnel else None
-        _banner.banner(options, sock, resolved, where, public_url, page[1] if page else None,
+        _banner.banner(options, sock, resolved, where, tunnel.url if tunnel else None,
+                       page[1] if page else None,
                        metrics.url if metrics else None)  # fmt: skip
         if _deliveries_wanted(options, waiting):
             _children.start_runner(supervisor, options, resolved)
+        if tunnel is not None and tunnel.url:
+            go_live_check(tunnel.url, options, receiver, where, lambda: server.started)
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
@@ -318,6 +320,36 @@ def _output_mode(options: ListenOptions, output_fd: int | None) -> str:
     if json_logs():
         return "log"
     return "human" if output_fd is not None else "none"
+
+
+GO_LIVE_WAIT = 30.0  # seconds the go-live check waits for the receiver to have started
+
+
+def go_live_check(
+    public_url: str, options: ListenOptions, receiver: ReceiverSettings, where: Locations,
+    started: Callable[[], bool],
+) -> None:  # fmt: skip
+    """Once the receiver answers, send one test update through the tunnel's public URL
+    (`doctor --public-url`'s check), on a thread, and say whether it arrived."""
+    import threading
+    import time
+
+    from avasam_cli import logs, output
+    from avasam_cli.reach import probe
+
+    def check() -> None:
+        deadline = time.monotonic() + GO_LIVE_WAIT
+        while not started():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        reach = probe(public_url, options.paths["stock"], receiver.verification_token,
+                      where.store_file)  # fmt: skip
+        said = f"Go-live check: {reach.said}"
+        said = said if reach.reached else f"Warning: {said}"
+        output.info(logs.said(said, "go_live", reached=reach.reached, public_url=public_url))
+
+    threading.Thread(target=check, name="avasam-go-live", daemon=True).start()
 
 
 def _sockets(

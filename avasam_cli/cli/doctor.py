@@ -7,7 +7,7 @@ import typer
 
 from avasam_cli.cli._context import client_for, lenient_settings
 from avasam_cli.cli._options import BaseUrlOption
-from avasam_cli.errors import AlreadyReported, AvasamError, ConfigError
+from avasam_cli.errors import AlreadyReported, AvasamError, ConfigError, UsageError
 
 if TYPE_CHECKING:
     from avasam_cli.config import Settings
@@ -75,7 +75,7 @@ def _port(resolved: "Settings") -> str:
     host, port = resolved.require("listen_host"), int(resolved.require("listen_port"))
     try:
         bind(host, port, option_hint="with `avasam configure --listen-port`").close()
-    except ConfigError:
+    except UsageError:  # a busy port: held by our own listener, or by someone else
         listener = _avasam_listener_at(host, port)
         if listener is None:
             raise
@@ -116,7 +116,29 @@ def _report_tunnel_tools() -> None:
     output.check_line(True, f"tunnel tools: {found}")
 
 
-def run_checks(resolved: "Settings", where: "Locations", offline: bool) -> None:
+def _public_url(resolved: "Settings", where: "Locations", public_url: str) -> str:
+    """One signed test update to the public URL, looked for in the running listener's
+    store: what Avasam will meet."""
+    from avasam_cli.cli._context import endpoint_paths
+    from avasam_cli.errors import OperationFailed
+    from avasam_cli.reach import probe
+
+    host, port = resolved.require("listen_host"), int(resolved.require("listen_port"))
+    if _avasam_listener_at(host, port) is None:
+        raise OperationFailed(
+            f"no `avasam listen` answers on {host}:{port} (profile '{resolved.profile}'): "
+            "start it, then run this again; the test update must have a listener to reach"
+        )
+    token = resolved.require("verification_token")
+    reach = probe(public_url, endpoint_paths(resolved)["stock"], token, where.store_file)
+    if not reach.reached:
+        raise OperationFailed(reach.said)
+    return reach.said
+
+
+def run_checks(
+    resolved: "Settings", where: "Locations", offline: bool, public_url: str | None = None
+) -> None:
     from avasam_cli import output
 
     for setting in resolved.values.values():
@@ -134,6 +156,9 @@ def run_checks(resolved: "Settings", where: "Locations", offline: bool) -> None:
         ("event store writable", lambda: _store(where)),
         ("listener port free", lambda: _port(resolved)),
     ]
+    if public_url is not None:
+        checks.append(("public URL reaches the listener",
+                       lambda: _public_url(resolved, where, public_url)))  # fmt: skip
     for what, check in checks:
         try:
             note = check()
@@ -156,14 +181,28 @@ def doctor(
         bool, typer.Option(help="Skip the check that calls Avasam with your keys.")
     ] = False,
     base_url: BaseUrlOption = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL pasted into Avasam, without the endpoint's path (a tunnel's, your "
+            "proxy's): send one signed test update there and check that it reaches the "
+            "running `avasam listen`.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Check configuration, token strength, credentials, the store and the listener port."""
+    """Check configuration, token strength, credentials, the store and the listener port;
+    with --public-url, that Avasam's way in reaches the listener."""
+    from avasam_cli.net import checked_url
     from avasam_cli.paths import locations
 
-    run_checks(lenient_settings(ctx, base_url=base_url), locations(), offline)
+    if public_url is not None:
+        public_url = checked_url(public_url, "--public-url", "https://shop.example.com")
+    run_checks(lenient_settings(ctx, base_url=base_url), locations(), offline, public_url)
 
 
 def register(app: typer.Typer) -> None:
     app.command(
-        epilog="Examples:\n\n  avasam doctor\n\n  avasam -p staging doctor --offline",
+        epilog="Examples:\n\n  avasam doctor\n\n  avasam -p staging doctor --offline\n\n"
+        "  avasam doctor --offline --public-url https://abc-words.trycloudflare.com",
     )(doctor)

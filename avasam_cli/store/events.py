@@ -24,6 +24,15 @@ def is_test_event(headers_json: str) -> bool:
     return f'"{TEST_MARKER}"' in headers_json
 
 
+# `doctor --public-url` marks its probe as a test and as a probe: it only checks that the
+# URL pasted into Avasam reaches the listener, so it is neither forwarded nor acknowledged.
+PROBE_MARKER = "x-avasam-cli-probe"
+
+
+def is_probe(headers_json: str) -> bool:
+    return f'"{PROBE_MARKER}"' in headers_json
+
+
 # Header names that may carry credentials: stored as "[redacted]", and never forwarded.
 _SECRET_HEADER_MARKERS = ("pass", "sig", "auth", "token", "secret", "key", "cookie")
 REDACTED = "[redacted]"

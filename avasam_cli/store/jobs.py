@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from avasam_cli.store.events import TEST_MARKER, is_test_event
+from avasam_cli.store.events import TEST_MARKER, is_probe, is_test_event
 from avasam_cli.webhooks.kinds import KINDS
 
 FORWARD = "forward"
@@ -61,9 +61,13 @@ class Plan:
     # runner without one of them leaves the job pending rather than send it without.
     header_names: tuple[str, ...] = ()
 
-    def jobs_for(self, kind: str, test: bool = False) -> list[tuple[str, str]]:
-        """(job, target) for an update of `kind`; the forward first: an acknowledgement
-        waits until the shop has the update.  A `test` update is not acknowledged."""
+    def jobs_for(self, kind: str, headers_json: str = "[]") -> list[tuple[str, str]]:
+        """(job, target) for an update of `kind` with these stored headers; the forward
+        first: an acknowledgement waits until the shop has the update.  A test update is
+        not acknowledged; a probe (doctor --public-url) gets no job at all."""
+        if is_probe(headers_json):
+            return []
+        test = is_test_event(headers_json)
         jobs = []
         if kind in self.forward_to:
             jobs.append((FORWARD, self.forward_to[kind]))

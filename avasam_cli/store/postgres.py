@@ -30,7 +30,7 @@ from avasam_cli.paths import DatabaseUrl
 from avasam_cli.store.columns import INSERTED_COLUMNS
 from avasam_cli.store.dialect import Dialect
 from avasam_cli.store.events import Event
-from avasam_cli.store.jobs import FORWARD, Plan, is_test_event
+from avasam_cli.store.jobs import FORWARD, Plan
 from avasam_cli.store.sql import SqlStore
 from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 
@@ -420,7 +420,7 @@ def _enqueue(conn: Any, events: Sequence[Event], plan: Plan, now: float) -> None
         (event.id, job, target, now, now, needed if job == FORWARD else None)
         for event in events
         if event.status == "verified" and event.id is not None
-        for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json))
+        for job, target in plan.jobs_for(event.kind, event.headers_json)
     ]
     if rows:
         with conn.cursor() as cursor:

@@ -27,7 +27,7 @@ from avasam_cli.paths import create_private_file, make_missing_dirs
 from avasam_cli.store.columns import INSERTED_COLUMNS
 from avasam_cli.store.dialect import Dialect
 from avasam_cli.store.events import Event
-from avasam_cli.store.jobs import FORWARD, Plan, is_test_event
+from avasam_cli.store.jobs import FORWARD, Plan
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.sql import SqlStore
 from avasam_cli.store.transactions import write_transaction
@@ -277,7 +277,7 @@ def _enqueue(conn: sqlite3.Connection, events: Sequence[Event], plan: Plan, now:
     needed = plan.headers_needed
     for event in events:
         if event.status == "verified" and event.id is not None:
-            for job, target in plan.jobs_for(event.kind, is_test_event(event.headers_json)):
+            for job, target in plan.jobs_for(event.kind, event.headers_json):
                 rows += (event.id, job, target, now, now, needed if job == FORWARD else None)
     for start in range(0, len(rows), 6 * 150):
         chunk = rows[start : start + 6 * 150]
