@@ -13,6 +13,8 @@ servers: the ports the text shows (8787 for the listener, 8788 for its inspector
 - What differs from run to run is written as any example of it and compared as a
   kind: ids, times, latencies, tokens, JWTs, a generated secret.
 - A line `...` stands for any number of lines.
+- Lines are as wide as they come (COLUMNS=1000): a terminal would wrap them at its
+  width, which the text cannot know.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ VARYING = [
     (re.compile(r"\?token=[\w-]+"), "?token=<token>"),
     (re.compile(r"(?<![\w-])[A-Za-z0-9_-]{43}(?![\w-])"), "<secret>"),
     (re.compile(r"\d+(\.\d+)? req/s"), "<rate>"),
+    (re.compile(r"\bin \d+(\.\d+)? s:"), "in <s>:"),
+    (re.compile(r"\d+ answered requests/s"), "<n> answered requests/s"),
+    (re.compile(r"from 127\.0\.0\.1:\d+"), "from 127.0.0.1:<port>"),
+    # A generated token's mask: its last four characters (the typed keys' are checked).
+    (re.compile(r"(verification token: \*{4})[\w-]{4}\b"), r"\1<tail>"),
     (re.compile(r"avasam-cli \d+\.\d+\.\d+"), "avasam-cli <version>"),
     (re.compile(r"https://stub-\d+-words\.trycloudflare\.com"), "https://<tunnel>"),
 ]  # fmt: skip
@@ -92,15 +99,25 @@ def examples_in(page: Path) -> list[Example]:
     return found
 
 
-def normalized(lines: list[str], sandbox: Path, ports: dict[int, int]) -> list[str]:
+def as_written(lines: list[str], sandbox: Path, ports: dict[int, int]) -> list[str]:
+    """What a run printed, with its folders and ports as the text shows them."""
     out = []
     for raw in lines:
-        text = raw.rstrip().replace(str(sandbox), "")
+        # This install's `avasam` (a service's ExecStart) is written as a venv's in the home.
+        text = raw.rstrip().replace(str(Path(sys.executable).parent), "/home/me/.venv/bin")
+        text = text.replace(str(sandbox), "")
         for shown, real in ports.items():
             text = text.replace(f":{real}", f":{shown}").replace(f"port {real}", f"port {shown}")
-        for pattern, placeholder in VARYING:
-            text = pattern.sub(placeholder, text)
         out.append(text)
+    return out
+
+
+def normalized(lines: list[str], sandbox: Path, ports: dict[int, int]) -> list[str]:
+    out = []
+    for written in as_written(lines, sandbox, ports):
+        for pattern, placeholder in VARYING:
+            written = pattern.sub(placeholder, written)  # noqa: PLW2901 - each in turn
+        out.append(written)
     return out
 
 
@@ -161,6 +178,8 @@ class Background:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         new = self.lines[self.read :]
         self.read = len(self.lines)
         return new
@@ -174,7 +193,7 @@ def sandbox(folder: Path, env: dict[str, str]) -> Iterator[tuple[Path, dict[str,
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AVASAM_", "XDG_"))}
     stubs = [env["STUB_PATH"]] if "STUB_PATH" in env else []  # stand-in tunnel tools
     path = os.pathsep.join([*stubs, str(Path(sys.executable).parent), base.get("PATH", "")])
-    yield home, {**base, "HOME": str(home), "PATH": path, "NO_COLOR": "1", "COLUMNS": "90",
+    yield home, {**base, "HOME": str(home), "PATH": path, "NO_COLOR": "1", "COLUMNS": "1000",
                  "PYTHONUNBUFFERED": "1", **env}  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -186,7 +205,13 @@ def run_page(examples: list[Example], home: Path, env: dict[str, str],
     background: Background | None = None
     sandbox_root = home.parent.parent
 
+    record = os.environ.get("EXAMPLES_RECORD")  # a file: what each step printed, to read
+
     def compare(example: Example, what: str, expected: list[str], actual: list[str]) -> None:
+        if record:
+            with open(record, "a", encoding="utf-8") as out:
+                shown = "\n".join(as_written(actual, sandbox_root, ports))
+                out.write(f"== {example.page.name}:{example.line} {what}\n{shown}\n")
         want = normalized(expected, sandbox_root, ports)
         got = normalized(actual, sandbox_root, ports)
         if not matches(want, got):

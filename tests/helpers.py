@@ -63,7 +63,11 @@ def store_rows(path: StoreLocation, where: str = "1 = 1") -> list[dict[str, Any]
 
 
 def store_event(
-    path: StoreLocation, request_id: str, kind: str = "stock", status: str = "verified"
+    path: StoreLocation,
+    request_id: str,
+    kind: str = "stock",
+    status: str = "verified",
+    headers_json: str = "[]",
 ) -> None:
     """Put one update straight into the store, as if it had been received."""
     with open_store(path) as store:
@@ -74,7 +78,7 @@ def store_event(
                     kind=kind,
                     status=status,
                     http_status=200,
-                    headers_json="[]",
+                    headers_json=headers_json,
                     body=b"{}",
                     request_id=request_id,
                     item_count=1,

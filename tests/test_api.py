@@ -104,6 +104,15 @@ def test_gives_up_after_three_tries(cli: Cli, avasam: Avasam) -> None:
         assert row is not None and row.ack_status == "failed"
 
 
+def test_ack_of_a_test_event_is_refused(cli: Cli, avasam: Avasam) -> None:
+    """send-test's updates are never acknowledged, by id either: Avasam did not send them."""
+    store_event(locations().store_file, "t-1", headers_json='[["x-avasam-cli-test", "1"]]')
+    result = cli("ack", "t-1")
+    assert result.exit_code == 2
+    assert "t-1: a test event (from `avasam send-test`)" in result.stderr
+    assert ACK not in avasam.paths()
+
+
 def test_ack_pending(cli: Cli, avasam: Avasam) -> None:
     """--pending acknowledges stored verified stock updates once, and records it."""
     store_update("s-1")

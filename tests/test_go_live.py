@@ -11,7 +11,6 @@ from pathlib import Path
 
 from tests.helpers import TOKEN, ListenProcess, Proxy, RecordingShop, free_port, store_rows
 
-
 KEYS = {"AVASAM_CONSUMER_KEY": "ck-go-live", "AVASAM_SECRET_KEY": "sk-go-live"}
 
 

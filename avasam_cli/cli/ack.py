@@ -70,6 +70,7 @@ def ack(
             _ack_pending(store, client, since, limit, yes, max_wait)
             return
         ids = list(request_ids or [])
+        _refuse_test_events(store, ids)
         if len(ids) > 1:
             output.info(
                 f"Acknowledging {output.plural(len(ids), 'stock update')}; retries wait at "
@@ -79,6 +80,19 @@ def ack(
         client.sleep = WaitBudget(max_wait, run.waiting).sleep
         run.go(lambda request_id: acknowledge_one(client.acknowledge, request_id, store))
     run.finish(max_wait)
+
+
+def _refuse_test_events(store: "EventStore", request_ids: list[str]) -> None:
+    """Avasam never sent a test event (`send-test`'s): acknowledging it is a mistake."""
+    from avasam_cli.store.events import is_test_event
+
+    found = {rid: store.find(rid) for rid in request_ids}
+    tests = [rid for rid, event in found.items() if event and is_test_event(event.headers_json)]
+    if tests:
+        raise UsageError(
+            f"{', '.join(tests)}: a test event (from `avasam send-test`), which Avasam did not "
+            "send, so it is never acknowledged; give the request ids of updates Avasam sent"
+        )
 
 
 def _ack_pending(

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer.main
 
 MARKER = "<!-- cli-reference -->"
 
 
-def _sections(command: click.Command, path: list[str]) -> list[str]:
+def _sections(command: Any, path: list[str]) -> list[str]:
+    """The help of `command` and of every command below it.  Typer brings its own copy of
+    click, so the command's own context class is used, and groups are known by shape."""
     name = " ".join(path)
-    with click.Context(command, info_name=name, terminal_width=100) as ctx:
+    with command.context_class(command, info_name=name, terminal_width=100) as ctx:
         text = command.get_help(ctx)
     out = [f"{'#' * min(len(path) + 1, 4)} `{name}`", "", "```text", text, "```", ""]
-    if isinstance(command, click.Group):
+    if hasattr(command, "list_commands"):
         for sub in sorted(command.list_commands(ctx)):
             child = command.get_command(ctx, sub)
             if child is not None and not child.hidden:
