@@ -69,12 +69,12 @@ class Spawned:
         stdout: Any = None,
         stderr: Any = None,
     ) -> None:
-        group: dict[str, Any] = {}
-        if own_group:  # its own processes are signalled with it; Ctrl-C reaches only us
-            if sys.platform == "win32":
-                group["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-            else:
-                group["start_new_session"] = True
+        # A group of its own: Ctrl-C at a terminal signals the whole foreground group, and
+        # a child that took it would stop (and be reported dead) before the listener stops
+        # its children in order.  `own_group`: what it starts is signalled with it too.
+        group: dict[str, Any] = {"start_new_session": True}
+        if sys.platform == "win32":
+            group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         self.own_group = own_group
         self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             list(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
