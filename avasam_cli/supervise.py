@@ -68,13 +68,17 @@ class Spawned:
         own_group: bool = False,
         stdout: Any = None,
         stderr: Any = None,
+        in_our_group: bool = False,
     ) -> None:
         # A group of its own: Ctrl-C at a terminal signals the whole foreground group, and
         # a child that took it would stop (and be reported dead) before the listener stops
-        # its children in order.  `own_group`: what it starts is signalled with it too.
+        # its children in order.  `own_group`: what it starts is signalled with it too;
+        # `in_our_group`: it stays in ours (the guard's tool, ended with the guard's group).
         group: dict[str, Any] = {"start_new_session": True}
         if sys.platform == "win32":
             group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        if in_our_group:
+            group = {}
         self.own_group = own_group
         self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             list(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
@@ -435,7 +439,7 @@ def guard_main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _: terminated.append(signum))
     exit_when_stdin_closes(done.set)
     try:
-        tool = Spawned(argv)
+        tool = Spawned(argv, in_our_group=True)
     except OSError as error:
         print(f"cannot start {argv[0]}: {error.strerror or error}", flush=True)
         return 127

@@ -249,6 +249,13 @@ def at_terminal(args: list[str], env: dict[str, str], prompt: bytes, answer: byt
     return TerminalRun(process.returncode, said, out, err, echoed)
 
 
+def _serve(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A real HTTP server on 127.0.0.1:`port`, on a thread of its own."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
 class RecordingShop:
     """A real HTTP server for the seller's shop: keeps each request's headers (names in
     lower case) and raw body; answers from `codes` (a queue of statuses, then 200)."""
@@ -273,8 +280,7 @@ class RecordingShop:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server = _serve(self.port, Handler)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -311,8 +317,7 @@ class Proxy:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server = _serve(self.port, Handler)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -253,7 +253,6 @@ def test_port_zero_is_refused_where_it_would_be_saved_or_used(cli: Cli) -> None:
 
 # --- 15. No password from the driver's own words ----------------------------------------------
 def test_a_password_with_a_space_is_masked_in_the_drivers_error() -> None:
-    import pytest
 
     from avasam_cli.errors import StoreUnavailable
     from avasam_cli.paths import DatabaseUrl
@@ -627,35 +626,3 @@ def test_a_killed_runner_repeats_only_the_update_in_flight(isolated_home: Path) 
     counts = collections.Counter(received)
     assert sorted(counts) == [f"q-{n:02d}" for n in range(30)]
     assert [request_id for request_id, n in counts.items() if n > 1] == ["q-09"]
-
-
-# --- 22. The README's examples are what a reader sees ---------------------------------------------
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("configure", "--verification-token", "short"),
-        ("configure", "--base-url", "app.avasam.com"),
-        ("send-test", "--verification-token", "x" * 40),
-    ],
-)
-def test_readme_examples_print_what_the_commands_print(
-    cli: Cli, isolated_home: Path, monkeypatch: Any, args: tuple[str, ...]
-) -> None:
-    """Every line these commands print is in the README, as printed (the example's home
-    folder standing for the test's)."""
-    from tests.helpers import free_port
-
-    monkeypatch.setenv("COLUMNS", "1000")  # the README's lines are not wrapped
-    if args[0] == "send-test":  # nothing listening at the default port: use a free one
-        port = str(free_port())
-        monkeypatch.setenv("AVASAM_LISTEN_PORT", port)
-    result = cli(*args)
-    text = README.read_text()
-    for line in (result.stdout + result.stderr).splitlines():
-        shown = line.replace(str(isolated_home / "config"), "/home/me/.config/avasam")
-        if args[0] == "send-test":
-            shown = shown.replace(port, "8787")
-        assert shown in text, shown

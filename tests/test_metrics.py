@@ -160,7 +160,7 @@ def test_a_busy_metrics_port_and_a_bad_log_format_are_clear_errors(
     assert "--metrics-port" in result.output and "Traceback" not in result.output
     result = cli("listen", "--log-format", "yaml")
     assert result.exit_code == 2
-    assert "invalid log format 'yaml': use human or json" in result.output
+    assert "invalid log format 'yaml': use human, json (for example --log-format" in result.output
 
 
 def test_counts_publish_and_sum_as_prometheus_buckets(tmp_path: Path) -> None:

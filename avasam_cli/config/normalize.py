@@ -4,6 +4,7 @@ naming the setting and a good value; and masking for what is shown."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -120,26 +121,23 @@ def normalize_port(port: str) -> str:
     return str(int(candidate))
 
 
-def normalize_auth_scheme(scheme: str) -> str:
-    candidate = scheme.strip().lower()
-    if candidate not in AUTH_SCHEME_CHOICES:
+def _one_of(value: str, choices: Sequence[str], what: str, example: str) -> str:
+    candidate = value.strip().lower()
+    if candidate not in choices:
         raise ConfigError(
-            f"invalid access-token scheme {scheme!r}: use {', '.join(AUTH_SCHEME_CHOICES)} "
-            "(for example --auth-scheme auto)"
+            f"invalid {what} {value!r}: use {', '.join(choices)} (for example {example})"
         )
     return candidate
+
+
+def normalize_auth_scheme(scheme: str) -> str:
+    return _one_of(scheme, AUTH_SCHEME_CHOICES, "access-token scheme", "--auth-scheme auto")
 
 
 def normalize_log_format(value: str) -> str:
     from avasam_cli.logs import LOG_FORMATS
 
-    candidate = value.strip().lower()
-    if candidate not in LOG_FORMATS:
-        raise ConfigError(
-            f"invalid log format {value!r}: use {' or '.join(LOG_FORMATS)} "
-            "(for example --log-format json)"
-        )
-    return candidate
+    return _one_of(value, LOG_FORMATS, "log format", "--log-format json")
 
 
 def normalize_flag(value: str) -> str:
