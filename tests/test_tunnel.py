@@ -64,6 +64,25 @@ def test_cloudflared_quick_tunnel_urls_shown(isolated_home: Path, tmp_path: Path
     ]
 
 
+def test_the_go_live_check_runs_by_itself_once_the_tunnel_is_up(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """`listen --tunnel` sends its test update through the public URL and says what came
+    of it; the stand-in's URL leads nowhere (no such host here), and the line says so."""
+    from tests.test_rotation import wait_for
+
+    listener = ListenProcess(isolated_home, "--tunnel", "cloudflared",
+                             env={**ENV, **stub_env(tmp_path)})  # fmt: skip
+    try:
+        wait_for(lambda: b"Go-live check:" in listener.captured["err"], 40, "the check")
+    finally:
+        code, _, err = listener.stop()
+    assert code == 0, err
+    said = ("Warning: Go-live check: https://stub-1-words.trycloudflare.com/webhooks/stock "
+            "does not reach this listener")  # fmt: skip
+    assert said in err
+
+
 @pytest.mark.parametrize("mode", ["ok", "agent-only"])
 def test_ngrok_urls_from_log_or_agent_api(isolated_home: Path, tmp_path: Path, mode: str) -> None:
     """ngrok's URL is read from its JSON log, or else from its local agent API."""
