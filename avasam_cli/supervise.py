@@ -74,11 +74,11 @@ class Spawned:
         # a child that took it would stop (and be reported dead) before the listener stops
         # its children in order.  `own_group`: what it starts is signalled with it too;
         # `in_our_group`: it stays in ours (the guard's tool, ended with the guard's group).
-        group: dict[str, Any] = {"start_new_session": True}
-        if sys.platform == "win32":
-            group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-        if in_our_group:
-            group = {}
+        group: dict[str, Any] = {}
+        if not in_our_group and sys.platform == "win32":
+            group["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        elif not in_our_group:
+            group["start_new_session"] = True
         self.own_group = own_group
         self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             list(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
