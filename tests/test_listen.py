@@ -356,3 +356,29 @@ def test_endpoint_paths_saved_in_the_profile_are_followed(
     assert kinds == [("stock", "verified"), ("price", "verified"), ("stock", "duplicate")]
     bad = cli("configure", "--stock-path", "no-slash")
     assert bad.exit_code == 2 and "must start with /" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stored"),
+    [
+        ((), "127.0.0.1"),  # nobody's X-Forwarded-For is trusted unless asked
+        (("--forwarded-allow-ips", "127.0.0.1"), "203.0.113.9"),
+        (("--forwarded-allow-ips", "192.0.2.1"), "127.0.0.1"),  # a proxy elsewhere
+    ],
+)
+def test_forwarded_headers_are_trusted_only_from_the_addresses_given(
+    isolated_home: Path, args: tuple[str, ...], stored: str
+) -> None:
+    """The client stored is the connection's, or with --forwarded-allow-ips the one a
+    trusted reverse proxy names."""
+    listener = ListenProcess(isolated_home, *args, env=ENV)
+    answer = httpx.post(
+        f"{listener.url}/webhooks/stock",
+        content=signed_body(request_id="via-proxy"),
+        headers={**JSON_HEADERS, "x-forwarded-for": "203.0.113.9"},
+        timeout=30,
+    )
+    code, _, err = listener.stop()
+    assert (answer.status_code, code) == (200, 0), err
+    (row,) = store_rows(isolated_home)
+    assert str(row["client"]).rpartition(":")[0] == stored

@@ -407,6 +407,66 @@ def test_fast_jwt_decoder_agrees_on_mutations(data: st.DataObject) -> None:
     assert outcome(JWT) == outcome(jwt.PyJWT())
 
 
+# Claim values around every rule PyJWT applies: seconds from now (kept clear of the exact
+# boundaries, which a slow machine could cross between the two decodes), and odd types.
+_MOMENTS = st.one_of(
+    st.integers(-(10**6), 10**6).filter(lambda offset: min(abs(offset - 60), abs(offset + 60)) > 5),
+    st.sampled_from([True, None, "1700000000", 1.5e9, [1], {"a": 1}]),
+)
+_CLAIM_VALUES = {
+    "iat": _MOMENTS,
+    "nbf": _MOMENTS,
+    "exp": _MOMENTS,
+    "sub": st.sampled_from(["seller", 7, None]),
+    "jti": st.sampled_from(["j-1", 7, None]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_shortcut_for_accepted_headers_agrees_with_pyjwt(data: st.DataObject) -> None:
+    """Once a header was accepted, `decode_token` checks signature and claims itself
+    (`_known_good`): it accepts exactly what stock PyJWT accepts, and refuses the rest
+    with PyJWT's reason."""
+    import time
+
+    from avasam_cli.webhooks import _jwt
+
+    algorithm = data.draw(st.sampled_from(["HS256", "HS384", "HS512"]))
+    now = int(time.time())
+    claims: dict[str, Any] = {"requestId": "req-1"}
+    for name in data.draw(st.lists(st.sampled_from(sorted(_CLAIM_VALUES)), unique=True)):
+        value = data.draw(_CLAIM_VALUES[name])
+        moving = name in ("iat", "nbf", "exp") and type(value) is int
+        claims[name] = now + value if moving else value
+    key = data.draw(st.sampled_from([TOKEN, TOKEN + "-other"]))
+    token = jwt.encode(claims, key, algorithm=algorithm)
+    if data.draw(st.booleans()):
+        index = data.draw(st.integers(0, len(token) - 1))
+        token = token[:index] + data.draw(st.sampled_from("AZaz09-_=.!é")) + token[index + 1 :]
+    seen = jwt.encode({"requestId": "seen"}, TOKEN, algorithm=algorithm)
+    _jwt.decode_token(seen, TOKEN, 60)  # the header is now accepted: the shortcut applies
+    assert (TOKEN, seen.partition(".")[0]) in _jwt._ACCEPTED
+
+    try:
+        ours: Any = _jwt.decode_token(token, TOKEN, 60)[0]
+    except VerificationError as error:
+        ours = error.reason
+    try:
+        theirs: Any = jwt.decode(token, TOKEN, algorithms=[algorithm], leeway=60)
+    except jwt.PyJWTError:
+        theirs = "refused"
+    if theirs == "refused":
+        assert isinstance(ours, Reason)
+        _jwt._ACCEPTED.clear()  # the same refusal, decided by PyJWT alone
+        try:
+            _jwt.decode_token(token, TOKEN, 60)
+        except VerificationError as error:
+            assert error.reason is ours
+    else:
+        assert ours == theirs
+
+
 @pytest.mark.parametrize("bad", ["   ", "\t", "req\x1b[31m", "req\n", "req\x7f", "\x85req"])
 @pytest.mark.parametrize("field", ["requestId", "sku"])
 def test_identifiers_refuse_spaces_and_control_characters(bad: str, field: str) -> None:

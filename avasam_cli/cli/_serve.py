@@ -50,6 +50,8 @@ class ListenOptions:
     body_timeout: float
     keep_alive_timeout: float
     max_connections: int
+    # Addresses whose X-Forwarded-* headers are trusted; None: none (unless a tunnel's).
+    forwarded_allow_ips: str | None
     retain: int | None  # seconds: older events are pruned on a timer
     shutdown_wait: float
     delivery: DeliveryConfig

@@ -87,6 +87,9 @@ def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings)
     from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
 
     limits = ConnectionLimits(receiver.max_head_size, options.head_timeout, options.body_timeout)
+    trusted = options.forwarded_allow_ips
+    if trusted is None and options.tunnel is not None:
+        trusted = "127.0.0.1"  # the tunnel tool, which says who its client was
     return uvicorn.Server(
         uvicorn.Config(
             app,
@@ -99,5 +102,8 @@ def uvicorn_server(app: Any, options: ListenOptions, receiver: ReceiverSettings)
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
             limit_concurrency=allow_connections(options.max_connections),
+            # Reading the headers of a proxy nobody runs costs every request a middleware.
+            proxy_headers=trusted is not None,
+            forwarded_allow_ips=trusted,
         )
     )

@@ -96,6 +96,14 @@ def listen(
     max_connections: Annotated[
         int, typer.Option(help="Connections served at once (beyond: 503).", min=1)
     ] = DEFAULT_MAX_CONNECTIONS,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Trust X-Forwarded-For and X-Forwarded-Proto from these addresses "
+            "(comma-separated, or *): the client stored is then the one your reverse proxy "
+            "saw.  Off by default; --tunnel trusts 127.0.0.1, where the tunnel tool runs."
+        ),
+    ] = None,
     verification_token: Annotated[
         str | None,
         typer.Option(
@@ -248,6 +256,7 @@ def listen(
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
         max_connections=max_connections,
+        forwarded_allow_ips=forwarded_allow_ips,
         retain=_retention(retain),
         shutdown_wait=shutdown_wait,
         inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved, any_port),
