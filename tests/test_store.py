@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from avasam_cli.errors import StoreError
 from avasam_cli.store.base import open_store
@@ -258,3 +260,30 @@ def test_an_older_sqlite_store_keeps_its_attempts_through_the_migration(tmp_path
             )
     with open_store(path) as store:
         assert [attempt[1] for attempt in store.delivery_attempts(1)] == ["500", "502", "200"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"Host", b"X-Api-Key", b"authorization", b"X-\xe9"]) | st.binary(),
+            st.binary(),
+        ),
+        max_size=8,
+    )
+)
+def test_stored_headers_are_json_dumps_of_the_redacted_pairs(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    """The store writer's header writer gives exactly json.dumps's text (readers look for
+    markers in it), names lower-case, credentials redacted, whatever the bytes."""
+    import json
+
+    from avasam_cli.store.events import REDACTED, is_credential_header, redacted_headers
+
+    pairs = []
+    for name, value in raw:
+        text = name.decode("latin-1").lower()
+        pairs.append((text, REDACTED if is_credential_header(text) else value.decode("latin-1")))
+    assert redacted_headers(raw) == json.dumps(pairs)
+    assert redacted_headers(raw) == json.dumps(pairs)  # the names' second time, from memory
