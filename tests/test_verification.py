@@ -454,7 +454,7 @@ def test_the_shortcut_for_accepted_headers_agrees_with_pyjwt(data: st.DataObject
         ours = error.reason
     try:
         theirs: Any = jwt.decode(token, TOKEN, algorithms=[algorithm], leeway=60)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, TypeError):  # PyJWT < 2.15: int(None) on a null iat/nbf/exp
         theirs = "refused"
     if theirs == "refused":
         assert isinstance(ours, Reason)

@@ -205,6 +205,11 @@ def decode_token(
         raise VerificationError(Reason.NOT_YET_VALID, f"token is not valid yet ({claim})") from None
     except jwt.PyJWTError as error:
         raise VerificationError(Reason.BAD_TOKEN, f"token is not a valid JWT: {error}") from None
+    except (TypeError, ValueError, OverflowError):
+        # PyJWT before 2.15 calls int() on iat/nbf/exp unchecked: `"iat": null` ends here.
+        raise VerificationError(
+            Reason.BAD_TOKEN, "token is not a valid JWT: its iat, nbf and exp must be numbers"
+        ) from None
     alg = decoded["header"]["alg"]
     if len(_ACCEPTED) >= _ACCEPTED_MAX:
         _ACCEPTED.clear()
