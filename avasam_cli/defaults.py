@@ -21,6 +21,11 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays 
 DEFAULT_MAX_CONNECTIONS = 1000  # beyond: 503
 HEALTH_PATH = "/healthz"
 DEFAULT_FORWARD_TIMEOUT = 10.0  # seconds to wait for a forward target
+# How durable a commit of the SQLite store is (listen --durability, profile `durability`):
+# normal survives any crash of the program, a power cut can lose the last commits; full
+# also survives a power cut (one fsync per committed batch).  Measured: bench/listener.py.
+DURABILITY_LEVELS = ("normal", "full")
+DEFAULT_DURABILITY = "normal"
 DEFAULT_SHUTDOWN_WAIT = 10.0  # seconds a stop waits, in all, for forwards and acknowledgements
 DEFAULT_ACK_MAX_WAIT = 120.0  # seconds `ack` may spend in all waiting for retries (429s)
 # Waits before restarting a helper process that died (store writer, tunnel), then 30 s.

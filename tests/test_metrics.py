@@ -144,7 +144,7 @@ def test_a_restarted_child_is_counted(isolated_home: Path) -> None:
         shop.close()
 
 
-def test_a_busy_metrics_port_and_a_bad_log_format_are_clear_errors(
+def test_a_busy_metrics_port_a_bad_log_format_and_durability_are_clear_errors(
     cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket
@@ -158,6 +158,11 @@ def test_a_busy_metrics_port_and_a_bad_log_format_are_clear_errors(
     assert result.exit_code == 2
     assert f"port {busy} on 127.0.0.1 is already in use" in result.output
     assert "--metrics-port" in result.output and "Traceback" not in result.output
+    result = cli("listen", "--durability", "fsync")
+    assert result.exit_code == 2
+    assert "invalid durability 'fsync': use normal, full (for example --durability full)" in (
+        result.output
+    )
     result = cli("listen", "--log-format", "yaml")
     assert result.exit_code == 2
     assert "invalid log format 'yaml': use human, json (for example --log-format" in result.output

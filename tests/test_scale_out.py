@@ -119,10 +119,10 @@ def test_kill_9_under_load_loses_no_answered_update(tmp_path: Path, postgres_sto
     try:
         for sender in senders:
             sender.start()
-        _wait(lambda: len(answered) >= 300)
+        _wait(lambda: len(answered) >= 300, 90)  # a deadline: a busy machine is slow
         doomed.process.send_signal(signal.SIGKILL)
         after_kill = len(answered)
-        _wait(lambda: len(answered) >= after_kill + 50)  # the other goes on answering
+        _wait(lambda: len(answered) >= after_kill + 50, 90)  # the other goes on answering
         stop.set()
         for sender in senders:
             sender.join()

@@ -287,3 +287,17 @@ def test_stored_headers_are_json_dumps_of_the_redacted_pairs(
         pairs.append((text, REDACTED if is_credential_header(text) else value.decode("latin-1")))
     assert redacted_headers(raw) == json.dumps(pairs)
     assert redacted_headers(raw) == json.dumps(pairs)  # the names' second time, from memory
+
+
+@pytest.mark.parametrize(("durability", "pragma"), [("normal", 1), ("full", 2)])
+def test_the_sqlite_store_commits_with_the_durability_asked_for(
+    tmp_path: Path, durability: str, pragma: int
+) -> None:
+    """`--durability` (profile `durability`) is SQLite's `synchronous` on the writer's
+    connection: FULL syncs the WAL at every commit, so a power cut loses nothing."""
+    store = open_store(tmp_path / "events.sqlite3", bulk_writer=True, durability=durability)
+    try:
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == pragma  # type: ignore[attr-defined]
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # type: ignore[attr-defined]
+    finally:
+        store.close()

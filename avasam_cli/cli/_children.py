@@ -175,7 +175,8 @@ def _worker() -> None:
     elsewhere = Published(published, leave_out={STORE_WRITER}) if published else None
     alerts = Alerts(options.delivery.alerts, lambda said: print(said, file=sys.stderr))
     app = create_app(receiver, locations().store_file, plan=delivery_plan(options),
-                     elsewhere=elsewhere, alerts=alerts)  # fmt: skip
+                     elsewhere=elsewhere, alerts=alerts,
+                     durability=options.durability)  # fmt: skip
     server = uvicorn_server(app, options, receiver)
 
     def stop() -> None:

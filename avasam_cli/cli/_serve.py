@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from avasam_cli.cli import _banner, _uvicorn
-from avasam_cli.defaults import HEALTH_PATH
+from avasam_cli.defaults import DEFAULT_DURABILITY, HEALTH_PATH
 from avasam_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class ListenOptions:
     inspect_port: int | None  # None: no inspector
     workers: int = 1  # receiver processes on the one port
     metrics: tuple[str, int] | None = None  # (host, port) of GET /metrics
+    durability: str = DEFAULT_DURABILITY  # of the SQLite store's commits
 
 
 def check_paths(paths: Mapping[str, str]) -> None:
@@ -280,6 +281,7 @@ def serve(
             on_token_change=lambda tokens: _banner.say_token_changed(resolved.profile, tokens),
             children=supervisor,
             alerts=alerts,
+            durability=options.durability,
         )
         server = _uvicorn.uvicorn_server(app, options, receiver)
         fixed = None if receiver.follow_profile else receiver.verification_token

@@ -208,6 +208,15 @@ def listen(
         typer.Option(help="Interface of the metrics port (default: profile, else 127.0.0.1)."),
     ] = None,
     log_format: LogFormatOption = None,
+    durability: Annotated[
+        str | None,
+        typer.Option(
+            help="What a commit of the SQLite store survives: normal, any crash of this "
+            "program (a power cut can lose the last seconds); full, a power cut too, at one "
+            "disk sync per batch (default: profile, else normal).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Receive, verify, store and print Avasam's stock and price webhooks."""
     from avasam_cli.cli._serve import (
@@ -237,6 +246,7 @@ def listen(
     flags["metrics_port"] = str(metrics_port) if metrics_port is not None else None
     flags["metrics_host"] = metrics_host
     flags["log_format"] = log_format
+    flags["durability"] = durability
     resolved = logging_settings(ctx, config, **flags)
     forward_to = resolved.get("forward_to")  # the flag, else the profile's
     paths = endpoint_paths(resolved)
@@ -262,6 +272,7 @@ def listen(
         inspect_port=None if no_inspect else _inspect_port(inspect_port, resolved, any_port),
         workers=workers,
         metrics=_metrics_address(resolved),
+        durability=resolved.require("durability"),
         delivery=delivery_config(
             retry_schedule, max_attempts, delivery_max_age, forward_timeout, forward_header,
             forward_ca, forward_insecure, saved_forward_headers(resolved),

@@ -12,6 +12,7 @@ from avasam_cli.config.normalize import (
     normalize_audience,
     normalize_auth_scheme,
     normalize_base_url,
+    normalize_durability,
     normalize_flag,
     normalize_forward_headers,
     normalize_forward_secret,
@@ -26,6 +27,7 @@ from avasam_cli.config.normalize import (
 from avasam_cli.defaults import (
     DEFAULT_AUTH_SCHEME,
     DEFAULT_BASE_URL,
+    DEFAULT_DURABILITY,
     DEFAULT_LISTEN_HOST,
     DEFAULT_LISTEN_PORT,
     DEFAULT_WEBHOOK_PATHS,
@@ -61,6 +63,8 @@ REGISTRY: tuple[Field, ...] = (
       for kind, path in DEFAULT_WEBHOOK_PATHS.items()),
     # The event store: a file (default: events.sqlite3 in the data folder), or a URL.
     Field("store", "event store", normalize=normalize_store),
+    # What a commit survives: normal (any crash of the program) or full (a power cut too).
+    Field("durability", "store durability", DEFAULT_DURABILITY, normalize_durability),
     # The JWT audiences `listen` requires, comma-separated (default: any).
     Field("audience", "required token audience", normalize=normalize_audience,
           expects='audiences separated by commas ("shop-a, shop-b")'),

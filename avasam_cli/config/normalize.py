@@ -140,6 +140,12 @@ def normalize_log_format(value: str) -> str:
     return _one_of(value, LOG_FORMATS, "log format", "--log-format json")
 
 
+def normalize_durability(value: str) -> str:
+    from avasam_cli.defaults import DURABILITY_LEVELS
+
+    return _one_of(value, DURABILITY_LEVELS, "durability", "--durability full")
+
+
 def normalize_flag(value: str) -> str:
     candidate = value.strip().lower()
     if candidate in ("1", "true", "yes", "on"):

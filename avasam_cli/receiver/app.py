@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from avasam_cli import __version__
 from avasam_cli.defaults import (
+    DEFAULT_DURABILITY,
     DEFAULT_LEEWAY,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEAD_SIZE,
@@ -298,6 +299,7 @@ def create_app(
     children: Supervisor | None = None,
     elsewhere: Published | None = None,
     alerts: Alerts | None = None,
+    durability: str = DEFAULT_DURABILITY,
 ) -> Starlette:
     """The receiver.  Its store writer, whose printer shows each committed request when
     `output` is "json" or "human" (on `output_fd`), starts and stops with the lifespan,
@@ -307,10 +309,10 @@ def create_app(
     is taken up within about a second, and `on_token_change` hears of it.  `/healthz`
     names the `children` (the supervisor's, which then runs the store writer too) and
     their states; an extra receiver process adds those its listener publishes
-    (`elsewhere`)."""
+    (`elsewhere`).  A SQLite store commits with `durability` (defaults.DURABILITY_LEVELS)."""
     store = StoreWriter(
         store_path, output, output_fd, retain=retain, plan=plan, supervisor=children,
-        alerts=alerts,
+        alerts=alerts, durability=durability,
     )  # fmt: skip
 
     async def health(_: Request) -> Response:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avasam_cli.alerts import Alerts
+from avasam_cli.defaults import DEFAULT_DURABILITY
 from avasam_cli.errors import StoreError
 from avasam_cli.lifeline import exit_when_stdin_closes, handed_over
 from avasam_cli.metrics.counts import here as metrics_here
@@ -152,6 +153,7 @@ class StoreWriter:
         plan: Plan | None = None,
         supervisor: Supervisor | None = None,
         alerts: Alerts | None = None,
+        durability: str = DEFAULT_DURABILITY,
     ) -> None:
         from avasam_cli.receiver.printer import OUTPUT_MODES
 
@@ -162,6 +164,7 @@ class StoreWriter:
         self.output_fd = output_fd
         self.retain = retain
         self.plan = plan
+        self.durability = durability
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
         self.secret = secrets.token_bytes(SECRET_SIZE)
         self.alerts = alerts
@@ -232,7 +235,8 @@ class StoreWriter:
             else ("path", str(self.path))
         )
         plan = self.plan.to_json() if self.plan else None
-        settings = (location, self.output, self.retain or 0, plan, self._port, self.secret, retry)
+        settings = (location, self.output, self.retain or 0, plan, self._port, self.secret,
+                    retry, self.durability)  # fmt: skip
         child.hand_over(marshal.dumps(settings))
         return child
 
@@ -390,7 +394,7 @@ def _say(message: str) -> None:
 
 
 def _open_when_possible(
-    location: StoreLocation, link: socket.socket, retry: bool
+    location: StoreLocation, link: socket.socket, retry: bool, durability: str
 ) -> EventStore | None:
     """The store, opened for bulk writing, once it can be; each failure is told to the
     parent.  None: it cannot be (first start), or the parent closed the connection."""
@@ -398,7 +402,7 @@ def _open_when_possible(
 
     while True:
         try:
-            return open_store(location, bulk_writer=True)
+            return open_store(location, bulk_writer=True, durability=durability)
         except StoreError as error:
             link.sendall(frame(error.message))
             if not retry:
@@ -424,7 +428,7 @@ def worker_main() -> int:
     sys.setswitchinterval(0.0005)
     # Our own parent wrote it on a pipe only it holds: safe to unmarshal.
     settings = marshal.loads(handed_over())  # noqa: S302
-    (kind, spelled), mode, retain, plan_json, port, secret, retry = settings
+    (kind, spelled), mode, retain, plan_json, port, secret, retry, durability = settings
     location: StoreLocation = DatabaseUrl(spelled) if kind == "url" else Path(spelled)
     plan = Plan.from_json(plan_json) if plan_json else None
     # The connection ends when the parent does; should it not, the lifeline does it.
@@ -435,7 +439,7 @@ def worker_main() -> int:
     link.connect(("127.0.0.1", port))
     link.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     link.sendall(secret)
-    store = _open_when_possible(location, link, retry)
+    store = _open_when_possible(location, link, retry, durability)
     if store is None:
         return 1
     link.sendall(frame(None))  # ready

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from avasam_cli.defaults import DEFAULT_DURABILITY
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import create_private_file, make_missing_dirs
 from avasam_cli.store.columns import INSERTED_COLUMNS
@@ -54,7 +55,10 @@ SQLITE = Dialect(
 )
 
 
-def connect(path: Path) -> sqlite3.Connection:
+SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}  # defaults.DURABILITY_LEVELS -> PRAGMA
+
+
+def connect(path: Path, durability: str = DEFAULT_DURABILITY) -> sqlite3.Connection:
     """Open (creating and migrating) the store; StoreError names the file when that fails."""
     try:
         # Only the folders avasam creates are made private: an existing one (a shared
@@ -72,9 +76,9 @@ def connect(path: Path) -> sqlite3.Connection:
         if created:  # before any table: space freed by pruning goes back in short steps
             conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
         conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode: a commit survives a crash of this process; only a power cut
-        # can lose the last transactions (see the README's durability note).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        # In WAL mode, NORMAL: a commit survives a crash of this process, a power cut can
+        # lose the last ones; FULL: the WAL is synced at every commit, a power cut too.
+        conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         migrate(conn, str(path))
     except (sqlite3.Error, OSError) as error:
@@ -296,10 +300,17 @@ class SqliteStore(SqlStore):
     dialect = SQLITE
     driver_error = sqlite3.Error
 
-    def __init__(self, path: Path, bulk_writer: bool = False, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        bulk_writer: bool = False,
+        read_only: bool = False,
+        durability: str = DEFAULT_DURABILITY,
+    ) -> None:
         self.location = str(path)
         self.path = path
         self.bulk_writer = bulk_writer
+        self.durability = durability
         self._checkpointer: Checkpointer | None = None
         if read_only:
             self.conn = connect_read_only(path)
@@ -307,7 +318,7 @@ class SqliteStore(SqlStore):
             self._open()
 
     def _open(self) -> None:
-        self.conn = connect(self.path)
+        self.conn = connect(self.path, self.durability)
         info = os.stat(self.path)
         self._identity = (info.st_dev, info.st_ino)
         if self.bulk_writer:
