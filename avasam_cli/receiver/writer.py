@@ -15,8 +15,10 @@ Protocol on that connection: frames of a 4-byte big-endian length and a
 `marshal`-encoded payload.  The child first sends the secret, then a status frame:
 None once the store is open, or why it cannot be opened (then, when it was
 restarted, it tries again every STORE_RETRY seconds).  The parent then sends
-`(seq, *WireRequest)` for each request; the child reads whatever frames have arrived
-(a natural batch), commits them, answers one frame listing
+`(seq, *WireRequest)` for each request: at once while the child has nothing in hand,
+else all those verified meanwhile together when it answers, so that the child commits
+one batch while the parent verifies the next.  The child reads whatever frames have
+arrived (a natural batch), commits them, answers one frame listing
 `(seq, id, status, store_error)` for the batch, and only then hands the committed
 events to the printer.  The parent answers each HTTP request when its outcome
 arrives, so an answer always follows its commit.  While `listen` runs, this child is
@@ -182,7 +184,8 @@ class StoreWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
         self._seq = 0
-        self._outgoing: list[bytes] = []
+        self._outgoing: list[bytes] = []  # frames not yet handed to the writer
+        self._handed = 0  # requests handed to the writer and not yet answered
         self._failure: str | None = "the store writer is starting"
         self._refused: tuple[float, str] | None = None  # the last batch's commit failed
         self._ready: asyncio.Future[str | None] | None = None
@@ -283,15 +286,18 @@ class StoreWriter:
             self._failing_since = float("inf")  # said: once, until it is well again
 
     def _send(self, data: bytes) -> None:
-        assert self._loop is not None
-        if not self._outgoing:  # one write per loop iteration, however many requests
-            self._loop.call_soon(self._flush)
         self._outgoing.append(data)
+        if not self._handed:  # the writer is idle: it starts on this one at once
+            self._flush()
 
     def _flush(self) -> None:
+        """Hand the writer every request waiting; it commits them as one batch."""
+        if not self._outgoing:
+            return
         link = self._link
         if link is not None and link.transport is not None and not link.transport.is_closing():
             link.transport.write(b"".join(self._outgoing))
+            self._handed += len(self._outgoing)
         self._outgoing.clear()
 
     def _received(self, link: _Link, payload: Any) -> None:
@@ -310,6 +316,10 @@ class StoreWriter:
             self._ready.set_result(payload)
 
     def _resolve(self, batch: list[Any]) -> None:
+        self._handed -= len(batch)
+        # The writer has committed a batch and reads again: what arrived meanwhile is the
+        # next batch, committed while this one's answers go out (the two overlap).
+        self._flush()
         refused = None
         for seq, row_id, status, error in batch:
             refused = error or refused
@@ -323,7 +333,8 @@ class StoreWriter:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result("the store writer exited before it was ready")
             return
-        self._link = None
+        self._link, self._handed = None, 0
+        self._outgoing.clear()  # their requests are answered 503 below
         if self._failure is None:
             self._failure = "the store writer stopped"
         for future in self._pending.values():
