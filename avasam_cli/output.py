@@ -233,32 +233,41 @@ class EventPrinter:
         return f"{total} received ({parts})"
 
 
-class JsonEventPrinter(EventPrinter):
-    """One JSON object per line on a binary stream, flushed once per committed batch."""
+class BytesEventPrinter(EventPrinter):
+    """A printer whose output for a batch is made whole before it is written: made where
+    the batch was committed (`render`, cheap), written where a blocked output can wait
+    (`write`, on the printer's thread)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__()
         self.stream = stream
 
+    def render(self, events: Sequence[Event]) -> bytes:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.stream.flush()
+
     def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
+        self.write(self.render(events))
+
+
+class JsonEventPrinter(BytesEventPrinter):
+    """One JSON object per line on a binary stream, flushed once per committed batch."""
+
+    def render(self, events: Sequence[Event]) -> bytes:
         import orjson
 
         from avasam_cli.store.events import event_json
 
-        self.stream.write(
-            b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
-        )
-        self.stream.flush()
+        return b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
 
 
-class LogEventPrinter(EventPrinter):
+class LogEventPrinter(BytesEventPrinter):
     """`--log-format json` without --json: one log record per request on stderr."""
 
-    def __init__(self, stream: BinaryIO) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def __call__(self, events: Sequence[Event], compact: bool = False) -> None:
+    def render(self, events: Sequence[Event]) -> bytes:
         from avasam_cli.logs import record
 
         lines = []
@@ -275,8 +284,7 @@ class LogEventPrinter(EventPrinter):
                 http_status=event.http_status, items=event.item_count, client=event.client,
                 detail=event.store_error or event.detail, test=is_test_event(event.headers_json),
             ))  # fmt: skip
-        self.stream.write("".join(line + "\n" for line in lines).encode())
-        self.stream.flush()
+        return "".join(line + "\n" for line in lines).encode()
 
 
 def _data_fragment(event: Event) -> orjson.Fragment | None:

@@ -38,6 +38,10 @@ from avasam_cli.metrics.counts import here as metrics_here
 CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: left down
 DOWN_GRACE = 10.0  # seconds a needed child may be down before /healthz answers 503
 POLL = 0.2  # seconds between looks at the children
+# `background` children (the delivery runner, the inspector, the printer) work through
+# the outbox and the store at their own pace; under load the CPU goes to answering first
+# (bench/listener.py's forward and page rows), and they catch up once it is quieter.
+BACKGROUND_NICENESS = 10  # POSIX: added to the child's nice value (Windows: below normal)
 Say = Callable[[str], None]
 
 
@@ -69,14 +73,17 @@ class Spawned:
         stdout: Any = None,
         stderr: Any = None,
         in_our_group: bool = False,
+        background: bool = False,
     ) -> None:
         # A group of its own: Ctrl-C at a terminal signals the whole foreground group, and
         # a child that took it would stop (and be reported dead) before the listener stops
         # its children in order.  `own_group`: what it starts is signalled with it too;
         # `in_our_group`: it stays in ours (the guard's tool, ended with the guard's group).
         group: dict[str, Any] = {}
-        if not in_our_group and sys.platform == "win32":
-            group["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        if sys.platform == "win32":
+            flags = 0 if in_our_group else subprocess.CREATE_NEW_PROCESS_GROUP
+            below = subprocess.BELOW_NORMAL_PRIORITY_CLASS if background else 0
+            group["creationflags"] = flags | below
         elif not in_our_group:
             group["start_new_session"] = True
         self.own_group = own_group
@@ -84,6 +91,14 @@ class Spawned:
             list(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
             env=dict(env) if env is not None else None, **group,
         )  # fmt: skip
+        if background and sys.platform != "win32":
+            with contextlib.suppress(OSError):  # gone already: the supervisor will say so
+                os.setpriority(os.PRIO_PROCESS, self.process.pid, BACKGROUND_NICENESS)
+                # Linux shares the CPU between sessions first ("autogroups"), and the
+                # child leads a session of its own: its session's share is lowered too.
+                autogroup = Path(f"/proc/{self.process.pid}/autogroup")
+                if autogroup.exists():
+                    autogroup.write_text(f"{BACKGROUND_NICENESS}\n")
 
     @property
     def pid(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -373,6 +374,39 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
     (outcomes,) = split_frames(answers)
     assert outcomes == [(1, None, "verified", "disk full")]
     assert printed[0].id is None and printed[0].store_error == "disk full"
+
+
+def test_json_lines_to_a_file_are_written_by_the_committing_thread(tmp_path: Path) -> None:
+    """`listen --json > file`: no printer thread (a file never waits for a reader), and
+    every line is there; to a pipe, a thread writes them, so that a reader that stops
+    cannot stop the commits."""
+    from avasam_cli.output import BytesEventPrinter
+    from avasam_cli.receiver.printer import make_printer
+    from avasam_cli.store.events import Event
+
+    def batch(first: int) -> list[Event]:
+        return [Event("2026-11-28T10:00:00.000+00:00", "price", "rejected", 401, "[]", b"x",
+                      id=n) for n in range(first, first + 3)]  # fmt: skip
+
+    path = tmp_path / "events.jsonl"
+    with path.open("wb") as file:
+        printer = make_printer("json", os.dup(file.fileno()))
+        assert printer is not None and printer.thread is None
+        printer(batch(1))
+        assert [json.loads(line)["id"] for line in path.read_bytes().splitlines()] == [1, 2, 3]
+        assert printer.close(timeout=10) == "3 received (3 rejected)"
+        assert isinstance(printer.printer, BytesEventPrinter)
+        printer.printer.stream.close()
+    read, write = os.pipe()
+    piped = make_printer("json", write)
+    assert piped is not None and piped.thread is not None
+    piped(batch(4))
+    assert piped.close(timeout=10) == "3 received (3 rejected)"
+    written = os.read(read, 1 << 16)  # all of it: the thread has finished
+    assert isinstance(piped.printer, BytesEventPrinter)
+    piped.printer.stream.close()
+    os.close(read)
+    assert [json.loads(line)["id"] for line in written.splitlines()] == [4, 5, 6]
 
 
 def test_the_stop_summary_counts_what_was_answered_not_what_was_printed() -> None:

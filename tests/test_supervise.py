@@ -74,6 +74,34 @@ def test_a_killed_runner_is_said_restarted_and_delivers_what_waited(isolated_hom
     assert delivered == ["before", *(f"while-{n}" for n in range(5))]  # in order, once each
 
 
+def test_the_runner_and_the_inspector_yield_the_cpu_to_answering(isolated_home: Path) -> None:
+    """The delivery runner and the inspector run below the request path's priority (nice
+    and, on Linux, their sessions' share too); the store writer, which every answer
+    waits for, does not."""
+    from tests.helpers import free_port
+
+    shop = RecordingShop()
+    env = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
+    listener = ListenProcess(isolated_home, "--forward-to", shop.url, "--inspect-port",
+                             str(free_port()), env=env)  # fmt: skip
+    try:
+        assert _post(listener.url, "nice-1") == 200
+        wait_for(lambda: len(shop.received) == 1, 15, "the forward")
+        niceness = {}
+        for marker in ("_children runner", " inspect ", "receiver.writer"):
+            pid = _one_child(listener, marker)
+            autogroup = Path(f"/proc/{pid}/autogroup")
+            group = autogroup.read_text().split()[-1] if autogroup.exists() else None
+            niceness[marker] = (os.getpriority(os.PRIO_PROCESS, pid), group)
+    finally:
+        listener.stop()
+        shop.close()
+    background = (10, "10" if Path("/proc/self/autogroup").exists() else None)
+    assert niceness["_children runner"] == background
+    assert niceness[" inspect "] == background
+    assert niceness["receiver.writer"][0] == os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def test_nothing_outlives_a_killed_listener(isolated_home: Path, tmp_path: Path) -> None:
     """kill -9 of `listen --workers 2 --tunnel cloudflared` (a stand-in tool that starts a
     grandchild) with the inspector and a forward target: no process of its tree is left

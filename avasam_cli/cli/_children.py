@@ -54,7 +54,7 @@ def start_runner(supervisor: Supervisor, options: ListenOptions, resolved: Setti
 
     def start() -> Spawned:
         child = Spawned([sys.executable, "-m", "avasam_cli.cli._children", "runner"],
-                        with_store())  # fmt: skip
+                        with_store(), background=True)  # fmt: skip
         child.hand_over(settings)
         return child
 
@@ -80,7 +80,7 @@ def start_inspector(
             "--port", str(port), "--stop-on-eof"]  # fmt: skip
     supervisor.start(
         "inspector",
-        lambda: Spawned(argv, {**with_store(), **env}),
+        lambda: Spawned(argv, {**with_store(), **env}, background=True),
         "the inspector page does not answer",
     )
 
@@ -147,7 +147,7 @@ def start_printer(supervisor: Supervisor, after: int, mode: str) -> None:
             shown, counted = int(noted[:PROGRESS_ID]), noted[PROGRESS_ID:].decode().strip()
         argv = [sys.executable, "-m", "avasam_cli.cli._children", "printer", str(shown), mode,
                 str(progress), counted]  # fmt: skip
-        return Spawned(argv, with_store())
+        return Spawned(argv, with_store(), background=True)
 
     supervisor.start(
         "printer",
