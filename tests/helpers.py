@@ -265,12 +265,15 @@ class RecordingShop:
         self.url = f"http://127.0.0.1:{self.port}/avasam"
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.codes: list[int] = []
+        self.open = threading.Event()  # cleared: each request is held until it is set
+        self.open.set()
         shop = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["content-length"]))
                 shop.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                shop.open.wait(60)
                 code = shop.codes.pop(0) if shop.codes else 200
                 self.send_response(code)
                 self.send_header("content-length", "2")
@@ -283,6 +286,7 @@ class RecordingShop:
         self.server = _serve(self.port, Handler)
 
     def close(self) -> None:
+        self.open.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -131,6 +131,38 @@ def test_nothing_outlives_a_killed_listener(isolated_home: Path, tmp_path: Path)
         again.bind(("127.0.0.1", listener.port))
 
 
+def test_a_runner_whose_listener_was_killed_ends_within_the_shutdown_wait(
+    isolated_home: Path,
+) -> None:
+    """kill -9 of the listener with a backlog in the outbox and a forward in flight: the
+    delivery runner starts nothing more and, its forward still unanswered, ends once
+    --shutdown-wait has passed; what it did not deliver stays pending for the next."""
+    import sqlite3
+
+    shop = RecordingShop()
+    shop.open.clear()  # the first forward is held
+    # The forward would wait 50 s for its answer: the runner must not.
+    listener = ListenProcess(isolated_home, "--forward-to", shop.url, "--shutdown-wait", "2",
+                             "--forward-timeout", "50",
+                             env={"AVASAM_VERIFICATION_TOKEN": TOKEN})  # fmt: skip
+    try:
+        assert [_post(listener.url, f"backlog-{n}") for n in range(5)] == [200] * 5
+        wait_for(lambda: len(shop.received) == 1, 15, "the first forward, held")
+        runner = _one_child(listener, "_children runner")
+        listener.process.send_signal(signal.SIGKILL)
+        listener.process.wait(10)
+        wait_for(lambda: runner not in _processes(), 15, "the runner's end")
+        shop.open.set()
+    finally:
+        listener.stop(signal.SIGKILL)
+        shop.close()
+    assert len(shop.received) == 1
+    store = isolated_home / "data" / "events.sqlite3"
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        (pending,) = conn.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'")
+    assert pending == (5,)
+
+
 def test_a_child_that_keeps_crashing_is_left_down_and_named(tmp_path: Path) -> None:
     """A child that exits at once: each death said, restarts back off, and after the
     crash loop's count it is left down; /healthz's trouble names it."""

@@ -50,7 +50,7 @@ def start_runner(supervisor: Supervisor, options: ListenOptions, resolved: Setti
     """What `deliveries run --watch` does, in a process of its own: delivering never
     competes with answering.  It is handed the profile's settings and the delivery
     configuration as they are, not as options to parse again."""
-    settings = pickle.dumps((resolved, options.delivery))
+    settings = pickle.dumps((resolved, options.delivery, options.shutdown_wait))
 
     def start() -> Spawned:
         child = Spawned([sys.executable, "-m", "avasam_cli.cli._children", "runner"],
@@ -194,10 +194,10 @@ def _runner() -> None:
     from avasam_cli.paths import locations
 
     # Our own parent wrote it on a pipe only it holds: safe to unpickle.
-    resolved, config = pickle.loads(handed_over())  # noqa: S301
+    resolved, config, shutdown_wait = pickle.loads(handed_over())  # noqa: S301
     with contextlib.ExitStack() as resources:
         runner = delivery_runner(resources, resolved, config, locations())
-        asyncio.run(watch_deliveries(runner, stop_on_eof=True))
+        asyncio.run(watch_deliveries(runner, stop_on_eof=True, orphan_wait=shutdown_wait))
 
 
 def _printer(after: int, mode: str, progress: Path, counted: Mapping[str, int]) -> None:

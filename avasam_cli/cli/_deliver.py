@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from avasam_cli.alerts import NO_ALERTS, AlertConfig
+from avasam_cli.defaults import DEFAULT_SHUTDOWN_WAIT
 from avasam_cli.delivery.outbox import (
     DEFAULT_MAX_AGE,
     DEFAULT_SCHEDULE,
@@ -225,10 +226,13 @@ def delivery_runner(
     )
 
 
-async def watch_deliveries(runner: "DeliveryRunner", stop_on_eof: bool = False) -> None:
+async def watch_deliveries(
+    runner: "DeliveryRunner", stop_on_eof: bool = False, orphan_wait: float = DEFAULT_SHUTDOWN_WAIT
+) -> None:
     """Deliver until SIGTERM or Ctrl-C (or, with `stop_on_eof`, until standard input
     closes: the listener that started us is gone, even by kill -9); what is in flight
-    finishes first."""
+    finishes first (once the listener is gone, within `orphan_wait` seconds, as the
+    listener itself would have waited), and the rest waits in the outbox."""
     import asyncio
     import signal
     import sys
@@ -244,7 +248,11 @@ async def watch_deliveries(runner: "DeliveryRunner", stop_on_eof: bool = False) 
         from avasam_cli.lifeline import exit_when_stdin_closes
 
         def parent_gone() -> None:
+            import os
+            import threading
+
             loop.call_soon_threadsafe(stop.set)
+            threading.Timer(orphan_wait, os._exit, (0,)).start()  # nobody else will end us
 
         exit_when_stdin_closes(parent_gone)
     async with runner:

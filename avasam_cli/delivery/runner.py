@@ -85,6 +85,7 @@ class DeliveryRunner:
     _down: set[str] = field(default_factory=set)
     _said_no_keys: bool = False
     _said_missing: set[str] = field(default_factory=set)
+    _stop: asyncio.Event | None = None  # watch's: once set, no job is started
 
     async def __aenter__(self) -> DeliveryRunner:
         self._client = httpx.AsyncClient(timeout=self.timeout, verify=tls_verify(self.verify))
@@ -106,7 +107,8 @@ class DeliveryRunner:
                 self.name, self.clock(), lease, PER_TARGET, due_by, self.only
             )
             due_by = None
-            if not jobs:
+            if not jobs or self._stopping():
+                self.store.release_deliveries([job.id for job in jobs], self.name)
                 return total
             queues: dict[tuple[str, str], list[DeliveryJob]] = defaultdict(list)
             for job in jobs:
@@ -128,6 +130,7 @@ class DeliveryRunner:
         a job is due (it may be one waiting behind a failing target).  The first pass
         takes every pending job, the schedule's waits skipped.
         """
+        self._stop = stop  # a backlog is left in the outbox, for the next runner
         # A runner starting (a listener after a stop or a crash) tries what waits at once.
         total = await self.run_due(everything=True)
         seen, next_check = -1, 0.0
@@ -158,6 +161,9 @@ class DeliveryRunner:
         a crash, only the one in flight can reach the target again."""
         tally = Tally()
         for index, job in enumerate(queue):
+            if self._stopping():  # asked to stop: what is not started yet waits
+                self.store.release_deliveries([j.id for j in queue[index:]], self.name)
+                break
             attempt = await self._attempt(job)
             if attempt is None:  # cannot be tried here (no API keys): give it back
                 self.store.release_deliveries([j.id for j in queue[index:]], self.name)
@@ -175,6 +181,9 @@ class DeliveryRunner:
                 self.store.release_deliveries([j.id for j in queue[index + 1 :]], self.name)
                 break
         return tally
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def _attempt(self, job: DeliveryJob) -> Attempt | None:
         """One attempt by the handler of the job's type; None when this run cannot make
