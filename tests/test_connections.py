@@ -261,3 +261,43 @@ def test_https_to_the_plain_port_is_explained(isolated_home: Path) -> None:
     _, _, err = listener.stop()
     assert err.count("spoke HTTPS (TLS) to this port, which speaks plain HTTP") == 1
     assert "Invalid HTTP request received" not in err
+
+
+def test_an_answer_leaves_in_one_write() -> None:
+    """The receiver's transport holds an answer's head until its body, so that both go in
+    one write; a 100 Continue (before the answer) goes at once, and a head with no body
+    after it leaves on the next turn of the loop."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from avasam_cli.receiver.protocol import _LingeringClose
+
+    async def scenario() -> list[list[bytes]]:
+        written: list[bytes] = []
+        transport = SimpleNamespace(write=written.append)
+        cycle = SimpleNamespace(response_started=False)
+        protocol = SimpleNamespace(transport=transport, cycle=cycle,
+                                   loop=asyncio.get_running_loop())  # fmt: skip
+        seen = []
+        answer = _LingeringClose(protocol)  # type: ignore[arg-type]
+        answer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        seen.append(list(written))
+        cycle.response_started = True
+        answer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        seen.append(list(written))
+        answer.write(b"{}")
+        seen.append(list(written))
+        written.clear()
+        alone = _LingeringClose(protocol)  # type: ignore[arg-type]
+        alone.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        seen.append(list(written))
+        await asyncio.sleep(0)  # one turn of the loop
+        seen.append(list(written))
+        return seen
+
+    seen = asyncio.run(scenario())
+    continued = b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert seen[0] == [continued]
+    assert seen[1] == [continued]  # the head waits for its body
+    assert seen[2] == [continued, b"HTTP/1.1 200 OK\r\n\r\n{}"]
+    assert seen[3] == [] and seen[4] == [b"HTTP/1.1 204 No Content\r\n\r\n"]

@@ -187,16 +187,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class _LingeringClose:
-    """The transport as a request's cycle sees it when the connection ends with the
-    answer: closing it lingers (see the module's docstring); all else is the transport."""
+    """The transport as a request's cycle sees it: the answer's head is held until its
+    body, so that both leave in one write (uvicorn writes them apart: two system calls and
+    two segments the client wakes up for); closing lingers (see the module's docstring);
+    all else is the transport."""
 
     def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
-        self.write = protocol.transport.write  # the one call on every answer: no indirection
+        self._cycle = protocol.cycle
+        self._head: bytes | None = None
+        self._head_seen = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif not self._head_seen and self._cycle.response_started:  # the head (not a 100)
+            self._head, self._head_seen = data, True
+            self._protocol.loop.call_soon(self._release)  # should no body follow at once
+            return
+        self._transport.write(data)
+
+    def _release(self) -> None:
+        if self._head is not None:
+            data, self._head = self._head, None
+            self._transport.write(data)
+
     def close(self) -> None:
+        self._release()
         self._protocol.close_after_answer()
