@@ -281,6 +281,46 @@ def test_two_runners_deliver_each_job_once(store_location: Any, shop: Shop) -> N
         assert states(store) == {"delivered": 600}
 
 
+def test_a_store_lost_during_the_first_pass_is_waited_for(tmp_path: Path, shop: Shop) -> None:
+    """A runner whose store goes away while it delivers what waited at its start (a
+    PostgreSQL restart, say) says so and waits, and delivers the rest once it is back,
+    instead of ending with a traceback."""
+    from avasam_cli.errors import StoreError
+
+    said: list[str] = []
+    with open_store(tmp_path / "s.sqlite3") as store:
+        ids = store_updates(store, 3, Plan({"stock": shop.url}))
+        finish = store.finish_deliveries
+        failures = iter([StoreError("cannot write to the event store: it restarts")])
+
+        def finish_once_away(attempts: Any) -> None:
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            finish(attempts)
+
+        store.finish_deliveries = finish_once_away  # type: ignore[method-assign]
+        run = DeliveryRunner(store, "test-runner", said.append, timeout=5)
+
+        async def go() -> None:
+            stop = asyncio.Event()
+
+            async def stop_once_delivered() -> None:
+                while states(store).get("delivered", 0) < 3:
+                    await asyncio.sleep(0.05)
+                stop.set()
+
+            async with run:
+                watching = asyncio.create_task(run.watch(stop, poll=0.05))
+                await asyncio.wait_for(stop_once_delivered(), 30)
+                await asyncio.wait_for(watching, 30)
+
+        asyncio.run(go())
+        assert states(store) == {"delivered": 3}
+    assert any("deliveries wait until it is back" in line for line in said)
+    assert sorted(set(shop.received)) == ids  # the first, sent again once it was back
+
+
 def test_retry_and_cancel(store_location: Any, shop: Shop) -> None:
     shop.codes["r-0"] = 400
     clock, said = Clock(), []

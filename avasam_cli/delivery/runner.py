@@ -131,26 +131,30 @@ class DeliveryRunner:
         takes every pending job, the schedule's waits skipped.
         """
         self._stop = stop  # a backlog is left in the outbox, for the next runner
-        # A runner starting (a listener after a stop or a crash) tries what waits at once.
-        total = await self.run_due(everything=True)
+        total = Tally()
         seen, next_check = -1, 0.0
         away: str | None = None  # why the store cannot be read now, said once
+        # A runner starting (a listener after a stop or a crash) tries what waits at once,
+        # and so does one whose store is back; either may meet the store going away.
+        everything = True
         while not stop.is_set():
             try:
                 if away is not None:
                     self.store.ensure_present()  # a broken connection is opened again
                 newest, due = self.store.outbox_marker()
                 now = self.clock()
-                if newest != seen or (due is not None and due <= now and now >= next_check):
+                if everything or newest != seen or (due is not None and due <= now
+                                                    and now >= next_check):  # fmt: skip
                     seen, next_check = newest, now + recheck
-                    total.add(await self.run_due(everything=away is not None))
+                    total.add(await self.run_due(everything=everything))
+                    everything = False
                 if away is not None:
                     away = None
                     self.say("The event store is back: delivering what waits.")
             except StoreError as error:  # PostgreSQL restarting, say: wait, look again
                 if away is None:
                     self.say(f"Warning: {error.message}; deliveries wait until it is back")
-                away, seen = error.message, -1
+                away, seen, everything = error.message, -1, True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STORE_RETRY if away else poll)
         return total
