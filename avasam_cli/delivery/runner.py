@@ -132,29 +132,28 @@ class DeliveryRunner:
         """
         self._stop = stop  # a backlog is left in the outbox, for the next runner
         total = Tally()
+        # seen is -1 for a runner starting (a listener after a stop or a crash) and for
+        # one whose store is back: each tries every job that waits, at once, and either
+        # may meet the store going away.
         seen, next_check = -1, 0.0
         away: str | None = None  # why the store cannot be read now, said once
-        # A runner starting (a listener after a stop or a crash) tries what waits at once,
-        # and so does one whose store is back; either may meet the store going away.
-        everything = True
         while not stop.is_set():
             try:
                 if away is not None:
                     self.store.ensure_present()  # a broken connection is opened again
                 newest, due = self.store.outbox_marker()
                 now = self.clock()
-                if everything or newest != seen or (due is not None and due <= now
-                                                    and now >= next_check):  # fmt: skip
+                if newest != seen or (due is not None and due <= now and now >= next_check):
+                    everything = seen == -1
                     seen, next_check = newest, now + recheck
                     total.add(await self.run_due(everything=everything))
-                    everything = False
                 if away is not None:
                     away = None
                     self.say("The event store is back: delivering what waits.")
             except StoreError as error:  # PostgreSQL restarting, say: wait, look again
                 if away is None:
                     self.say(f"Warning: {error.message}; deliveries wait until it is back")
-                away, seen, everything = error.message, -1, True
+                away, seen = error.message, -1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STORE_RETRY if away else poll)
         return total
@@ -165,11 +164,8 @@ class DeliveryRunner:
         a crash, only the one in flight can reach the target again."""
         tally = Tally()
         for index, job in enumerate(queue):
-            if self._stopping():  # asked to stop: what is not started yet waits
-                self.store.release_deliveries([j.id for j in queue[index:]], self.name)
-                break
-            attempt = await self._attempt(job)
-            if attempt is None:  # cannot be tried here (no API keys): give it back
+            attempt = None if self._stopping() else await self._attempt(job)
+            if attempt is None:  # asked to stop, or it cannot be tried here: give it back
                 self.store.release_deliveries([j.id for j in queue[index:]], self.name)
                 break
             self.store.finish_deliveries([attempt])
