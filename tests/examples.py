@@ -164,7 +164,8 @@ class Background:
             if done(new):
                 break
             if time.monotonic() > deadline or self.process.poll() is not None:
-                time.sleep(0.1)  # the last lines of an exit
+                if self.process.poll() is not None:  # its last lines: read once the pipe ends
+                    self.reader.join(10)
                 new = self.lines[self.read :]
                 break
             time.sleep(0.05)
