@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
 
 from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.base import open_store
@@ -105,12 +104,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Starlette) -> Iterator[str]:
-    """A real uvicorn server on a free port, stopped when the block ends."""
+def serve_in_thread(app: Any, **options: Any) -> Iterator[str]:
+    """A real uvicorn server on a free port, stopped when the block ends; `options` are
+    uvicorn's (`http`, `lifespan`...)."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
-    )
+        app, host="127.0.0.1", port=port, **{"log_level": "warning", "lifespan": "on",
+                                             "ws": "none", **options}
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,14 +3,21 @@ oversized heads, slow heads, stalled bodies, idle connections, too many connecti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
-from tests.helpers import TOKEN, ListenProcess, signed_body, store_rows
+from avasam_cli.receiver.protocol import Answer, WholeRequest
+from tests.helpers import TOKEN, ListenProcess, serve_in_thread, signed_body, store_rows
 
 ENV = {"AVASAM_VERIFICATION_TOKEN": TOKEN}
 FAST = ("--head-timeout", "0.5", "--body-timeout", "0.5", "--keep-alive-timeout", "0.5")
@@ -276,10 +283,9 @@ def test_an_answer_leaves_in_one_write() -> None:
         written: list[bytes] = []
         transport = SimpleNamespace(write=written.append)
         cycle = SimpleNamespace(response_started=False)
-        protocol = SimpleNamespace(transport=transport, cycle=cycle,
-                                   loop=asyncio.get_running_loop())  # fmt: skip
+        protocol = SimpleNamespace(transport=transport, loop=asyncio.get_running_loop())
         seen = []
-        answer = _LingeringClose(protocol)  # type: ignore[arg-type]
+        answer = _LingeringClose(protocol, cycle)  # type: ignore[arg-type]
         answer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         seen.append(list(written))
         cycle.response_started = True
@@ -288,7 +294,7 @@ def test_an_answer_leaves_in_one_write() -> None:
         answer.write(b"{}")
         seen.append(list(written))
         written.clear()
-        alone = _LingeringClose(protocol)  # type: ignore[arg-type]
+        alone = _LingeringClose(protocol, cycle)  # type: ignore[arg-type]
         alone.write(b"HTTP/1.1 204 No Content\r\n\r\n")
         seen.append(list(written))
         await asyncio.sleep(0)  # one turn of the loop
@@ -301,3 +307,172 @@ def test_an_answer_leaves_in_one_write() -> None:
     assert seen[1] == [continued]  # the head waits for its body
     assert seen[2] == [continued, b"HTTP/1.1 200 OK\r\n\r\n{}"]
     assert seen[3] == [] and seen[4] == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+
+
+class TwoWays:
+    """An app that answers both ways the receiver's protocol offers, echoing the body, and
+    notes which way each request came: taken whole, or through ASGI."""
+
+    def __init__(self) -> None:
+        self.ways: list[tuple[str, bytes]] = []
+        self.asgi_started = threading.Event()
+
+    def whole_request(self, scope: dict[str, Any]) -> WholeRequest | None:
+        if scope["method"] != "POST":
+            return None
+
+        def whole(_: Any, body: bytes, respond: Callable[[Answer | None], None]) -> None:
+            self.ways.append(("whole", body))
+            answer = (200, [(b"content-length", str(len(body)).encode())], body)
+            # Later, as a commit's answer is: a request read meanwhile is pipelined.
+            asyncio.get_running_loop().call_soon(respond, answer)
+
+        return whole
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.asgi_started.set()
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.ways.append(("asgi", body))
+        length = str(len(body)).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", length)]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def _connected(app: Any, **options: Any) -> Iterator[tuple[socket.socket, Any]]:
+    """A connection (and its reader) to `app` on a real uvicorn with the receiver's
+    protocol, set up as `listen` does."""
+    from avasam_cli.receiver.protocol import ConnectionLimits, protocol_with
+
+    limits = ConnectionLimits(max_head_size=16384, head_timeout=10, body_timeout=10)
+    options = {"http": protocol_with(limits), "lifespan": "off", "proxy_headers": False,
+               **options}  # fmt: skip
+    with serve_in_thread(app, **options) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            yield sock, sock.makefile("rb")
+
+
+def _post(body: bytes, *extra: bytes) -> bytes:
+    head = [b"POST /webhooks/stock HTTP/1.1", b"host: x", b"content-type: application/json",
+            b"content-length: " + str(len(body)).encode(), *extra]  # fmt: skip
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _read_answer(reader: Any) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    status = reader.readline().rstrip()
+    headers = {}
+    while line := reader.readline().rstrip():
+        name, _, value = line.partition(b":")
+        headers[name.lower()] = value.strip()
+    return status, headers, reader.read(int(headers[b"content-length"]))
+
+
+def test_a_request_read_in_one_go_is_taken_whole_and_answered_like_any() -> None:
+    """Head and body in one write: the app takes it whole (no ASGI); the answer has
+    uvicorn's own headers and keeps the connection; pipelined behind it, a second request
+    waits its turn and goes through ASGI; a GET goes through ASGI too."""
+    app = TwoWays()
+    with _connected(app) as (sock, reader):
+        sock.sendall(_post(b'{"n": 1}'))
+        status, headers, body = _read_answer(reader)
+        assert (status, body) == (b"HTTP/1.1 200 OK", b'{"n": 1}')
+        assert b"date" in headers and b"connection" not in headers
+        sock.sendall(_post(b'{"n": 2}') + _post(b'{"n": 3}'))  # the same connection
+        assert [_read_answer(reader)[2] for _ in range(2)] == [b'{"n": 2}', b'{"n": 3}']
+        sock.sendall(b"GET /webhooks/stock HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert _read_answer(reader)[0] == b"HTTP/1.1 200 OK"
+    assert app.ways == [("whole", b'{"n": 1}'), ("whole", b'{"n": 2}'), ("asgi", b'{"n": 3}'),
+                        ("asgi", b"")]  # fmt: skip
+
+
+def test_a_body_that_comes_after_its_head_goes_through_asgi() -> None:
+    """The head alone: the request is not held back waiting for its body (ASGI starts,
+    and reads the body as it comes)."""
+    app = TwoWays()
+    with _connected(app) as (sock, reader):
+        head, _, body = _post(b'{"late": true}').partition(b"\r\n\r\n")
+        sock.sendall(head + b"\r\n\r\n")
+        assert app.asgi_started.wait(10), "the app was not started before the body came"
+        sock.sendall(body)
+        assert _read_answer(reader)[2] == b'{"late": true}'
+    assert app.ways == [("asgi", b'{"late": true}')]
+
+
+def test_connection_close_on_a_whole_request_ends_the_connection_after_its_answer() -> None:
+    app = TwoWays()
+    with _connected(app) as (sock, reader):
+        sock.sendall(_post(b"{}", b"connection: close"))
+        status, headers, _ = _read_answer(reader)
+        assert (status, headers[b"connection"]) == (b"HTTP/1.1 200 OK", b"close")
+        assert reader.read() == b""  # closed by the server
+    assert app.ways == [("whole", b"{}")]
+
+
+def test_a_wrapped_app_sees_every_request_through_asgi() -> None:
+    """With proxy headers on, uvicorn wraps the app in its middleware, which must see
+    (and rewrite) every request: nothing is taken whole past it."""
+    app = TwoWays()
+    with _connected(app, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as (sock, reader):
+        sock.sendall(_post(b"{}"))
+        assert _read_answer(reader)[0] == b"HTTP/1.1 200 OK"
+    assert app.ways == [("asgi", b"{}")]
+
+
+def test_the_listener_answers_one_write_requests_as_any(isolated_home: Path) -> None:
+    """Requests sent head and body in one write (as wrk and most senders do, so they are
+    taken whole): each verdict is answered and stored as through ASGI, pipelined ones in
+    order, and the store's own findings (a duplicate) too."""
+    listener = ListenProcess(isolated_home, env=ENV)
+    first = signed_body(request_id="whole-1")
+    requests = [
+        (_post(first), 200, b'"ok"'),
+        (_post(first), 200, b'"duplicate"'),
+        (_post(signed_body(key="another-token-" + "x" * 40)), 401, b"bad_signature"),
+        (_post(b"[]", b"content-type: text/plain"), 415, b"unsupported_media_type"),
+    ]
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        seen = []
+        for request, _, _ in requests:
+            sock.sendall(request)
+            status, headers, body = _read_answer(reader)
+            seen.append((int(status.split()[1]), body, headers[b"content-type"]))
+        sock.sendall(b"".join(_post(signed_body(request_id=f"piped-{n}")) for n in range(3)))
+        piped = [orjson.loads(_read_answer(reader)[2])["requestId"] for _ in range(3)]
+    code, _, err = listener.stop()
+    assert code == 0, err
+    for (_, expected, part), (got, body, media) in zip(requests, seen, strict=True):
+        assert (got, media) == (expected, b"application/json") and part in body, body
+    assert piped == ["piped-0", "piped-1", "piped-2"]
+    rows = store_rows(isolated_home / "data" / "events.sqlite3")
+    assert [(r["status"], r["http_status"]) for r in rows] == [
+        ("verified", 200), ("duplicate", 200), ("rejected", 401), ("rejected", 415),
+        ("verified", 200), ("verified", 200), ("verified", 200),
+    ]  # fmt: skip
+
+
+def test_an_app_that_fails_taking_a_request_whole_answers_500(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A bug in the app is a 500 with its traceback in the log, as uvicorn gives an ASGI
+    app's, not a parser error; the connection goes on serving."""
+    app = TwoWays()
+
+    def broken(_: Any, body: bytes, respond: Callable[[Answer | None], None]) -> None:
+        raise RuntimeError("a bug")
+
+    app.whole_request = lambda scope: broken if scope["method"] == "POST" else None  # type: ignore[method-assign]
+    with _connected(app) as (sock, reader):
+        sock.sendall(_post(b"{}"))
+        status, _, body = _read_answer(reader)
+        assert (status, body) == (b"HTTP/1.1 500 Internal Server Error", b"Internal Server Error")
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert _read_answer(reader)[0] == b"HTTP/1.1 200 OK"
+    assert "RuntimeError: a bug" in capfd.readouterr().err

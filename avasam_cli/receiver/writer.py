@@ -245,15 +245,23 @@ class StoreWriter:
 
     async def record(self, request: WireRequest) -> Outcome:
         """Send one request and wait until the child has committed it."""
-        if self._failure is not None or self._link is None:
-            return Outcome(None, request.status, self._failure or "the store is not running")
+        return await self.submit(request)
+
+    def submit(self, request: WireRequest) -> asyncio.Future[Outcome]:
+        """Send one request; the future is its outcome, once the child has committed it
+        (at once when the store is not running)."""
         loop = asyncio.get_running_loop()
-        self._seq += 1
         future: asyncio.Future[Outcome] = loop.create_future()
+        if self._failure is not None or self._link is None:
+            future.set_result(
+                Outcome(None, request.status, self._failure or "the store is not running")
+            )
+            return future
+        self._seq += 1
         self._pending[self._seq] = future
         self._sent.append((self._seq, loop.time()))
         self._send(frame((self._seq, *request)))
-        return await future
+        return future
 
     async def _watch_commits(self) -> None:
         """Answer 503 for requests whose commit takes longer than COMMIT_TIMEOUT (a writer
