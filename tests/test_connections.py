@@ -405,10 +405,12 @@ def test_a_body_that_comes_after_its_head_goes_through_asgi() -> None:
     assert app.ways == [("asgi", b'{"late": true}')]
 
 
-def test_connection_close_on_a_whole_request_ends_the_connection_after_its_answer() -> None:
+def test_a_whole_request_that_ends_its_connection_is_closed_after_its_answer() -> None:
+    """HTTP/1.0 (no keep-alive, on every uvicorn this supports): the answer says so and
+    the connection closes after it."""
     app = TwoWays()
     with _connected(app) as (sock, reader):
-        sock.sendall(_post(b"{}", b"connection: close"))
+        sock.sendall(_post(b"{}").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
         status, headers, _ = _read_answer(reader)
         assert (status, headers[b"connection"]) == (b"HTTP/1.1 200 OK", b"close")
         assert reader.read() == b""  # closed by the server
