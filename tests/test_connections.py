@@ -355,8 +355,11 @@ def _connected(app: Any, **options: Any) -> Iterator[tuple[socket.socket, Any]]:
                **options}  # fmt: skip
     with serve_in_thread(app, **options) as url:
         port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            yield sock, sock.makefile("rb")
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+            sock.makefile("rb") as reader,
+        ):
+            yield sock, reader
 
 
 def _post(body: bytes, *extra: bytes) -> bytes:
@@ -439,9 +442,11 @@ def test_the_listener_answers_one_write_requests_as_any(isolated_home: Path) -> 
         (_post(signed_body(key="another-token-" + "x" * 40)), 401, b"bad_signature"),
         (_post(b"[]", b"content-type: text/plain"), 415, b"unsupported_media_type"),
     ]
-    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
-        reader = sock.makefile("rb")
-        seen = []
+    seen = []
+    with (
+        socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock,
+        sock.makefile("rb") as reader,
+    ):
         for request, _, _ in requests:
             sock.sendall(request)
             status, headers, body = _read_answer(reader)

@@ -191,12 +191,17 @@ def _runner() -> None:
     import asyncio
 
     from avasam_cli.cli._deliver import delivery_runner, watch_deliveries
+    from avasam_cli.errors import StoreError
     from avasam_cli.paths import locations
 
     # Our own parent wrote it on a pipe only it holds: safe to unpickle.
     resolved, config, shutdown_wait = pickle.loads(handed_over())  # noqa: S301
     with contextlib.ExitStack() as resources:
-        runner = delivery_runner(resources, resolved, config, locations())
+        try:
+            runner = delivery_runner(resources, resolved, config, locations())
+        except StoreError as error:  # the store is away (restarting): said, and restarted
+            print(f"Error: {error.message}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         asyncio.run(watch_deliveries(runner, stop_on_eof=True, orphan_wait=shutdown_wait))
 
 
