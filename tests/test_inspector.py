@@ -575,7 +575,13 @@ def _page_url(listener: ListenProcess) -> str:
     while b"?token=" not in listener.captured["err"]:
         assert time.monotonic() < deadline, listener.captured["err"].decode()
         time.sleep(0.05)
-    return next(word for word in listener.captured["err"].decode().split() if "?token=" in word)
+    url = next(word for word in listener.captured["err"].decode().split() if "?token=" in word)
+    while True:  # the URL is told as the inspector starts; it may not listen yet
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=2)
+            return url
+        assert time.monotonic() < deadline, "the inspector page did not answer"
+        time.sleep(0.05)
 
 
 def test_in_a_browser_actions_lead_the_detail_and_a_stopped_listener_is_said_and_rejoined(
