@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
+
 from avasam_cli.errors import StoreError, StoreUnavailable
 from avasam_cli.paths import DatabaseUrl
 from avasam_cli.store.columns import INSERTED_COLUMNS
@@ -41,7 +43,7 @@ except ImportError:  # pragma: no cover - the message is tested through open_sto
 
 INSTALL_HINT = "pip install 'avasam-cli[postgres]'"
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error, not a hang
-MAX_BATCH = 1_000  # rows per INSERT (PostgreSQL allows 65,535 parameters: 11 per row)
+MAX_BATCH = 1_000  # rows per INSERT: a bounded statement (its bodies travel in one array)
 CHANNEL = "avasam_events"  # NOTIFYed by every committed batch
 # Advisory lock keys (a pair of int4): one namespace for this tool, one key per purpose.
 LOCK_SPACE = 0x61766173  # "avas"
@@ -61,21 +63,31 @@ POSTGRES = Dialect(
     target_lock=f"SELECT pg_try_advisory_xact_lock({TARGET_SPACE}, hashtext(?))",
     any_array=True,
 )
-# unnest of one array per column keeps the arrays' order: RETURNING follows it.  The
-# EXISTS sees the table as it was before the statement: whether a row reuses a request id
-# verified for another kind earlier.  Binary parameters (%b): no text escaping.
+# The batch's columns as one JSON text of rows and its bodies as one bytea array, zipped
+# in order by ROWS FROM: RETURNING follows it.  psycopg dumps an array in Python, element
+# by element; orjson writes the rows in C, and the server reads them faster than eleven
+# arrays (bench/: about half the writer's and the server's CPU per batch).  The EXISTS
+# sees the table as it was before the statement: whether a row reuses a request id
+# verified for another kind earlier.  The bodies are binary (%b): no text escaping.
+_ROW_FIELDS = (
+    "received_at text, kind text, status text, http_status int, reason text, detail text, "
+    "request_id text, item_count int, client text, headers text"
+)
 _INSERT_SQL = (
     "WITH stored AS (INSERT INTO events ("  # noqa: S608 - literals only
-    f"{INSERTED_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], "
-    "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::bytea[]) "
+    f"{INSERTED_COLUMNS}) SELECT * FROM ROWS FROM (json_to_recordset(%s::json) AS "
+    f"({_ROW_FIELDS}), unnest(%b::bytea[])) "
     "ON CONFLICT DO NOTHING RETURNING id, kind, request_id, status) "
     "SELECT id, kind, request_id, status, status = 'verified' AND EXISTS (SELECT 1 FROM events "
     "e WHERE e.status = 'verified' AND e.request_id = stored.request_id AND e.kind <> "
     "stored.kind) FROM stored ORDER BY id"
 )
 # One round trip: the transaction, the lock that keeps ids in commit order, the NOTIFY.
+# The INSERT's plan is the same for any batch: planned once (generic), not per batch as
+# the connection's other statements are (see connect).
 _BEGIN_LOCKED = (
-    f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {INSERT_LOCK}); NOTIFY {CHANNEL}"
+    "BEGIN; SET LOCAL plan_cache_mode = auto; "
+    f"SELECT pg_advisory_xact_lock({LOCK_SPACE}, {INSERT_LOCK}); NOTIFY {CHANNEL}"
 )
 
 
@@ -314,20 +326,19 @@ class PostgresStore(SqlStore):
                 raise
 
     def _insert(self, events: Sequence[Event], status: str | None) -> list[Any]:
-        """One statement for the batch, its text the same for any batch size (one array
-        per column), so psycopg parses it once and the server prepares it once."""
-        columns: list[list[Any]] = [[] for _ in range(11)]
-        for event in events:
-            for column, value in zip(
-                columns,
-                (event.received_at, event.kind, status or event.status, event.http_status,
-                 event.reason, event.detail, event.request_id, event.item_count, event.client,
-                 event.headers_json, event.body),
-                strict=True,
-            ):  # fmt: skip
-                column.append(value)
-        rows: list[Any] = self.conn.execute(_INSERT_SQL, columns).fetchall()
-        return rows
+        """One statement for the batch, its text the same for any batch size, so psycopg
+        parses it once and the server prepares it once."""
+        rows = orjson.dumps([
+            {"received_at": event.received_at, "kind": event.kind,
+             "status": status or event.status, "http_status": event.http_status,
+             "reason": event.reason, "detail": event.detail, "request_id": event.request_id,
+             "item_count": event.item_count, "client": event.client,
+             "headers": event.headers_json}
+            for event in events
+        ])  # fmt: skip
+        bodies = [event.body for event in events]
+        found: list[Any] = self.conn.execute(_INSERT_SQL, (rows.decode(), bodies)).fetchall()
+        return found
 
     def _refuse_reused(self, events: Sequence[Event], row_ids: list[int]) -> None:
         """Rows just stored as verified whose request id was verified for another kind
