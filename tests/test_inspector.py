@@ -191,12 +191,7 @@ def test_listen_serves_the_inspector_on_its_own_port(isolated_home: Path) -> Non
             isolated_home, "--inspect-port", str(busy.getsockname()[1]), env=env
         )
         try:
-            deadline = time.monotonic() + 10
-            while b"Inspector" not in listener.captured["err"] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            url = next(
-                word for word in listener.captured["err"].decode().split() if "?token=" in word
-            )
+            url = _page_url(listener)
             page = httpx.get(url, follow_redirects=True, timeout=10)
             assert page.status_code == 200 and "avasam inspector" in page.text
             assert httpx.get(url.split("?")[0], timeout=10).status_code == 401

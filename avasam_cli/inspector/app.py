@@ -283,10 +283,14 @@ def create_inspector(
             try:
                 while not state.stopping.is_set() and not await request.is_disconnected():
                     found = await state.off_the_loop(thread, follower.new_rows) or []
-                    for row in found:
-                        data = json.dumps(event_json(row))
-                        yield f"id: {row.id}\nevent: row\ndata: {data}\n\n".encode()
-                    if not found:
+                    if found:  # one write for what was read: not one per row
+                        yield "".join(
+                            f"id: {row.id}\nevent: row\ndata: {json.dumps(event_json(row))}\n\n"
+                            for row in found
+                        ).encode()
+                    # Caught up: wait for more, so that under a burst each read takes what
+                    # STREAM_POLL brought rather than the row or two of a commit.
+                    if len(found) < follower.batch:
                         await state.off_the_loop(thread, follower.wait, STREAM_POLL)
             finally:
                 thread.submit(follower.close)  # after the call in flight, if any
