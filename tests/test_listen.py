@@ -73,10 +73,13 @@ def test_listen_json_lines(isolated_home: Path) -> None:
     post(f"{listener.url}/webhooks/stock", signed_body(count=2, request_id="j-1"))
     post(f"{listener.url}/webhooks/stock", signed_body(request_id="j-1"))
     post(f"{listener.url}/webhooks/stock", b"{")
+    many = signed_body(count=40, request_id="j-2")  # its items' bytes are printed as sent
+    post(f"{listener.url}/webhooks/stock", many)
     code, out, err = listener.stop()
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [line["status"] for line in lines] == ["verified", "duplicate", "rejected"]
+    assert [line["status"] for line in lines] == ["verified", "duplicate", "rejected", "verified"]
+    assert lines[3]["data"] == json.loads(many)["data"]
     first = lines[0]
     assert {"kind", "status", "requestId", "received_at", "data"} <= set(first)
     assert len(first["data"]) == 2 and first["kind"] == "stock"

@@ -224,7 +224,8 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
 
     def request(seq: int, prefix: str) -> WireRequest:
         return WireRequest(1.0e9, "stock", "verified", 200, None, None, f"{prefix}-{seq}", 1,
-                           None, [(b"content-type", b"application/json")], b"{}")  # fmt: skip
+                           False, None, [(b"content-type", b"application/json")],
+                           b"{}")  # fmt: skip
 
     path = tmp_path / "burst.sqlite3"
     burst = [b"".join(frame((seq, *request(seq, "loop"))) for seq in range(3200)), b""]
@@ -366,7 +367,9 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
                 event.id = number  # as a real insert does before its COMMIT fails
             raise OSError("disk full")
 
-    request = WireRequest(1.0e9, "stock", "verified", 200, None, None, "f-1", 1, None, [], b"{}")
+    request = WireRequest(
+        1.0e9, "stock", "verified", 200, None, None, "f-1", 1, False, None, [], b"{}"
+    )
     arriving = [frame((1, *request)), b""]
     answers = bytearray()
     printed: list[Event] = []

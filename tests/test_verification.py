@@ -512,3 +512,79 @@ def test_our_token_encoder_matches_pyjwt(algorithm: str, claims: dict[str, objec
     from avasam_cli.webhooks import _jwt
 
     assert _jwt.encode(claims, TOKEN, algorithm) == jwt.encode(claims, TOKEN, algorithm=algorithm)
+
+
+# --- The printer's items, taken as sent ---------------------------------------------
+def _resigned(document: dict[str, Any], **dumps: Any) -> bytes:
+    """`document` with a valid token for its requestId, written by json.dumps(**dumps)."""
+    token = signing.sign_token(document["requestId"], TOKEN, now=datetime.now(UTC))
+    return json.dumps({**document, "token": token}, **dumps).encode()
+
+
+def test_a_canonical_body_gives_its_items_as_sent() -> None:
+    """The usual body (Avasam's order, data last, camelCase): verification says so, and
+    the printer takes the items' bytes unparsed, which read as parsing would print."""
+    import orjson
+
+    from avasam_cli.webhooks.keys import items_as_sent, stored_items
+
+    spaced = json.dumps(json.loads(signed_body(count=40))).encode()  # ", " and ": " apart
+    for raw in (signed_body(count=1000), signed_body("price", count=40), spaced):
+        kind = "stock" if b'"quantity"' in raw else "price"
+        assert verify(raw, kind, TOKEN).items_as_sent
+        items = items_as_sent(raw)
+        assert items is not None and items in raw
+        assert orjson.loads(items) == stored_items(raw, kind)
+    assert not verify(signed_body(count=3), "stock", TOKEN).items_as_sent  # few: not checked
+
+
+def test_items_as_sent_only_where_verification_vouches_for_them() -> None:
+    document = json.loads(signed_body(count=40))
+    items = document["data"]
+    renamed = [{"SKU": item["sku"], **{k: v for k, v in item.items() if k != "sku"}}
+               for item in items]  # fmt: skip
+    without_data = {key: value for key, value in document.items() if key != "data"}
+    not_vouched = [
+        {**document, "note": "x"},  # a key the envelope does not know
+        {**without_data, "Data": items},  # the envelope's in another casing
+        {**document, "data": renamed},  # items to rename
+    ]
+    for changed in not_vouched:
+        assert not verify(_resigned(changed), "stock", TOKEN).items_as_sent
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    order=st.permutations(["requestId", "on", "token", "data"]),
+    sku=st.text(alphabet='ab]["\\:,{} \n', min_size=1, max_size=6).filter(str.strip),
+    request_id=st.text(alphabet='ab]["\\:,{}', min_size=1, max_size=6),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]),
+    indent=st.sampled_from([None, 1]),
+)
+def test_items_as_sent_are_what_parsing_would_print(
+    order: list[str],
+    sku: str,
+    request_id: str,
+    separators: tuple[str, str],
+    indent: int | None,
+) -> None:
+    """Whatever the key order, the spacing, the escapes and brackets in a string, the
+    bytes taken as sent are either declined or the very items parsing would print."""
+    import orjson
+
+    from avasam_cli.webhooks.keys import items_as_sent, stored_items
+
+    document = json.loads(signed_body(count=40))
+    document["data"][7]["sku"] = sku
+    document["requestId"] = request_id
+    raw = _resigned({key: document[key] for key in order}, separators=separators, indent=indent)
+    try:
+        vouched = verify(raw, "stock", TOKEN).items_as_sent
+    except VerificationError:  # a SKU the rules refuse (control characters, blank)
+        return
+    taken = items_as_sent(raw) if vouched else None
+    if taken is not None:
+        assert b"\n" not in taken
+        assert orjson.loads(taken) == stored_items(raw, "stock")
+    elif order[-1] == "data" and indent is None:
+        raise AssertionError("a body in the usual shape was not taken as sent")

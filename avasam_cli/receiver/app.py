@@ -154,8 +154,9 @@ async def _answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# (status, http_status, reason, detail, request_id, item_count): see WireRequest
-_Verdict = tuple[str, int, "str | None", "str | None", "str | None", "int | None"]
+# (status, http_status, reason, detail, request_id, item_count, items_as_sent): see
+# WireRequest
+_Verdict = tuple[str, int, "str | None", "str | None", "str | None", "int | None", bool]
 
 
 class WebhookEndpoint:
@@ -215,10 +216,11 @@ class WebhookEndpoint:
         extra: dict[str, str] = {}
         verdict: _Verdict
         if isinstance(body, _Refused):
-            verdict = ("rejected", body.status, body.reason, body.detail, None, None)
+            verdict = ("rejected", body.status, body.reason, body.detail, None, None, False)
             extra, body = body.headers, b""
         elif isinstance(body, _Disconnected):
-            verdict = ("rejected", CLIENT_GONE, "client_disconnected", _GONE_DETAIL, None, None)
+            verdict = ("rejected", CLIENT_GONE, "client_disconnected", _GONE_DETAIL, None, None,
+                       False)  # fmt: skip
             body = b""
         else:
             settings = self.settings
@@ -228,10 +230,12 @@ class WebhookEndpoint:
                 )
             except VerificationError as refused:
                 code, claimed = refused.reason.value, refused.claimed_request_id
-                verdict = ("rejected", refused.http_status, code, refused.detail, claimed, None)
+                verdict = ("rejected", refused.http_status, code, refused.detail, claimed, None,
+                           False)  # fmt: skip
             else:
                 how = None if update.token == CURRENT else PREVIOUS_TOKEN
-                verdict = ("verified", 200, how, None, update.request_id, len(update.items))
+                verdict = ("verified", 200, how, None, update.request_id, len(update.items),
+                           update.items_as_sent)  # fmt: skip
         client = scope.get("client")
         client_address = f"{client[0]}:{client[1]}" if client else None
         request = WireRequest._make(
@@ -243,7 +247,7 @@ class WebhookEndpoint:
         self, verdict: _Verdict, extra: dict[str, str], outcome: Outcome, received: float
     ) -> Answer | None:
         """The answer, now that the store has the request (None: nobody is left)."""
-        status, http_status, reason, detail, request_id, _ = verdict
+        status, http_status, reason, detail, request_id, *_ = verdict
         answer: Answer | None
         if http_status == CLIENT_GONE:
             answer = None  # nobody is left to answer
@@ -321,7 +325,8 @@ class StrayEndpoint:
             WireRequest._make(
                 (
                     received, STRAY_KIND, "rejected", 404, "not_found", detail, None, None,
-                    f"{client[0]}:{client[1]}" if client else None, scope["headers"], body,
+                    False, f"{client[0]}:{client[1]}" if client else None, scope["headers"],
+                    body,
                 )
             )
         )  # fmt: skip

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from avasam_cli import output
 from avasam_cli.store.events import Event
-from avasam_cli.webhooks.keys import stored_items
+from avasam_cli.webhooks.keys import items_as_sent, stored_items
 
 OUTPUT_MODES = ("none", "json", "human", "log")  # log: records on stderr (--log-format)
 # Stands for items that cannot be printed (nested deeper than orjson writes); stored whole.
@@ -125,6 +125,10 @@ def _with_items(events: Sequence[Event]) -> Sequence[Event]:
 
     for event in events:  # the body was verified already
         if event.status == "verified" and event.store_error is None:
+            if event.items_as_sent:  # already under canonical names: no need to parse
+                event.data_json = items_as_sent(event.body)
+                if event.data_json is not None:
+                    continue
             try:  # under canonical names, whatever the casing it came in
                 event.data_json = orjson.dumps(stored_items(event.body, event.kind))
             except orjson.JSONEncodeError:  # an item nested too deeply to write again

@@ -49,6 +49,7 @@ class WireRequest(NamedTuple):
     detail: str | None
     request_id: str | None
     item_count: int | None
+    items_as_sent: bool  # see VerifiedUpdate: the printer may take the items' bytes
     client: str | None
     headers: list[tuple[bytes, bytes]]
     body: bytes
@@ -72,6 +73,7 @@ class Event:
     item_count: int | None = None
     client: str | None = None
     data_json: bytes | None = field(default=None, repr=False)  # the verified items, as JSON
+    items_as_sent: bool = field(default=False, repr=False)  # for printing; not stored
     id: int | None = None
     store_error: str | None = None
 
@@ -90,6 +92,7 @@ class Event:
             detail=request.detail,
             request_id=request.request_id,
             item_count=request.item_count,
+            items_as_sent=request.items_as_sent,
             client=request.client,
         )
 

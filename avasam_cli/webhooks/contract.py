@@ -101,6 +101,9 @@ class VerifiedUpdate:
     items: list[dict[str, Any]]
     algorithm: str
     token: str = CURRENT  # or PREVIOUS
+    # The body holds only the envelope's keys and items of exactly their kind's three
+    # fields, all under their canonical names: its items may be printed as they came.
+    items_as_sent: bool = False
 
 
 # exp / nbf / iat are checked when present, with this tolerance for clock drift (seconds).

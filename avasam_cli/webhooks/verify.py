@@ -172,6 +172,7 @@ def verify(
     document = parse_json(raw)
     if type(document) is not dict:
         raise _invalid("$", "a JSON object {requestId, on, token, data}")
+    envelope_as_sent = document.keys() <= ENVELOPE_NAMES.canonical
     if KEYS_MATCH_ANY_CASE:
         try:
             document = canonical(document, ENVELOPE_NAMES)
@@ -181,7 +182,9 @@ def verify(
     if not is_identifier(request_id):
         raise _invalid("requestId", IDENTIFIER_RULE, document.get("requestId", ...))
     try:
-        return _verify_claimed(document, request_id, kind, verification_token, leeway, audience)
+        return _verify_claimed(
+            document, request_id, kind, verification_token, leeway, audience, envelope_as_sent
+        )
     except VerificationError as refused:
         refused.claimed_request_id = request_id
         raise
@@ -194,6 +197,7 @@ def _verify_claimed(
     verification_token: str,
     leeway: float,
     audience: tuple[str, ...],
+    envelope_as_sent: bool,
 ) -> VerifiedUpdate:
     """`verify` once the request id is known to be well-formed."""
     on: Any = document.get("on")
@@ -236,7 +240,8 @@ def _verify_claimed(
             Reason.REQUEST_ID_MISMATCH,
             f"the token's {REQUEST_ID_CLAIM} does not match the body's requestId",
         )
-    return VerifiedUpdate(kind, request_id, on, data, algorithm)
+    as_sent = envelope_as_sent and checked_by_columns  # the columns' check: canonical names
+    return VerifiedUpdate(kind, request_id, on, data, algorithm, items_as_sent=as_sent)
 
 
 def verify_rolling(
