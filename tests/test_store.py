@@ -301,3 +301,50 @@ def test_the_sqlite_store_commits_with_the_durability_asked_for(
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def test_the_writer_asks_again_for_a_held_lock_in_short_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's transaction (the delivery runner's) holds the write lock: the
+    receiver's writer asks again after FIRST_STEP, not SQLite's first millisecond, and
+    stores the batch once the lock is free."""
+    from avasam_cli.store import transactions
+
+    path = tmp_path / "events.sqlite3"
+    store = open_store(path, bulk_writer=True)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    steps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the other transaction ends while the writer waits
+        steps.append(seconds)
+        if len(steps) == 3:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(transactions.time, "sleep", sleep)
+    try:
+        store.insert([event("held-lock")])
+        assert steps == [transactions.FIRST_STEP * 2**n for n in range(3)]
+        assert [e.request_id for e in store.latest(5)] == ["held-lock"]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_lock_held_past_the_wait_fails_as_busy(tmp_path: Path) -> None:
+    from avasam_cli.store.transactions import write_transaction
+
+    path = tmp_path / "events.sqlite3"
+    open_store(path).close()
+    mine = sqlite3.connect(path, isolation_level=None)
+    mine.execute("PRAGMA busy_timeout = 0")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"), write_transaction(mine, 0.02):
+            pass
+        assert not mine.in_transaction
+    finally:
+        other.close()
+        mine.close()

@@ -204,7 +204,10 @@ def _insert(
 
 
 def insert_events(
-    conn: sqlite3.Connection, events: Sequence[Event], plan: Plan | None = None
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    plan: Plan | None = None,
+    lock_wait: float = 0.0,
 ) -> None:
     """Store a batch; a verified event whose request id was seen becomes a duplicate.
 
@@ -215,7 +218,7 @@ def insert_events(
     rows (duplicates), the inserted ones are read back to tell which, and the rest
     are inserted again as duplicates.
     """
-    with write_transaction(conn):
+    with write_transaction(conn, lock_wait):
         _refuse_other_kinds(conn, events)
         inserted, last = _insert(conn, events, None)
         if inserted == len(events):
@@ -312,6 +315,8 @@ class SqliteStore(SqlStore):
         self.bulk_writer = bulk_writer
         self.durability = durability
         self._checkpointer: Checkpointer | None = None
+        # The bulk writer asks for the write lock in short steps (see transactions).
+        self._lock_wait = BUSY_TIMEOUT_MS / 1000 if bulk_writer else 0.0
         if read_only:
             self.conn = connect_read_only(path)
         else:
@@ -323,6 +328,7 @@ class SqliteStore(SqlStore):
         self._identity = (info.st_dev, info.st_ino)
         if self.bulk_writer:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+            self.conn.execute("PRAGMA busy_timeout = 0")  # its BEGINs wait in short steps
             self._checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
@@ -360,7 +366,7 @@ class SqliteStore(SqlStore):
     # --- writing -----------------------------------------------------------------
     def insert(self, events: Sequence[Event], plan: Plan | None = None) -> None:
         for start in range(0, len(events), MAX_BATCH):
-            insert_events(self.conn, events[start : start + MAX_BATCH], plan)
+            insert_events(self.conn, events[start : start + MAX_BATCH], plan, self._lock_wait)
 
     def check_writable(self) -> None:
         try:
@@ -372,7 +378,7 @@ class SqliteStore(SqlStore):
     @contextlib.contextmanager
     def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
         try:
-            with write_transaction(self.conn) as conn:
+            with write_transaction(self.conn, self._lock_wait) as conn:
                 yield conn
         except sqlite3.Error as error:
             raise StoreError(f"cannot {doing} the event store {self.location}: {error}") from None
