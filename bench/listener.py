@@ -78,7 +78,11 @@ def write_data(path: Path, items: int) -> None:
 @contextlib.contextmanager
 def running(command: list[str], port: int, env: dict[str, str], stdout: Path) -> Iterator[int]:
     with stdout.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.DEVNULL)
+        # Started in the scratch folder: `python -m` puts its folder first on the path, and
+        # from a checkout that would run the checkout's code whatever PYTHONPATH says.
+        process = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.DEVNULL, cwd=stdout.parent
+        )
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -557,6 +561,7 @@ def main() -> int:
         env = {
             **os.environ,
             "AVASAM_HOME": str(folder / "home"),
+            "PYTHONPATH": str(HERE.parent),  # this checkout's code (--baseline: the other's)
             "AVASAM_VERIFICATION_TOKEN": TOKEN,
             "AVASAM_INSPECTOR_TOKEN": PAGE_TOKEN,
         }
