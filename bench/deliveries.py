@@ -79,9 +79,11 @@ def timed_run(store: Path, payloads: list[bytes], url: str, env: dict[str, str])
     store.unlink(missing_ok=True)
     fill_store(store, payloads, url)
     start = time.perf_counter()
+    # In the scratch folder: `python -m` puts its folder first on the path, and from a
+    # checkout that would run the checkout's code whatever PYTHONPATH (--baseline) says.
     subprocess.run(
         [sys.executable, "-m", "avasam_cli", "deliveries", "run"],
-        env=env, check=True, capture_output=True,
+        env=env, check=True, capture_output=True, cwd=store.parent.parent,
     )  # fmt: skip
     rate = len(payloads) / (time.perf_counter() - start)
     with open_store(store, read_only=True) as check:
@@ -107,7 +109,8 @@ def main() -> int:
     runs: dict[str, list[float]] = {"this": [], "baseline": []}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        env = {**os.environ, "AVASAM_HOME": str(folder / "home"), "NO_COLOR": "1"}
+        env = {**os.environ, "AVASAM_HOME": str(folder / "home"), "NO_COLOR": "1",
+               "PYTHONPATH": str(HERE.parent)}  # fmt: skip
         envs = {"this": env}
         if options.baseline:
             envs["baseline"] = {**env, "PYTHONPATH": str(Path(options.baseline).resolve())}
