@@ -580,7 +580,8 @@ def test_items_as_sent_are_what_parsing_would_print(
     raw = _resigned({key: document[key] for key in order}, separators=separators, indent=indent)
     try:
         vouched = verify(raw, "stock", TOKEN).items_as_sent
-    except VerificationError:  # a SKU the rules refuse (control characters, blank)
+    except VerificationError as refused:  # a SKU or request id the rules refuse
+        assert refused.reason is Reason.INVALID_PAYLOAD, refused
         return
     taken = items_as_sent(raw) if vouched else None
     if taken is not None:
