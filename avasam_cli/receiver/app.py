@@ -154,8 +154,8 @@ async def _answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# (status, http_status, reason, detail, request_id, item_count, items_as_sent): see
-# WireRequest
+# (status, http_status, reason, detail, request_id, item_count, items_as_sent):
+# see WireRequest
 _Verdict = tuple[str, int, "str | None", "str | None", "str | None", "int | None", bool]
 
 
