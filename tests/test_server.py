@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,24 @@ def test_custom_paths(store_path: Path) -> None:
         )
 
 
+def reads(*chunks: bytes) -> Callable[[memoryview], int]:
+    """A socket's recv_into over `chunks` as they arrive: as much of the next one as the
+    buffer holds (the rest on the next read), then 0 (the stream ended)."""
+    waiting = [bytearray(chunk) for chunk in chunks]
+
+    def receive_into(buffer: memoryview) -> int:
+        if not waiting:
+            return 0
+        size = min(len(buffer), len(waiting[0]))
+        buffer[:size] = waiting[0][:size]
+        del waiting[0][:size]
+        if not waiting[0]:
+            waiting.pop(0)
+        return size
+
+    return receive_into
+
+
 def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> None:
     """3,200 requests arriving at once: all stored and answered, in bounded batches.
 
@@ -228,10 +246,10 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
                            b"{}")  # fmt: skip
 
     path = tmp_path / "burst.sqlite3"
-    burst = [b"".join(frame((seq, *request(seq, "loop"))) for seq in range(3200)), b""]
+    burst = b"".join(frame((seq, *request(seq, "loop"))) for seq in range(3200))
     answers = bytearray()
     with open_store(path, bulk_writer=True) as store:
-        commit_loop(store, lambda _: None, lambda _: burst.pop(0), answers.extend)
+        commit_loop(store, lambda _: None, reads(burst), answers.extend)
     batches = split_frames(answers)
     assert sum(len(batch) for batch in batches) == 3200
     assert max(len(batch) for batch in batches) <= MAX_BATCH
@@ -254,6 +272,32 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
     )
     with open_store(path) as store:
         assert store.count_by_status() == {"verified": 6400}
+
+
+def test_frames_cut_anywhere_across_reads_are_committed_whole(tmp_path: Path) -> None:
+    """The commit loop reads into one buffer of its own: a frame cut between reads at any
+    byte, and a body larger than the buffer itself, still arrive whole and in order."""
+    from avasam_cli.receiver.writer import LINK_BUFFER, commit_loop, frame, split_frames
+    from avasam_cli.store.events import WireRequest
+
+    bodies = [b'{"n":%d}' % seq for seq in range(40)]
+    bodies[17] = b'{"pad":"' + b"x" * (LINK_BUFFER * 2 + 5) + b'"}'
+    refused = (1.0e9, "stock", "rejected", 400, "invalid_payload", None, None, None, False)
+    frames = [
+        frame((seq, *WireRequest(*refused, None, [], body))) for seq, body in enumerate(bodies)
+    ]
+    stream = b"".join(frames)
+    # Reads of 97 bytes, cutting frames wherever they fall, up to the large body; then
+    # the rest at once: reads that fill the buffer, the large body across three of them.
+    small = sum(map(len, frames[:17])) + 500
+    chunks = [stream[start : start + 97] for start in range(0, small, 97)]
+    chunks.append(stream[len(chunks) * 97 :])
+    answers = bytearray()
+    path = tmp_path / "cut.sqlite3"
+    with open_store(path, bulk_writer=True) as store:
+        commit_loop(store, lambda _: None, reads(*chunks), answers.extend)
+    assert [seq for batch in split_frames(answers) for seq, *_ in batch] == list(range(40))
+    assert [row["body"] for row in store_rows(path)] == bodies
 
 
 def nested(depth: int, inner: str, brackets: str = "{}") -> bytes:
@@ -370,10 +414,9 @@ def test_a_failed_commit_reports_no_row_id(tmp_path: Path) -> None:
     request = WireRequest(
         1.0e9, "stock", "verified", 200, None, None, "f-1", 1, False, None, [], b"{}"
     )
-    arriving = [frame((1, *request)), b""]
     answers = bytearray()
     printed: list[Event] = []
-    commit_loop(FailingStore(), printed.extend, lambda _: arriving.pop(0), answers.extend)  # type: ignore[arg-type]
+    commit_loop(FailingStore(), printed.extend, reads(frame((1, *request))), answers.extend)  # type: ignore[arg-type]
     (outcomes,) = split_frames(answers)
     assert outcomes == [(1, None, "verified", "disk full")]
     assert printed[0].id is None and printed[0].store_error == "disk full"
