@@ -261,7 +261,8 @@ class JsonEventPrinter(BytesEventPrinter):
 
         from avasam_cli.store.events import event_json
 
-        return b"".join(orjson.dumps(event_json(e, _data_fragment(e))) + b"\n" for e in events)
+        line = orjson.OPT_APPEND_NEWLINE  # written with the line: no copy to add it
+        return b"".join(orjson.dumps(event_json(e, _data_fragment(e)), option=line) for e in events)
 
 
 class LogEventPrinter(BytesEventPrinter):

@@ -395,6 +395,24 @@ def test_column_checks_agree_with_item_rules(kind: str, data: list[Any]) -> None
         assert colons == sum(str(value).count(":") for item in data for value in item.values())
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    skus=st.lists(
+        st.text(alphabet=st.characters(max_codepoint=0x7F), min_size=1, max_size=6)
+        | st.text(min_size=1, max_size=6)
+        | st.sampled_from([" ", "  ", "A B", "A\x7f", "A\tB", "\x85", "\u00a0", "\u3000"]),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_skus_column_check_agrees_with_the_identifier_rule(skus: list[str]) -> None:
+    """The SKU column's byte checks (ASCII) and expression (other text) refuse exactly
+    the SKUs the identifier rule refuses: a control character, or blank."""
+    from avasam_cli.webhooks.verify import _control_or_blank
+
+    assert _control_or_blank("".join(skus), skus) == (not all(map(is_identifier, skus)))
+
+
 @pytest.mark.parametrize(
     "token",
     [

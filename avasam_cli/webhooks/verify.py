@@ -86,15 +86,7 @@ def colons_in_valid_items(kind: str, data: list[Any]) -> int:
         return -1
     if rules.finite_values and not all(map(math.isfinite, numbers)):
         return -1
-    if not all(skus) or any(map(str.isspace, skus)):
-        return -1
-    # For ASCII text isprintable is exactly "no control characters", in a C loop several
-    # times faster than the expression; other text takes the expression.
-    if not (
-        joined_skus.isprintable()
-        if joined_skus.isascii()
-        else not CONTROL_CHARACTERS.search(joined_skus)
-    ):
+    if not all(skus) or _control_or_blank(joined_skus, skus):
         return -1
     if min(map(len, times)) <= 10:
         return -1
@@ -103,6 +95,23 @@ def colons_in_valid_items(kind: str, data: list[Any]) -> int:
     except ValueError:
         return -1
     return joined_skus.count(":") + joined_times.count(":")
+
+
+# The printable ASCII characters: for ASCII text, "no control characters" is "nothing
+# left once these are deleted", and the space is the only one of them that is blank.
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def _control_or_blank(joined: str, skus: list[str]) -> bool:
+    """Whether any of `skus` (all str; `joined` is them joined) holds a control character or
+    is blank.  ASCII, as SKUs usually are, is checked with byte operations in C: several
+    times faster than isprintable, isspace or the expression, which other text takes."""
+    if joined.isascii():
+        ascii_bytes = joined.encode("ascii")
+        if ascii_bytes.translate(None, _PRINTABLE_ASCII):
+            return True
+        return b" " in ascii_bytes and any(map(str.isspace, skus))
+    return CONTROL_CHARACTERS.search(joined) is not None or any(map(str.isspace, skus))
 
 
 # --- Strict JSON -------------------------------------------------------------------
