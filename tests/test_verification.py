@@ -582,25 +582,29 @@ def test_a_canonical_body_gives_its_items_as_sent() -> None:
     from avasam_cli.webhooks.keys import items_as_sent, stored_items
 
     spaced = json.dumps(json.loads(signed_body(count=40))).encode()  # ", " and ": " apart
-    for raw in (signed_body(count=1000), signed_body("price", count=40), spaced):
-        kind = "stock" if b'"quantity"' in raw else "price"
+    bodies = [("stock", signed_body(count=n)) for n in (0, 1, 3, 1000)]  # by item, by column
+    for kind, raw in (*bodies, ("price", signed_body("price", count=40)), ("stock", spaced)):
         assert verify(raw, kind, TOKEN).items_as_sent
         items = items_as_sent(raw)
         assert items is not None and items in raw
         assert orjson.loads(items) == stored_items(raw, kind)
-    assert not verify(signed_body(count=3), "stock", TOKEN).items_as_sent  # few: not checked
 
 
-def test_items_as_sent_only_where_verification_vouches_for_them() -> None:
-    document = json.loads(signed_body(count=40))
+@pytest.mark.parametrize("count", [2, 40])  # checked item by item, and by column
+def test_items_as_sent_only_where_verification_vouches_for_them(count: int) -> None:
+    document = json.loads(signed_body(count=count))
     items = document["data"]
     renamed = [{"SKU": item["sku"], **{k: v for k, v in item.items() if k != "sku"}}
                for item in items]  # fmt: skip
+    one_renamed = [*items[:-1], renamed[-1]]
+    more = [*items[:-1], {**items[-1], "note": "x"}]
     without_data = {key: value for key, value in document.items() if key != "data"}
     not_vouched = [
         {**document, "note": "x"},  # a key the envelope does not know
         {**without_data, "Data": items},  # the envelope's in another casing
         {**document, "data": renamed},  # items to rename
+        {**document, "data": one_renamed},  # the last one only
+        {**document, "data": more},  # a field beside the three
     ]
     for changed in not_vouched:
         assert not verify(_resigned(changed), "stock", TOKEN).items_as_sent
@@ -613,6 +617,7 @@ def test_items_as_sent_only_where_verification_vouches_for_them() -> None:
     request_id=st.text(alphabet='ab]["\\:,{}', min_size=1, max_size=6),
     separators=st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]),
     indent=st.sampled_from([None, 1]),
+    count=st.sampled_from([1, 8, 40]),  # checked item by item, and by column
 )
 def test_items_as_sent_are_what_parsing_would_print(
     order: list[str],
@@ -620,6 +625,7 @@ def test_items_as_sent_are_what_parsing_would_print(
     request_id: str,
     separators: tuple[str, str],
     indent: int | None,
+    count: int,
 ) -> None:
     """Whatever the key order, the spacing, the escapes and brackets in a string, the
     bytes taken as sent are either declined or the very items parsing would print."""
@@ -627,8 +633,8 @@ def test_items_as_sent_are_what_parsing_would_print(
 
     from avasam_cli.webhooks.keys import items_as_sent, stored_items
 
-    document = json.loads(signed_body(count=40))
-    document["data"][7]["sku"] = sku
+    document = json.loads(signed_body(count=count))
+    document["data"][count // 2]["sku"] = sku
     document["requestId"] = request_id
     raw = _resigned({key: document[key] for key in order}, separators=separators, indent=indent)
     try:

@@ -63,7 +63,7 @@ def colons_in_valid_items(kind: str, data: list[Any]) -> int:
     (map, join, set, min) instead of a Python call per item: a 1,000-item update
     costs a fraction of the per-item loop.  When it says -1, the per-item loop
     finds and names the first bad field.  The count is what the duplicate-key check
-    needs (`_expected_colons`): the three keys hold none.
+    needs (`_colons_written`): the three keys hold none.
     """
     if not data:
         return 0
@@ -256,17 +256,21 @@ def _verify_claimed(
         raise _invalid("data", "a list of items", document.get("data", ...))
     problem_of = KINDS[kind].item_problem
     names = ITEM_NAMES[kind]
-    if not checked_by_columns and not envelope_as_sent:  # the usual body's were checked
+    # Under a canonical envelope parse_json checked the items by columns where it could.
+    if not checked_by_columns and not envelope_as_sent:
         checked_by_columns = len(data) >= COLUMNS_FROM and colons_in_valid_items(kind, data) >= 0
+    only_canonical_keys = True  # in every item checked one by one
     for index, given in enumerate([] if checked_by_columns else data):
         if type(given) is not dict:
             raise _invalid(f"data[{index}]", "an object", given)
         item = given
-        if KEYS_MATCH_ANY_CASE and not given.keys() <= names.canonical:
-            try:  # the document is ours: its items are renamed in place
-                item = data[index] = canonical(given, names)
-            except AmbiguousKeys as clash:
-                raise _ambiguous(f"data[{index}]", clash) from None
+        if not given.keys() <= names.canonical:
+            only_canonical_keys = False
+            if KEYS_MATCH_ANY_CASE:
+                try:  # the document is ours: its items are renamed in place
+                    item = data[index] = canonical(given, names)
+                except AmbiguousKeys as clash:
+                    raise _ambiguous(f"data[{index}]", clash) from None
         problem = problem_of(item)
         if problem is not None:
             field, expected = problem
@@ -288,7 +292,9 @@ def _verify_claimed(
             Reason.REQUEST_ID_MISMATCH,
             f"the token's {REQUEST_ID_CLAIM} does not match the body's requestId",
         )
-    as_sent = envelope_as_sent and checked_by_columns  # the columns' check: canonical names
+    # Items that passed the columns' check, or the loop with no key but their canonical
+    # three (one missing is refused), hold exactly those three.
+    as_sent = envelope_as_sent and (checked_by_columns or only_canonical_keys)
     return VerifiedUpdate(kind, request_id, on, data, algorithm, items_as_sent=as_sent)
 
 
