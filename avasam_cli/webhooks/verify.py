@@ -63,7 +63,7 @@ def colons_in_valid_items(kind: str, data: list[Any]) -> int:
     (map, join, set, min) instead of a Python call per item: a 1,000-item update
     costs a fraction of the per-item loop.  When it says -1, the per-item loop
     finds and names the first bad field.  The count is what the duplicate-key check
-    needs (`_colons_written`): the three keys hold none.
+    needs (`_usual_colons`): the three keys hold none.
     """
     if not data:
         return 0
@@ -128,8 +128,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_json(raw: bytes, kind: str) -> tuple[Any, int]:
     """Parse as a strict parser would: UTF-8, no NaN or Infinity, no duplicate keys.
-    With the document, what `colons_in_valid_items` says of its items when it is of the
-    usual shape (see `_usual_colons`), else -1.
+    With the document, the colons it holds when it is of the usual shape (its items
+    then passed the column checks: see `_usual_colons`), else -1.
 
     orjson already refuses NaN, Infinity and invalid UTF-8.  Duplicate keys are
     caught without a slow object hook: outside strings, a colon only follows a
@@ -142,8 +142,8 @@ def parse_json(raw: bytes, kind: str) -> tuple[Any, int]:
     except orjson.JSONDecodeError as error:
         raise VerificationError(Reason.MALFORMED_JSON, f"not valid JSON: {error}") from None
     colons = raw.count(b":")
-    in_items = _usual_colons(document, kind)
-    if colons and (b"\\" in raw or colons != _colons_written(document, in_items)):
+    usual = _usual_colons(document, kind)
+    if colons and (b"\\" in raw or colons != (usual if usual >= 0 else _compact_colons(document))):
         try:
             json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         except ValueError as error:  # JSONDecodeError is a ValueError
@@ -152,34 +152,30 @@ def parse_json(raw: bytes, kind: str) -> tuple[Any, int]:
             raise VerificationError(
                 Reason.MALFORMED_JSON, "not valid JSON: nested too deeply"
             ) from None
-    return document, in_items
+    return document, usual
 
 
 def _usual_colons(document: Any, kind: str) -> int:
     """For the usual body (an object of the envelope's keys alone, canonically spelled,
     its other values strings, and at least 32 items that pass the column checks), the
-    colons inside its items' strings; else -1.  Then the colons it holds are known
-    without writing it out again, which costs a 1,000-item update a tenth of its check.
+    colons it holds when written without escapes: one after each key (the envelope's,
+    three per item) and those inside its strings (its keys hold none); else -1.  So
+    they are counted without writing the document out again, which costs a 1,000-item
+    update a tenth of its check.
     """
     if type(document) is not dict or not document.keys() <= ENVELOPE_NAMES.canonical:
         return -1
     data = document.get("data")
     if type(data) is not list or len(data) < COLUMNS_FROM:
         return -1
-    if any(type(value) is not str for key, value in document.items() if key != "data"):
+    envelope = [value for key, value in document.items() if key != "data"]
+    if any(type(value) is not str for value in envelope):
         return -1
-    return colons_in_valid_items(kind, data)
-
-
-def _colons_written(document: Any, in_items: int) -> int:
-    """The colons of the document written out without escapes: for a usual body
-    (`in_items` >= 0) one after each key (the envelope's, three per item) and those inside
-    its strings (its keys hold none), counted; for any other, written compactly."""
+    in_items = colons_in_valid_items(kind, data)
     if in_items < 0:
-        return _compact_colons(document)
-    inside: int = sum(value.count(":") for key, value in document.items() if key != "data")
-    items: list[Any] = document["data"]
-    return len(document) + 3 * len(items) + inside + in_items
+        return -1
+    in_envelope: int = sum(value.count(":") for value in envelope)
+    return len(document) + 3 * len(data) + in_envelope + in_items
 
 
 def _compact_colons(document: Any) -> int:
@@ -216,7 +212,7 @@ def verify(
     """Accept or refuse a webhook body whole.  Raises VerificationError with its reason.
 
     The update it returns has its items under the canonical (camelCase) names."""
-    document, in_items = parse_json(raw, kind)
+    document, usual_colons = parse_json(raw, kind)
     if type(document) is not dict:
         raise _invalid("$", "a JSON object {requestId, on, token, data}")
     envelope_as_sent = document.keys() <= ENVELOPE_NAMES.canonical
@@ -230,7 +226,7 @@ def verify(
         raise _invalid("requestId", IDENTIFIER_RULE, document.get("requestId", ...))
     try:
         return _verify_claimed(document, request_id, kind, verification_token, leeway,
-                               audience, envelope_as_sent, in_items >= 0)  # fmt: skip
+                               audience, envelope_as_sent, usual_colons >= 0)  # fmt: skip
     except VerificationError as refused:
         refused.claimed_request_id = request_id
         raise
