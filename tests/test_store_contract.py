@@ -244,3 +244,21 @@ def test_the_stores_housekeeping(store: EventStore) -> None:
     started = time.monotonic()
     store.wait_for_rows(0.05)
     assert time.monotonic() - started < 5
+
+
+def test_a_connection_left_unusable_is_opened_again(postgres_store: str) -> None:
+    """A PostgreSQL connection left in pipeline mode (a server gone in the middle of an
+    executemany, its rollback failed: seen under a restart, every statement after it
+    refused) or inside a transaction is not `broken`, yet not usable between statements:
+    ensure_present opens it again, and the store reads again."""
+    from avasam_cli.paths import DatabaseUrl
+
+    with open_store(DatabaseUrl(postgres_store)) as store:
+        store.insert([_event("u-1")])
+        store.conn.pgconn.enter_pipeline_mode()  # type: ignore[attr-defined]
+        assert "open again" in (store.ensure_present() or "")
+        assert _ids(store.latest(10)) == ["u-1"]
+        store.conn.execute("BEGIN")  # type: ignore[attr-defined]
+        assert "open again" in (store.ensure_present() or "")
+        assert _ids(store.latest(10)) == ["u-1"]
+        assert store.ensure_present() is None

@@ -276,12 +276,22 @@ class PostgresStore(SqlStore):
         """Reconnect when the connection broke (the server restarted, a failover): the
         batch that met the break was answered 503, and Avasam sends it again.  None when
         nothing changed."""
-        if not self.conn.broken and not self.conn.closed:
+        if self._usable():
             return None
         with contextlib.suppress(psycopg.Error):
             self.conn.close()
         self._open()
         return f"the connection to the event store {self.location} broke: it is open again"
+
+    def _usable(self) -> bool:
+        """Open, and idle as this autocommit connection is between statements.  A server
+        gone in the middle of psycopg's executemany (a pipeline) can leave it in pipeline
+        mode, its rollback failed, not `broken` yet refusing every query after."""
+        conn = self.conn
+        if conn.broken or conn.closed:
+            return False
+        idle: bool = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        return idle and bool(conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF)
 
     def check_writable(self) -> None:
         try:
