@@ -533,6 +533,46 @@ def test_identifiers_refuse_spaces_and_control_characters(bad: str, field: str) 
     assert "control characters" in error.detail
 
 
+def _segment_outcome(decode: Any, segment: bytes) -> bytes | str:
+    try:
+        return bytes(decode(segment, "Payload"))
+    except jwt.DecodeError:
+        return "refused"
+
+
+def _padding_allowed(segment: bytes) -> bool:
+    """Our rule for trailing '=' (PyJWT 2.15's; 2.14 refused any): at most two, and only
+    where they complete a multiple of four."""
+    padding = len(segment) - len(segment.rstrip(b"="))
+    return padding == 0 or (padding <= 2 and len(segment) % 4 == 0)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"Y", b"YW", b"YWJ", b"YWJj", b"YWJjZ", b"YWJjZG"])
+def test_the_fast_base64_decoder_agrees_with_pyjwts_on_every_last_character(
+    prefix: bytes,
+) -> None:
+    """Every character (the alphabet, the standard one's + and /, others) after segments
+    of every length modulo 4: the same bytes as PyJWT's decoder, or refused by both.  The
+    last character's spare bits decide canonical form (`_CANONICAL_LAST`).  Padded, the
+    rule is one whatever PyJWT is installed (the floor, 2.14, refuses padding; 2.15 takes
+    it): allowed padding decodes as the segment without it does, any other is refused."""
+    from jwt.api_jws import PyJWS
+
+    from avasam_cli.webhooks._jwt import _FastJWS
+
+    for code in range(128):
+        for padding in (b"", b"=", b"==", b"==="):
+            segment = prefix + bytes([code]) + padding
+            stripped = segment.rstrip(b"=")
+            expected = (
+                _segment_outcome(PyJWS._decode_base64url_segment, stripped)
+                if _padding_allowed(segment)
+                else "refused"
+            )
+            ours = _segment_outcome(_FastJWS._decode_base64url_segment, segment)
+            assert ours == expected, segment
+
+
 def test_the_fast_base64_override_is_really_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """PyJWT calls our base64 hook when verifying (it does from 2.14, the declared floor)."""
     from avasam_cli.webhooks import _jwt

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -43,30 +42,43 @@ class _CachedKeyHMAC(HMACAlgorithm):
         return None
 
 
-_BASE64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
+_BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _BASE64URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_BASE64URL = bytes.maketrans(b"+/", b"-_")
+# The last character of a canonical segment whose length is 2 or 3 past a multiple of 4:
+# one whose spare bits (4 or 2) are zero.
+_CANONICAL_LAST = {
+    2: frozenset(b"AQgw"),
+    3: frozenset(b"AEIMQUYcgkosw048"),
+}
 
 
 class _FastJWS(PyJWS):
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
-        # Same rules as PyJWT's own check (alphabet, padding, canonical form), with a
-        # regular expression and binascii in place of a Python loop over every character.
+        # PyJWT 2.15's rules (alphabet, canonical form, and up to two '=' where they
+        # complete a multiple of four), with byte operations and binascii in place of a
+        # Python loop over every character.  One rule whatever PyJWT is installed: 2.14,
+        # the floor, refuses any padding; every segment PyJWT decodes comes through here.
         stripped = segment.rstrip(b"=")
+        padding = len(segment) - len(stripped)
+        spare = len(stripped) % 4
         if (
-            not _BASE64URL_SEGMENT.fullmatch(segment)
-            or (segment != stripped and len(segment) % 4 != 0)
-            or len(stripped) % 4 == 1
+            padding > 2
+            or (padding and len(segment) % 4 != 0)
+            or spare == 1
+            or stripped.translate(None, _BASE64URL_ALPHABET)  # a character outside it
+            or (spare and stripped[-1] not in _CANONICAL_LAST[spare])
         ):
             raise jwt.DecodeError(f"Invalid {name} padding")
         standard = stripped.translate(_BASE64URL_TO_STANDARD)
         try:
-            decoded = binascii.a2b_base64(standard + b"=" * (-len(standard) % 4), strict_mode=True)
+            return binascii.a2b_base64(standard + b"=" * (-spare % 4), strict_mode=True)
         except binascii.Error as error:
             raise jwt.DecodeError(f"Invalid {name} padding") from error
-        if binascii.b2a_base64(decoded, newline=False).rstrip(b"=") != standard:
-            raise jwt.DecodeError(f"Invalid {name} padding")
-        return decoded
+
+
+_decode_segment = _FastJWS._decode_base64url_segment
 
 
 class _WebhookJWT(jwt.PyJWT):
@@ -121,16 +133,21 @@ def _known_good(token: str, key: str, leeway: float) -> tuple[dict[str, Any], st
     payload_segment, dot, signature_segment = rest.rpartition(".")
     if accepted is None or not dot or not token.isascii():
         return None
-    decode = _FastJWS._decode_base64url_segment
-    try:
-        signature = decode(signature_segment.encode(), "Crypto")
-        payload = orjson.loads(decode(payload_segment.encode(), "Payload"))
-    except (jwt.DecodeError, orjson.JSONDecodeError):
-        return None
     alg, keyed = accepted
     mac = keyed.copy()
     mac.update(token[: len(header) + 1 + len(payload_segment)].encode())
-    if not hmac.compare_digest(mac.digest(), signature) or type(payload) is not dict:
+    # The signature compared as text: its one canonical, unpadded spelling.  Any other
+    # spelling PyJWT may still accept, and decides.
+    expected = binascii.b2a_base64(mac.digest(), newline=False).rstrip(b"=")
+    if not hmac.compare_digest(
+        expected.translate(_STANDARD_TO_BASE64URL), signature_segment.encode()
+    ):
+        return None
+    try:
+        payload = orjson.loads(_decode_segment(payload_segment.encode(), "Payload"))
+    except (jwt.DecodeError, orjson.JSONDecodeError):
+        return None
+    if type(payload) is not dict:
         return None
     # PyJWT's claim rules (api_jwt._validate_claims), on the plain case only: numbers for
     # the times (it truncates them with int), strings for sub and jti.

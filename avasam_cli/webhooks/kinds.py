@@ -38,12 +38,11 @@ IDENTIFIER_RULE = "a non-empty string without control characters"
 
 def is_identifier(value: Any) -> TypeGuard[str]:
     """A non-empty string, not only spaces, without control characters."""
-    return (
-        type(value) is str
-        and bool(value)
-        and not value.isspace()
-        and CONTROL_CHARACTERS.search(value) is None
-    )
+    if type(value) is not str or not value or value.isspace():
+        return False
+    if value.isascii():  # where only the control characters are not printable
+        return value.isprintable()
+    return CONTROL_CHARACTERS.search(value) is None
 
 
 _SKU_RULE = ("sku", IDENTIFIER_RULE)
