@@ -47,6 +47,7 @@ class Server:
     def __init__(self, url: str, start: list[str], stop: list[str]) -> None:
         self.url = url  # postgresql://postgres@127.0.0.1:PORT/postgres
         self._start, self._stop = start, stop
+        self._schemas: dict[str, str] = {}  # fresh_schema's URLs -> their schemas
 
     def stop(self) -> None:
         """Stop the server (fast: its sessions are cut off), as a crash or failover would."""
@@ -62,7 +63,20 @@ class Server:
         name = f"t{os.getpid()}_{next(_schemas)}"
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {name}")
-        return f"{self.url}?options={quote(f'-c search_path={name}')}"
+        url = f"{self.url}?options={quote(f'-c search_path={name}')}"
+        self._schemas[url] = name
+        return url
+
+    def drop_schema(self, url: str) -> None:
+        """Drop the schema of a `fresh_schema` URL, then write out what the server still
+        holds in memory (CHECKPOINT), so that nothing of this store's work is left for the
+        server to do later: autovacuum reading its tables, a checkpoint writing them."""
+        import psycopg
+
+        name = self._schemas.pop(url)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            conn.execute("CHECKPOINT")
 
 
 @contextlib.contextmanager

@@ -303,6 +303,21 @@ def test_the_sqlite_store_commits_with_the_durability_asked_for(
         store.close()
 
 
+def test_the_receivers_writer_syncs_every_commit_unless_told_otherwise(tmp_path: Path) -> None:
+    """By default what is answered 200 survives a power cut: `listen`'s writer runs FULL
+    (the profile's field, the flag's and the writer's defaults agree); the other writers'
+    connections (runner, ack) NORMAL."""
+    from avasam_cli.config.fields import BY_NAME
+    from avasam_cli.receiver.writer import StoreWriter
+
+    assert BY_NAME["durability"].default == StoreWriter(tmp_path / "e.sqlite3").durability == "full"
+    store = open_store(tmp_path / "events.sqlite3")
+    try:
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
 def test_the_writer_asks_again_for_a_held_lock_in_short_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,7 @@ from avasam_cli.cli._deliver import (
 from avasam_cli.cli._options import STDIN_HELP, AudienceOption, LeewayOption, LogFormatOption
 from avasam_cli.defaults import (
     DEFAULT_BODY_TIMEOUT,
+    DEFAULT_DURABILITY,
     DEFAULT_FORWARD_TIMEOUT,
     DEFAULT_HEAD_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -213,7 +214,7 @@ def listen(
         typer.Option(
             help="What a commit of the SQLite store survives: normal, any crash of this "
             "program (a power cut can lose the last seconds); full, a power cut too, at one "
-            "disk sync per batch (default: profile, else normal).",
+            f"disk sync per batch (default: profile, else {DEFAULT_DURABILITY}).",
             show_default=False,
         ),
     ] = None,

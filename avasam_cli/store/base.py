@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from avasam_cli.defaults import DEFAULT_DURABILITY
+from avasam_cli.defaults import FOLLOW_UP_DURABILITY
 from avasam_cli.paths import DatabaseUrl, StoreLocation
 from avasam_cli.store.deliveries import Attempt, DeliveryJob, DeliveryRow
 from avasam_cli.store.events import Event, StoredEvent
@@ -175,7 +175,7 @@ def open_store(
     location: StoreLocation,
     bulk_writer: bool = False,
     read_only: bool = False,
-    durability: str = DEFAULT_DURABILITY,
+    durability: str = FOLLOW_UP_DURABILITY,
 ) -> EventStore:
     """Open the store at `location` (a SQLite file, or a PostgreSQL database), creating
     and migrating it as needed.
@@ -184,7 +184,8 @@ def open_store(
     at full speed, and takes on the store's upkeep (checkpoints) off its commit path.
     `read_only` is for commands that only read: they never create, migrate or lock
     the store, so they work on a read-only copy, and a missing store reads as empty.
-    `durability` is SQLite's (defaults.DURABILITY_LEVELS); a PostgreSQL server's own
+    `durability` is SQLite's (defaults.DURABILITY_LEVELS: the receiver's writer is given
+    listen's, every other writer keeps FOLLOW_UP_DURABILITY); a PostgreSQL server's own
     settings decide its commits' (durable, by default).
     """
     if isinstance(location, DatabaseUrl):

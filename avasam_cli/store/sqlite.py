@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from avasam_cli.defaults import DEFAULT_DURABILITY
+from avasam_cli.defaults import FOLLOW_UP_DURABILITY
 from avasam_cli.errors import StoreError
 from avasam_cli.paths import create_private_file, make_missing_dirs
 from avasam_cli.store.columns import INSERTED_COLUMNS
@@ -58,7 +58,7 @@ SQLITE = Dialect(
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}  # defaults.DURABILITY_LEVELS -> PRAGMA
 
 
-def connect(path: Path, durability: str = DEFAULT_DURABILITY) -> sqlite3.Connection:
+def connect(path: Path, durability: str = FOLLOW_UP_DURABILITY) -> sqlite3.Connection:
     """Open (creating and migrating) the store; StoreError names the file when that fails."""
     try:
         # Only the folders avasam creates are made private: an existing one (a shared
@@ -308,7 +308,7 @@ class SqliteStore(SqlStore):
         path: Path,
         bulk_writer: bool = False,
         read_only: bool = False,
-        durability: str = DEFAULT_DURABILITY,
+        durability: str = FOLLOW_UP_DURABILITY,
     ) -> None:
         self.location = str(path)
         self.path = path
