@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import itertools
 import os
+import platform
 import re
 import shutil
 import socket
@@ -423,6 +424,19 @@ def report_variants(
     return failed
 
 
+def machine() -> str:
+    """The processor, its cores and the time: the ratios of the same code differ from one
+    machine of the same size to another (docs/performance.md, 2026-12-06)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):  # Linux names the model here; platform often does not
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{model}, {os.cpu_count()} cores, {when}"
+
+
 def report(
     runs: dict[tuple[int, str], list[dict[str, float]]], options: argparse.Namespace
 ) -> bool:
@@ -434,7 +448,7 @@ def report(
     }
     print(
         f"medians of {options.rounds} alternating rounds of {options.duration:.0f} s, "
-        f"{options.connections} connections"
+        f"{options.connections} connections, on {machine()}"
     )
     print(
         f"{'payload':<12}{'server':<12}{'req/s':>8}{'min-max req/s':>16}{'p99 ms':>9}{'non-2xx':>9}"
