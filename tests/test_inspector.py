@@ -178,6 +178,25 @@ def test_the_stream_sends_new_rows_and_resumes_from_the_last_id(store_path: Path
                     break
 
 
+def test_the_streams_rows_keep_any_text_on_one_data_line(store_path: Path) -> None:
+    """A detail with a line break and non-ASCII text still makes one `data:` line of
+    JSON (a raw line break would end the server-sent event there)."""
+    detail = "naïve \u2013 first line\nsecond line"
+    with (
+        inspector(store_path) as base,
+        httpx.Client(base_url=base, cookies={cookie_for(base): PAGE_TOKEN}) as client,
+    ):
+        with client.stream("GET", "/api/stream?after=252", timeout=10) as stream:
+            lines = stream.iter_lines()
+            with open_store(store_path) as store:
+                store.insert([stored("odd", status="rejected", reason="bad", detail=detail)])
+            for line in lines:
+                if line.startswith("data: "):
+                    row = json.loads(line[6:])
+                    break
+    assert row["requestId"] == "odd" and row["detail"] == detail
+
+
 def test_listen_serves_the_inspector_on_its_own_port(isolated_home: Path) -> None:
     """The banner prints the page's URL (port + 1 by default); a busy port is said, and
     the listener carries on without it."""
