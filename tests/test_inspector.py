@@ -185,15 +185,13 @@ def test_the_streams_rows_keep_any_text_on_one_data_line(store_path: Path) -> No
     with (
         inspector(store_path) as base,
         httpx.Client(base_url=base, cookies={cookie_for(base): PAGE_TOKEN}) as client,
+        client.stream("GET", "/api/stream?after=252", timeout=10) as stream,
     ):
-        with client.stream("GET", "/api/stream?after=252", timeout=10) as stream:
-            lines = stream.iter_lines()
-            with open_store(store_path) as store:
-                store.insert([stored("odd", status="rejected", reason="bad", detail=detail)])
-            for line in lines:
-                if line.startswith("data: "):
-                    row = json.loads(line[6:])
-                    break
+        lines = stream.iter_lines()
+        with open_store(store_path) as store:
+            store.insert([stored("odd", status="rejected", reason="bad", detail=detail)])
+        data = next(line for line in lines if line.startswith("data: "))
+    row = json.loads(data.removeprefix("data: "))
     assert row["requestId"] == "odd" and row["detail"] == detail
 
 
