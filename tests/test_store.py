@@ -363,3 +363,26 @@ def test_a_lock_held_past_the_wait_fails_as_busy(tmp_path: Path) -> None:
     finally:
         other.close()
         mine.close()
+
+
+def test_rows_become_stored_events_by_position_as_by_keyword() -> None:
+    """The maker that reads rows builds what keywords would, for the store's full and
+    listed columns in any order, and refuses what keywords refuse."""
+    from avasam_cli.store.events import stored_event_maker
+
+    values: dict[str, Any] = {
+        "id": 7, "received_at": "2026-12-06T00:00:00.000+00:00", "kind": "stock",
+        "status": "verified", "http_status": 200, "headers_json": "[]", "body": b"{}",
+        "reason": None, "detail": "d", "request_id": "r-7", "item_count": 1,
+        "client": "127.0.0.1:5", "ack_status": "acknowledged", "ack_at": "t",
+        "ack_detail": None, "forward_status": "delivered", "forward_detail": "200",
+    }  # fmt: skip
+    for columns in (tuple(values), tuple(reversed(values)), ("body", "received_at", "kind",
+                    "status", "http_status", "headers_json")):  # fmt: skip
+        row = tuple(values[name] for name in columns)
+        made = stored_event_maker(columns)(row)
+        assert made == StoredEvent(**dict(zip(columns, row, strict=True)))
+    with pytest.raises(TypeError, match="nope"):
+        stored_event_maker((*values, "nope"))
+    with pytest.raises(TypeError, match="body"):
+        stored_event_maker(("received_at", "kind", "status", "http_status", "headers_json"))

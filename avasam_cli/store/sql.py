@@ -11,7 +11,7 @@ from typing import Any
 from avasam_cli.errors import StoreError
 from avasam_cli.store.columns import IS_TEST, STORED_COLUMNS, listed_columns
 from avasam_cli.store.dialect import KEPT, PRUNE_BATCH, SEARCH_FILTERS, chunks
-from avasam_cli.store.events import StoredEvent, row_id
+from avasam_cli.store.events import StoredEvent, row_id, stored_event_maker
 from avasam_cli.store.sql_outbox import SqlOutbox
 
 __all__ = ["SEARCH_FILTERS", "SqlStore"]
@@ -31,8 +31,8 @@ class SqlStore(SqlOutbox):
             raise StoreError(
                 f"cannot read the event store {self.location}: {self._describe(error)}"
             ) from None
-        names = [column[0] for column in cursor.description or ()]
-        return (StoredEvent(**dict(zip(names, row, strict=True))) for row in cursor)
+        columns = tuple(column[0] for column in cursor.description or ())
+        return map(stored_event_maker(columns), cursor)
 
     @property
     def _listed(self) -> str:
