@@ -31,8 +31,8 @@ class SqlStore(SqlOutbox):
             raise StoreError(
                 f"cannot read the event store {self.location}: {self._describe(error)}"
             ) from None
-        columns = tuple(column[0] for column in cursor.description or ())
-        return map(stored_event_maker(columns), cursor)
+        names = tuple(column[0] for column in cursor.description or ())
+        return map(stored_event_maker(names), cursor)
 
     @property
     def _listed(self) -> str:
