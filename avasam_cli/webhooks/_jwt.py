@@ -78,9 +78,6 @@ class _FastJWS(PyJWS):
             raise jwt.DecodeError(f"Invalid {name} padding") from error
 
 
-_decode_segment = _FastJWS._decode_base64url_segment
-
-
 class _WebhookJWT(jwt.PyJWT):
     """PyJWT's codec with the HMAC family only, cached keys, and orjson for payloads."""
 
@@ -144,7 +141,8 @@ def _known_good(token: str, key: str, leeway: float) -> tuple[dict[str, Any], st
     ):
         return None
     try:
-        payload = orjson.loads(_decode_segment(payload_segment.encode(), "Payload"))
+        decoded = _FastJWS._decode_base64url_segment(payload_segment.encode(), "Payload")
+        payload = orjson.loads(decoded)
     except (jwt.DecodeError, orjson.JSONDecodeError):
         return None
     if type(payload) is not dict:
