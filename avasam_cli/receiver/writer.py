@@ -251,7 +251,9 @@ class StoreWriter:
     def submit(self, request: WireRequest) -> asyncio.Future[Outcome]:
         """Send one request; the future is its outcome, once the child has committed it
         (at once when the store is not running)."""
-        loop = asyncio.get_running_loop()
+        # The loop kept at start: asking asyncio for the running loop costs a system call
+        # (getpid, its check against a fork) on every request.
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         if self._failure is not None or self._link is None:
             future.set_result(
