@@ -307,6 +307,17 @@ def postgres(options: argparse.Namespace) -> Iterator[Any]:
 PAGE_TOKEN = "bench-inspector-token"  # noqa: S105 - the bench's own inspector page
 
 
+def settle_the_disk() -> None:
+    """Write out what the kernel still holds to write, so that no row shares the disk with
+    an earlier one's leftovers.  Rows' output files were once kept until their next round
+    (a 1,000-item row prints about 800 MB): the kernel began writing gigabytes of them
+    back in the middle of later rows, whose commits then waited for the disk, and whose
+    writer spent up to a half more CPU a request (docs/performance.md, 2026-12-07).
+    Deleted at the row's end, they are never written; this is for whatever else is left."""
+    if hasattr(os, "sync"):  # not on Windows, where the bench does not run
+        os.sync()
+
+
 @contextlib.contextmanager
 def page_open(inspect_port: int | None) -> Iterator[None]:
     """What an open inspector page costs: its event stream, read as it comes."""
@@ -398,8 +409,13 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                         spent = seconds - before.get(role, 0.0)
                         figures["cpu_" + role] = spent / max(figures["requests"], 1) * 1e6
                     runs.setdefault((items, server), []).append(figures)
-                    if "AVASAM_STORE" in store:  # the next row must not pay for this one's
+                    # The next row must not pay for this one's work: its store and output
+                    # go, and what is left to write reaches the disk before the next starts.
+                    shutil.rmtree(folder / "home", ignore_errors=True)
+                    (folder / f"{server}.out").unlink(missing_ok=True)
+                    if "AVASAM_STORE" in store:
                         database.drop_schema(store["AVASAM_STORE"])
+                    settle_the_disk()
     return report(runs, options)
 
 
