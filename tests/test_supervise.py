@@ -196,13 +196,17 @@ def test_a_child_that_keeps_crashing_is_left_down_and_named(tmp_path: Path) -> N
 
 class Load:
     """Webhooks posted one after another from a thread, each with a request id of its
-    own, until stopped; what each got (its status, or None for no answer) is kept."""
+    own, until stopped; what each got (its status, or None for no answer) is kept.
+
+    The answers are read under a lock: copying a dict that another thread adds to can
+    fail with "dictionary changed size during iteration" (it did, once, in CI)."""
 
     def __init__(self, url: str) -> None:
         import threading
 
         self.url = url
-        self.answers: dict[str, int | None] = {}
+        self._answers: dict[str, int | None] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -212,13 +216,25 @@ class Load:
         while not self._stop.is_set():
             number += 1
             request_id = f"load-{number}"
+            status: int | None
             try:
-                self.answers[request_id] = _post(self.url, request_id)
+                status = _post(self.url, request_id)
             except httpx.HTTPError:  # a killed receiver process's connection
-                self.answers[request_id] = None
+                status = None
+            with self._lock:
+                self._answers[request_id] = status
+
+    def answers(self) -> dict[str, int | None]:
+        """What each request got so far (a copy)."""
+        with self._lock:
+            return dict(self._answers)
 
     def answered(self) -> set[str]:
-        return {rid for rid, status in list(self.answers.items()) if status == 200}
+        return {rid for rid, status in self.answers().items() if status == 200}
+
+    def refused(self) -> int:
+        """How many requests got anything but 200 (or no answer)."""
+        return sum(1 for status in self.answers().values() if status != 200)
 
     def stop(self) -> None:
         self._stop.set()
@@ -389,9 +405,8 @@ def test_postgresql_restarted_under_workers_and_forwarding(
         try:
             wait_for(lambda: _health(listener.url)[0] == 503, 15, "/healthz 503")
             assert "store" in str(_health(listener.url)[1].get("reason", "store"))
-            refused = sum(1 for status in list(load.answers.values()) if status != 200)
-            more = lambda: sum(1 for s in list(load.answers.values()) if s != 200)  # noqa: E731
-            wait_for(lambda: more() >= refused + 10, 30, "requests refused while it is away")
+            refused = load.refused()
+            wait_for(lambda: load.refused() >= refused + 10, 30, "requests refused while away")
         finally:
             postgres_server.start()
         before = len(load.answered())
