@@ -28,6 +28,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     choose_store(None)  # a --store chosen by an earlier in-process run must not leak
     yield home
     choose_store(None)
+    from tests.helpers import stop_leftovers
+
+    stop_leftovers()
 
 
 class Cli:

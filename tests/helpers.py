@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import httpx
 import uvicorn
@@ -131,8 +131,11 @@ class ListenProcess:
     """`avasam listen` in a subprocess, with its own AVASAM_HOME.
 
     Its output is read as it comes, as a terminal would, unless `drain` is False
-    (a consumer that has stopped reading).
+    (a consumer that has stopped reading).  One a test leaves running (it failed before
+    its stop) is stopped when the test ends (`stop_leftovers`, from conftest).
     """
+
+    started: ClassVar[list[ListenProcess]] = []
 
     def __init__(
         self, home: Path, *args: str, env: dict[str, str] | None = None, drain: bool = True
@@ -158,6 +161,7 @@ class ListenProcess:
             stderr=subprocess.PIPE,
             env=full_env,
         )
+        ListenProcess.started.append(self)
         self.captured: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
         self.readers = []
         if drain:
@@ -206,6 +210,15 @@ class ListenProcess:
                 stream.close()
         out, err = bytes(self.captured["out"]), bytes(self.captured["err"])
         return self.process.returncode, out.decode(), err.decode()
+
+
+def stop_leftovers() -> None:
+    """Stop every listener a test started and left running, children and all: a test
+    that fails before its own stop must not leave a process tree behind."""
+    while ListenProcess.started:
+        listener = ListenProcess.started.pop()
+        if listener.process.poll() is None:
+            listener.stop()
 
 
 class TerminalRun(NamedTuple):

@@ -385,3 +385,16 @@ def test_forwarded_headers_are_trusted_only_from_the_addresses_given(
     assert (answer.status_code, code) == (200, 0), err
     (row,) = store_rows(isolated_home)
     assert str(row["client"]).rpartition(":")[0] == stored
+
+
+def test_a_listener_a_test_leaves_running_is_stopped_after_it(isolated_home: Path) -> None:
+    """The suite's own guard: a test that fails before stopping its listener leaves no
+    process tree behind (conftest calls stop_leftovers when each test ends)."""
+    from tests.helpers import ListenProcess, stop_leftovers
+
+    listener = ListenProcess(isolated_home, "--json")
+    assert listener.process.poll() is None
+    stop_leftovers()
+    assert listener.process.poll() is not None
+    assert "Stopped:" in listener.captured["err"].decode()
+    assert ListenProcess.started == []
