@@ -26,11 +26,12 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     from avasam_cli.paths import choose_store
 
     choose_store(None)  # a --store chosen by an earlier in-process run must not leak
+    from tests.helpers import ListenProcess, stop_leftovers
+
+    before = len(ListenProcess.started)  # a module's shared listeners are not this test's
     yield home
     choose_store(None)
-    from tests.helpers import stop_leftovers
-
-    stop_leftovers()
+    stop_leftovers(before)
 
 
 class Cli:

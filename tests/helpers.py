@@ -132,7 +132,7 @@ class ListenProcess:
 
     Its output is read as it comes, as a terminal would, unless `drain` is False
     (a consumer that has stopped reading).  One a test leaves running (it failed before
-    its stop) is stopped when the test ends (`stop_leftovers`, from conftest).
+    its stop) is stopped when that test ends (`stop_leftovers`, from conftest).
     """
 
     started: ClassVar[list[ListenProcess]] = []
@@ -212,11 +212,13 @@ class ListenProcess:
         return self.process.returncode, out.decode(), err.decode()
 
 
-def stop_leftovers() -> None:
-    """Stop every listener a test started and left running, children and all: a test
-    that fails before its own stop must not leave a process tree behind."""
-    while ListenProcess.started:
-        listener = ListenProcess.started.pop()
+def stop_leftovers(since: int = 0) -> None:
+    """Stop the listeners started after the first `since` (those of one test: a module's
+    shared listener was started before) that are still running, children and all: a
+    test that fails before its own stop must not leave a process tree behind."""
+    leftovers = ListenProcess.started[since:]
+    del ListenProcess.started[since:]
+    for listener in leftovers:
         if listener.process.poll() is None:
             listener.stop()
 

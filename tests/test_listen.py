@@ -392,9 +392,10 @@ def test_a_listener_a_test_leaves_running_is_stopped_after_it(isolated_home: Pat
     process tree behind (conftest calls stop_leftovers when each test ends)."""
     from tests.helpers import ListenProcess, stop_leftovers
 
+    earlier = len(ListenProcess.started)
     listener = ListenProcess(isolated_home, "--json")
     assert listener.process.poll() is None
-    stop_leftovers()
+    stop_leftovers(earlier)
     assert listener.process.poll() is not None
     assert "Stopped:" in listener.captured["err"].decode()
-    assert ListenProcess.started == []
+    assert len(ListenProcess.started) == earlier
