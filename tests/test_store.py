@@ -242,6 +242,32 @@ def test_both_databases_end_with_the_described_schema(tmp_path: Path, postgres_s
     )
 
 
+def test_a_postgresql_store_at_schema_4_gets_the_current_batch_function(
+    postgres_store: str,
+) -> None:
+    """Step 5 replaces the function step 4 created: a store migrated to 4 by the release
+    before stores its batches with this release's."""
+    import psycopg
+
+    from avasam_cli.paths import DatabaseUrl
+
+    open_store(DatabaseUrl(postgres_store)).close()
+    with psycopg.connect(postgres_store, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION avasam_store_batch(batch json, bodies bytea[], "
+            "jobs json, reused_http integer, reused_reason text, reused_detail text) "
+            "RETURNS TABLE (stored_id bigint, stored_status text) LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE 'the function of schema 4'; END $$"
+        )
+        conn.execute("UPDATE avasam_schema SET version = 4")
+    with open_store(DatabaseUrl(postgres_store)) as store:
+        batch = [event("a"), event("a"), event("b", kind="price")]
+        store.insert(batch)
+    assert [e.status for e in batch] == ["verified", "duplicate", "verified"]
+    with psycopg.connect(postgres_store) as conn:
+        assert conn.execute("SELECT version FROM avasam_schema").fetchone() == (5,)
+
+
 def test_an_older_sqlite_store_keeps_its_attempts_through_the_migration(tmp_path: Path) -> None:
     """A store at schema 3 (attempts without an id of their own): migrated, its attempts
     are kept, in the order they were written."""

@@ -82,41 +82,40 @@ _ROW_NAMES = ", ".join(field.split()[0] for field in _ROW_FIELDS.split(", "))
 # writer committed meanwhile.  In its order: the lock that keeps ids in commit order;
 # the NOTIFY (sent at commit); each verified row judged against the stored ones: a
 # duplicate, or a reuse of a request id verified for the other kind (refused with the
-# reused_* answer); the rows; the delivery jobs (`jobs`: by request id and kind) of the
-# rows stored as verified, in the rows' order.  Returns each row's id and status, in the
-# batch's order.
+# reused_* answer), read from the rows alone: the bodies are copied once, into the
+# table; the rows; the delivery jobs (`jobs`: by request id and kind) of the rows stored
+# as verified, in the rows' order.  Returns each row's id and status, in the batch's
+# order.
 _STORE_BATCH = f"""
 CREATE OR REPLACE FUNCTION avasam_store_batch(
     batch json, bodies bytea[], jobs json,
     reused_http integer, reused_reason text, reused_detail text
 ) RETURNS TABLE (stored_id bigint, stored_status text)
 LANGUAGE plpgsql SET plan_cache_mode = auto AS $$
+DECLARE
+    verdicts text[];
 BEGIN
     PERFORM pg_advisory_xact_lock({LOCK_SPACE}, {INSERT_LOCK});
     PERFORM pg_notify('{CHANNEL}', '');
+    SELECT array_agg(CASE WHEN g.status <> 'verified' THEN g.status ELSE coalesce((
+        SELECT CASE WHEN e.kind = g.kind THEN 'duplicate' ELSE 'reused' END
+        FROM events e WHERE e.status = 'verified' AND e.request_id = g.request_id
+        ORDER BY e.kind = g.kind DESC LIMIT 1
+    ), 'verified') END ORDER BY g.n) INTO verdicts
+    FROM ROWS FROM (json_to_recordset(batch) AS ({_ROW_FIELDS}))
+        WITH ORDINALITY AS g ({_ROW_NAMES}, n);
     RETURN QUERY
-    WITH looked_up AS MATERIALIZED (  -- each verified row's look-up, once
-        SELECT g.*, CASE WHEN g.status = 'verified' THEN (
-            SELECT e.kind FROM events e WHERE e.status = 'verified'
-            AND e.request_id = g.request_id ORDER BY e.kind = g.kind DESC LIMIT 1
-        ) END AS verified_kind
-        FROM ROWS FROM (json_to_recordset(batch) AS ({_ROW_FIELDS}), unnest(bodies))
-            WITH ORDINALITY AS g ({_ROW_NAMES}, body, n)
-    ), given AS (
-        SELECT looked_up.*, CASE
-            WHEN verified_kind IS NULL THEN status
-            WHEN verified_kind = kind THEN 'duplicate'
-            ELSE 'reused' END AS verdict
-        FROM looked_up
-    ), stored AS (
+    WITH stored AS (
         INSERT INTO events ({INSERTED_COLUMNS})
         SELECT received_at, kind,
-            CASE verdict WHEN 'reused' THEN 'rejected' ELSE verdict END,
-            CASE verdict WHEN 'reused' THEN reused_http ELSE http_status END,
-            CASE verdict WHEN 'reused' THEN reused_reason ELSE reason END,
-            CASE verdict WHEN 'reused' THEN reused_detail ELSE detail END,
+            CASE verdicts[n] WHEN 'reused' THEN 'rejected' ELSE verdicts[n] END,
+            CASE verdicts[n] WHEN 'reused' THEN reused_http ELSE http_status END,
+            CASE verdicts[n] WHEN 'reused' THEN reused_reason ELSE reason END,
+            CASE verdicts[n] WHEN 'reused' THEN reused_detail ELSE detail END,
             request_id, item_count, client, headers, body
-        FROM given ORDER BY n
+        FROM ROWS FROM (json_to_recordset(batch) AS ({_ROW_FIELDS}), unnest(bodies))
+            WITH ORDINALITY AS g ({_ROW_NAMES}, body, n)
+        ORDER BY n
         RETURNING id, kind, request_id, status
     ), queued AS (
         INSERT INTO deliveries (event_id, job, target, queued_at, next_attempt_at,
@@ -200,6 +199,10 @@ MIGRATIONS = [
     # The names of the forward headers a job was queued with (see the SQLite migration 3).
     "ALTER TABLE deliveries ADD COLUMN headers_needed TEXT",
     # A batch's transaction in one round trip (no table changes: SQLite has no step here).
+    _STORE_BATCH,
+    # The same function, for the stores step 4 gave its first version: that one carried
+    # the bodies through a materialized look-up, copying each twice (1,000-item updates:
+    # the server's backend 600 us of CPU a request, where this one takes 290-370).
     _STORE_BATCH,
 ]
 
