@@ -250,6 +250,7 @@ def test_a_postgresql_store_at_schema_4_gets_the_current_batch_function(
     import psycopg
 
     from avasam_cli.paths import DatabaseUrl
+    from avasam_cli.store import postgres
 
     open_store(DatabaseUrl(postgres_store)).close()
     with psycopg.connect(postgres_store, autocommit=True) as conn:
@@ -261,11 +262,14 @@ def test_a_postgresql_store_at_schema_4_gets_the_current_batch_function(
         )
         conn.execute("UPDATE avasam_schema SET version = 4")
     with open_store(DatabaseUrl(postgres_store)) as store:
-        batch = [event("a"), event("a"), event("b", kind="price")]
-        store.insert(batch)
-    assert [e.status for e in batch] == ["verified", "duplicate", "verified"]
+        first, again = [event("a"), event("b", kind="price")], [event("a"), event("b")]
+        store.insert(first)
+        store.insert(again)
+    assert [e.status for e in first + again] == ["verified", "verified", "duplicate", "rejected"]
+    assert again[1].reason == "request_id_reused"
     with psycopg.connect(postgres_store) as conn:
-        assert conn.execute("SELECT version FROM avasam_schema").fetchone() == (5,)
+        version = conn.execute("SELECT version FROM avasam_schema").fetchone()
+    assert version == (len(postgres.MIGRATIONS),)
 
 
 def test_an_older_sqlite_store_keeps_its_attempts_through_the_migration(tmp_path: Path) -> None:
