@@ -13,7 +13,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from avasam_cli.webhooks.contract import PREVIOUS_TOKEN
+from avasam_cli.webhooks.contract import HTTP_STATUS, PREVIOUS_TOKEN, REUSED_DETAIL, Reason
+
+# A verified update whose request id was verified for the other kind: how the store
+# refuses it (http_status, reason, detail).
+REUSED_ANSWER = (HTTP_STATUS[Reason.REQUEST_ID_REUSED], Reason.REQUEST_ID_REUSED.value,
+                 REUSED_DETAIL)  # fmt: skip
 
 # `avasam send-test` (and `reconcile --fix`) mark what they make: such an update is stored
 # and forwarded like any other, shown as a test event, and never acknowledged to Avasam,
@@ -78,6 +83,11 @@ class Event:
     items_as_sent: bool = field(default=False, repr=False)  # for printing; not stored
     id: int | None = None
     store_error: str | None = None
+
+    def refuse_as_reused(self) -> None:
+        """Its request id was verified for the other kind: refused, as the store decided."""
+        self.status = "rejected"
+        self.http_status, self.reason, self.detail = REUSED_ANSWER
 
     @classmethod
     def from_wire(cls, request: WireRequest) -> Event:

@@ -32,7 +32,6 @@ from avasam_cli.store.jobs import FORWARD, Plan
 from avasam_cli.store.migrations import MIGRATIONS, check_schema, migrate, schema_version
 from avasam_cli.store.sql import SqlStore
 from avasam_cli.store.transactions import write_transaction
-from avasam_cli.webhooks.contract import HTTP_STATUS, REUSED_DETAIL, Reason
 
 BUSY_TIMEOUT_MS = 10_000
 # The WAL grows while checkpoints cannot catch up with a burst: past WAL_RESTART_AT it
@@ -249,10 +248,7 @@ def _refuse_other_kinds(conn: sqlite3.Connection, events: Sequence[Event]) -> No
         first_kind.setdefault(request_id, kind)
     for event in verified:
         if first_kind.setdefault(event.request_id, event.kind) != event.kind:
-            event.status = "rejected"
-            event.http_status = HTTP_STATUS[Reason.REQUEST_ID_REUSED]
-            event.reason = Reason.REQUEST_ID_REUSED.value
-            event.detail = REUSED_DETAIL
+            event.refuse_as_reused()
 
 
 def _mark_duplicates(
