@@ -56,7 +56,7 @@ def test_a_killed_runner_is_said_restarted_and_delivers_what_waited(isolated_hom
         wait_for(lambda: len(shop.received) == 1, 15, "the first forward")
         # Killed once the store says the first was delivered: killed between the shop's
         # answer and that record, the runner would rightly send it again (at least once).
-        wait_for(lambda: _delivered(isolated_home) == 1, 15, "the first forward recorded")
+        wait_for(lambda: _jobs_in(isolated_home, "delivered") == 1, 15, "the first recorded")
         runner = _children_of(listener.process.pid, _processes(), "_children runner")
         assert len(runner) == 1
         os.kill(runner[0], signal.SIGKILL)
@@ -78,13 +78,12 @@ def test_a_killed_runner_is_said_restarted_and_delivers_what_waited(isolated_hom
     assert delivered == ["before", *(f"while-{n}" for n in range(5))]  # in order, once each
 
 
-def _delivered(home: Path) -> int:
-    """How many delivery jobs the store records as delivered."""
+def _jobs_in(home: Path, state: str) -> int:
+    """How many delivery jobs the store holds in `state` ("pending", "delivered")."""
     store = home / "data" / "events.sqlite3"
-    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as conn:
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'"
-        ).fetchone()
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        query = "SELECT COUNT(*) FROM deliveries WHERE state = ?"
+        (count,) = conn.execute(query, (state,)).fetchone()
     return int(count)
 
 
@@ -151,8 +150,6 @@ def test_a_runner_whose_listener_was_killed_ends_within_the_shutdown_wait(
     """kill -9 of the listener with a backlog in the outbox and a forward in flight: the
     delivery runner starts nothing more and, its forward still unanswered, ends once
     --shutdown-wait has passed; what it did not deliver stays pending for the next."""
-    import sqlite3
-
     shop = RecordingShop()
     shop.open.clear()  # the first forward is held
     # The forward would wait 50 s for its answer: the runner must not.
@@ -171,10 +168,7 @@ def test_a_runner_whose_listener_was_killed_ends_within_the_shutdown_wait(
         listener.stop(signal.SIGKILL)
         shop.close()
     assert len(shop.received) == 1
-    store = isolated_home / "data" / "events.sqlite3"
-    with contextlib.closing(sqlite3.connect(store)) as conn:
-        (pending,) = conn.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'")
-    assert pending == (5,)
+    assert _jobs_in(isolated_home, "pending") == 5
 
 
 def test_a_child_that_keeps_crashing_is_left_down_and_named(tmp_path: Path) -> None:
