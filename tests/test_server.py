@@ -274,6 +274,37 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
         assert store.count_by_status() == {"verified": 6400}
 
 
+def test_a_parent_gone_without_closing_ends_the_commit_loop_quietly(tmp_path: Path) -> None:
+    """A listener killed with answers unread resets the link instead of closing it: the
+    writer ends as it does on a close (no traceback on the shared terminal), and what it
+    had read is committed first."""
+    from avasam_cli.receiver.writer import commit_loop, frame
+    from avasam_cli.store.events import WireRequest
+
+    arrived = frame((1, *WireRequest(1.0e9, "stock", "verified", 200, None, None, "gone-1", 1,
+                                     False, None, [], b"{}")))  # fmt: skip
+    given = [arrived]
+
+    def receive_into(view: memoryview) -> int:
+        if not given:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        data = given.pop()
+        view[: len(data)] = data
+        return len(data)
+
+    def send(_: bytes) -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # nobody is left to answer
+
+    path = tmp_path / "gone.sqlite3"
+    with open_store(path, bulk_writer=True) as store:
+        commit_loop(store, lambda _: None, receive_into, send)
+    assert [row["request_id"] for row in store_rows(path)] == ["gone-1"]
+
+    given.append(arrived)  # a reset while reading, the answer sent: the same end
+    with open_store(tmp_path / "read.sqlite3", bulk_writer=True) as store:
+        commit_loop(store, lambda _: None, receive_into, lambda _: None)
+
+
 def test_frames_cut_anywhere_across_reads_are_committed_whole(tmp_path: Path) -> None:
     """The commit loop reads into one buffer of its own: a frame cut between reads at any
     byte, and a body larger than the buffer itself, still arrive whole and in order."""

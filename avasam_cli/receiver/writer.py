@@ -383,7 +383,19 @@ def commit_loop(
 ) -> None:
     """Read request frames (`receive_into` as socket.recv_into: 0 once their stream
     ends); commit (each new verified update with the delivery jobs of `plan`), answer,
-    then hand the events on."""
+    then hand the events on.  A parent that went away without closing the connection
+    (killed with answers unread: the kernel resets it) ends the loop as a close does."""
+    with contextlib.suppress(ConnectionError):
+        _commit_until_closed(store, on_committed, receive_into, send, plan)
+
+
+def _commit_until_closed(
+    store: EventStore,
+    on_committed: Callable[[Sequence[Event]], None],
+    receive_into: Callable[[memoryview], int],
+    send: Callable[[bytes], None],
+    plan: Plan | None,
+) -> None:
     buffer = bytearray()
     # One buffer for every read: a fresh one of this size per read (socket.recv) is
     # allocated and shrunk each time, which cost more than the read itself (bench/).
