@@ -274,6 +274,33 @@ def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> Non
         assert store.count_by_status() == {"verified": 6400}
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
+def test_the_writer_starts_with_malloc_thresholds_that_keep_its_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store writer is started with glibc's thresholds at the values it would grow to
+    (no page faults per batch of large bodies); a value set in the environment is kept."""
+    import asyncio
+
+    from avasam_cli.receiver.writer import MALLOC_THRESHOLDS, StoreWriter
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+
+    async def writer_environment() -> dict[str, str]:
+        writer = StoreWriter(tmp_path / "env.sqlite3")
+        await writer.start()
+        try:
+            assert writer._watched is not None
+            raw = Path(f"/proc/{writer._watched.process.pid}/environ").read_bytes()
+        finally:
+            await writer.close()
+        return dict(entry.decode().partition("=")[::2] for entry in raw.split(b"\0") if entry)
+
+    seen = asyncio.run(writer_environment())
+    assert seen["MALLOC_MMAP_THRESHOLD_"] == MALLOC_THRESHOLDS["MALLOC_MMAP_THRESHOLD_"]
+    assert seen["MALLOC_TRIM_THRESHOLD_"] == "12345"
+
+
 def test_a_parent_gone_without_closing_ends_the_commit_loop_quietly(tmp_path: Path) -> None:
     """A listener killed with answers unread resets the link instead of closing it: the
     writer ends as it does on a close (no traceback on the shared terminal), and what it
