@@ -135,11 +135,20 @@ def test_one_request_id_is_verified_for_one_kind_only(store_location: Any) -> No
     assert {e.reason for e in batch[1:] + later} == {"request_id_reused"}
 
 
-def test_the_writer_leaves_an_empty_wal_once_idle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("restart_at", [None, 4096], ids=["small-burst", "past-restart"])
+def test_the_writer_leaves_an_empty_wal_once_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart_at: int | None
+) -> None:
     """After a burst, the receiver's store copies its WAL back and truncates it (it would
-    otherwise keep its largest size until the listener stops)."""
+    otherwise keep its largest size until the listener stops); also when the burst ended
+    with the WAL past the size at which it is restarted (a restart leaves it that size
+    until the next write)."""
     import time
 
+    from avasam_cli.store import sqlite as sqlite_store
+
+    if restart_at is not None:
+        monkeypatch.setattr(sqlite_store, "WAL_RESTART_AT", restart_at)
     path = tmp_path / "s.sqlite3"
     wal = tmp_path / "s.sqlite3-wal"
     with open_store(path, bulk_writer=True) as store:

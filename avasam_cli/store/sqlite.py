@@ -150,18 +150,18 @@ class Checkpointer:
         while not self.stopping.wait(self.interval):
             with contextlib.suppress(sqlite3.Error):  # busy now: the next round will do
                 _, frames, copied = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames * frame_size > WAL_RESTART_AT:
-                    # The bulk is copied already: RESTART blocks the writer only for the
-                    # frames written meanwhile, and the WAL starts over in place.
-                    self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
-                    previous = -1
-                    continue
                 unchanged = frames == previous == copied and frames > 0
                 quiet = quiet + 1 if unchanged else 0
                 previous = frames
                 if quiet >= IDLE_ROUNDS:  # nothing written for a second: empty the file
                     self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     quiet = 0
+                elif frames * frame_size > WAL_RESTART_AT and not unchanged:
+                    # The bulk is copied already: RESTART blocks the writer only for the
+                    # frames written meanwhile, and the WAL starts over in place at the
+                    # next write.  Until one comes the WAL looks as large, and a burst's
+                    # end is then the idle case above, not another restart.
+                    self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def close(self) -> None:
         self.stopping.set()
