@@ -9,7 +9,8 @@ package `wrk`) drives them with distinct, validly signed bodies (1 item and
 1,000 items).  The listener runs with `--json` and its output goes to a file.
 
 Beside each row, the CPU each of its processes spent per request (receiver, store
-writer, runner, ...), from /proc: a regression shows where it is.
+writer, runner, ...) and the page faults it took per request, from /proc: a regression
+shows where it is.
 
 Targets: ratio listener/bare >= 0.6 for both payloads, >= 0.5 with --forward-to
 and with the inspector's stream open; the listener with
@@ -140,9 +141,12 @@ ROLES = (
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_by_role(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by a server and its descendants, summed
-    by role: the server itself is the receiver (the bare app for `bare`)."""
+def usage_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) and page faults (minor and major) so far of a server and
+    its descendants, summed by role ("cpu_writer", "faults_writer", ...): the server itself
+    is the receiver (the bare app for `bare`).  Faults are counted because on this machine
+    memory given back and taken again is faulted in anew, at a cost its CPU shows
+    (docs/performance.md, 2026-12-07, midday)."""
     used: dict[str, float] = {}
     waiting = [pid]
     while waiting:
@@ -151,7 +155,9 @@ def cpu_by_role(pid: int) -> dict[str, float]:
             command = Path(f"/proc/{member}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
             role = next((name for mark, name in ROLES if mark in command), "receiver")
-            used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+            cpu, faults = "cpu_" + role, "faults_" + role
+            used[cpu] = used.get(cpu, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+            used[faults] = used.get(faults, 0.0) + int(fields[7]) + int(fields[9])
             waiting += map(int, Path(f"/proc/{member}/task/{member}/children").read_text().split())
     return used
 
@@ -399,15 +405,15 @@ def throughput(folder: Path, env: dict[str, str], options: argparse.Namespace) -
                         scraped(port + METRICS_OFFSET if server == "metrics" else None),
                     ):
                         wrk(port, warm_up, data, WARM_UP, options.connections)
-                        before = cpu_by_role(pid)
+                        before = usage_by_role(pid)
                         figures = wrk(port, tokens, data, options.duration, options.connections)
-                        after = cpu_by_role(pid)
+                        after = usage_by_role(pid)
                     if figures["requests"] > count and server != "bare":
                         print(f"note: {server} was sent more requests than the {count} distinct "
                               "ids, so some were duplicates", file=sys.stderr)  # fmt: skip
-                    for role, seconds in after.items():  # microseconds per answered request
-                        spent = seconds - before.get(role, 0.0)
-                        figures["cpu_" + role] = spent / max(figures["requests"], 1) * 1e6
+                    for name, used in after.items():  # per answered request: us, faults
+                        spent = (used - before.get(name, 0.0)) / max(figures["requests"], 1)
+                        figures[name] = spent * 1e6 if name.startswith("cpu_") else spent
                     runs.setdefault((items, server), []).append(figures)
                     # The next row must not pay for this one's work: its store and output
                     # go, and what is left to write reaches the disk before the next starts.
@@ -486,12 +492,15 @@ def report(
             f"{figures['p99_ms']:>9.2f}{figures['non_2xx']:>9.0f}"
         )
         failed |= figures["non_2xx"] > 0
-    print("CPU per request, microseconds (median of the rounds), by process:")
+    print("CPU per request, microseconds (page faults per request), medians of the rounds, "
+          "by process:")  # fmt: skip
     for (items, server), values in runs.items():
-        roles = sorted({name for run in values for name in run if name.startswith("cpu_")})
+        names = {name for run in values for name in run}
+        median = {name: statistics.median(run.get(name, 0.0) for run in values) for name in names}
         shares = [
-            f"{name[4:]} {statistics.median(run.get(name, 0.0) for run in values):.0f}"
-            for name in roles
+            f"{name[4:]} {median[name]:.0f} ({median.get('faults_' + name[4:], 0.0):.1f})"
+            for name in sorted(names)
+            if name.startswith("cpu_")
         ]
         print(f"{items:>5} items  {server:<12}{', '.join(shares)}")
     if options.baseline:
