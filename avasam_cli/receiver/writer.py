@@ -75,10 +75,10 @@ MEANING = "requests are answered 503 (Avasam retries them)"
 ALERT_AFTER = 30.0  # seconds of refused commits before a person is told
 # glibc gives the top of its heap back to the system whenever it frees enough, and maps
 # each block above a threshold afresh: a writer of large bodies (their frames, the copies
-# SQLite binds and the printer writes) then faults in new pages on every batch, 29 per
-# 1,000-item request in bench/, a seventh of its CPU.  Starting at the thresholds glibc
-# would grow to by itself keeps the memory it reuses.  Other C libraries ignore the names;
-# values set in the environment are kept.
+# SQLite binds and the printer writes) then faults in new pages on every batch: 29 per
+# request under bench/'s 1,000-item load, a seventh of its CPU.  Starting at the
+# thresholds glibc would grow to by itself keeps the memory it reuses (bench/ prints the
+# faults per request).  Other C libraries ignore the names; values already set are kept.
 MALLOC_THRESHOLDS = {
     "MALLOC_MMAP_THRESHOLD_": str(32 << 20),  # glibc's largest on 64 bits
     "MALLOC_TRIM_THRESHOLD_": str(64 << 20),  # twice that, as glibc sets it
