@@ -262,3 +262,34 @@ def test_a_connection_left_unusable_is_opened_again(postgres_store: str) -> None
         assert "open again" in (store.ensure_present() or "")
         assert _ids(store.latest(10)) == ["u-1"]
         assert store.ensure_present() is None
+
+
+def test_a_batch_the_server_refuses_names_its_reason_and_the_next_is_stored(
+    postgres_store: str,
+) -> None:
+    """PostgreSQL's batch call goes through libpq itself (`PostgresStore._store_batch`): a
+    batch the server refuses is a StoreError with the server's reason, the connection
+    stays usable for the next batch, and a connection opened again prepares the call
+    again.  The bodies (binary, in one array) come back as they were sent."""
+    import psycopg
+
+    from avasam_cli.errors import StoreError
+    from avasam_cli.paths import DatabaseUrl
+
+    with open_store(DatabaseUrl(postgres_store)) as store:
+        store.insert([_event("b-1"), _event("b-dup"), _event("b-dup")])
+        with psycopg.connect(postgres_store, autocommit=True) as admin:
+            admin.execute("ALTER TABLE events ADD CONSTRAINT no_bad CHECK (request_id <> 'b-bad')")
+        bad = [_event("b-2"), _event("b-bad")]
+        with pytest.raises(StoreError, match='cannot write to the event store .*"no_bad"'):
+            store.insert(bad)
+        store.insert([_event("b-3")])
+        store.conn.close()  # type: ignore[attr-defined]  # as a server that went away
+        assert "open again" in (store.ensure_present() or "")
+        every_byte = _event("b-4")
+        every_byte.body = bytes(range(256))
+        store.insert([every_byte])
+        stored = list(store.latest(10))
+    assert sorted(_ids(stored)) == ["b-1", "b-3", "b-4", "b-dup", "b-dup"]
+    assert [event.status for event in stored].count("duplicate") == 1
+    assert stored[0].request_id == "b-4" and stored[0].body == bytes(range(256))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ from avasam_cli.store.sql import SqlStore
 
 try:
     import psycopg
+    from psycopg.pq import ExecStatus
 except ImportError:  # pragma: no cover - the message is tested through open_store
     psycopg = None  # type: ignore[assignment]
 
@@ -130,7 +132,26 @@ BEGIN
     SELECT s.id, s.status FROM stored s ORDER BY s.id;
 END $$
 """  # noqa: S608 - literals only
-_STORE_BATCH_CALL = "SELECT * FROM avasam_store_batch(%s, %b, %s, %s, %s, %s)"
+# The writer calls it through libpq itself (psycopg's `pgconn`), as a statement prepared
+# once per connection, with its parameters already bytes: psycopg's `execute` adapted
+# each parameter in Python and looked its statement up on every batch, a fifth of the
+# writer's CPU (bench/, 1-item updates: 23-25 -> 18-19 us a request).
+_BATCH_STATEMENT = b"avasam_store_batch"
+_BATCH_CALL = b"SELECT * FROM avasam_store_batch($1, $2, $3, $4, $5, $6)"
+_BYTEA, _BYTEA_ARRAY = 17, 1001  # type oids
+_BATCH_TYPES = [0, _BYTEA_ARRAY, 0, 0, 0, 0]  # 0: the server infers it from the function
+_BATCH_FORMATS = [0, 1, 0, 0, 0, 0]  # the bodies in binary (no escaping), the rest text
+_REUSED_PARAMS = [str(value).encode() for value in REUSED_ANSWER]
+_ARRAY_HEAD = struct.Struct(">iiiii")  # dimensions, has nulls, element type, size, lower bound
+_LENGTH = struct.Struct(">i")
+
+
+def _bytea_array(bodies: Sequence[bytes]) -> bytes:
+    """`bodies` as a one-dimensional bytea[] in PostgreSQL's binary format."""
+    parts = [_ARRAY_HEAD.pack(1, 0, _BYTEA, len(bodies), 1)]
+    for body in bodies:
+        parts += (_LENGTH.pack(len(body)), body)
+    return b"".join(parts)
 
 
 # The schema, as ordered migrations, ending where SQLite's `migrations` do: `schema`
@@ -287,6 +308,7 @@ class PostgresStore(SqlStore):
 
     def _open(self) -> None:
         self.conn = connect(self._url)
+        self._batch_prepared = False  # on this connection: see _store_batch
         try:
             migrate(self.conn, self._url)
             if self.read_only:  # the server refuses any write this session would try
@@ -365,11 +387,9 @@ class PostgresStore(SqlStore):
                 for event in batch
             ])  # fmt: skip
             jobs = _jobs(batch, plan) if plan else None
+            bodies = _bytea_array([event.body for event in batch])
             try:
-                stored = self.conn.execute(
-                    _STORE_BATCH_CALL,
-                    (rows.decode(), [event.body for event in batch], jobs, *REUSED_ANSWER),
-                ).fetchall()
+                stored = self._store_batch([rows, bodies, jobs, *_REUSED_PARAMS])
             except psycopg.Error as error:
                 raise StoreError(
                     f"cannot write to the event store {self.location}: {_first_line(error)}"
@@ -380,6 +400,23 @@ class PostgresStore(SqlStore):
                     event.status = "duplicate"
                 elif status != event.status:
                     event.refuse_as_reused()
+
+    def _store_batch(self, params: list[bytes | None]) -> list[tuple[int, str]]:
+        """avasam_store_batch's (id, status) rows for one batch (see _BATCH_STATEMENT);
+        psycopg.Error when the server or the connection fails."""
+        pgconn = self.conn.pgconn
+        if not self._batch_prepared:
+            self._check(pgconn.prepare(_BATCH_STATEMENT, _BATCH_CALL, _BATCH_TYPES), "prepare")
+            self._batch_prepared = True
+        result = pgconn.exec_prepared(_BATCH_STATEMENT, params, _BATCH_FORMATS)
+        self._check(result, "store")
+        value = result.get_value
+        return [(int(value(row, 0)), value(row, 1).decode()) for row in range(result.ntuples)]
+
+    def _check(self, result: Any, doing: str) -> None:
+        if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+            said = result.error_message or self.conn.pgconn.error_message
+            raise psycopg.OperationalError(said.decode("utf-8", "replace") or f"cannot {doing}")
 
     def reclaim_space(self, allow_vacuum: bool = True) -> Iterator[tuple[int, int]]:
         """A plain VACUUM of each table: it runs beside the listeners (it never locks
@@ -432,7 +469,7 @@ def _judge_within(events: Sequence[Event]) -> None:
             event.refuse_as_reused()
 
 
-def _jobs(events: Sequence[Event], plan: Plan) -> str:
+def _jobs(events: Sequence[Event], plan: Plan) -> bytes:
     """The delivery jobs of the verified updates among `events`, for avasam_store_batch:
     queued only for those it stores as verified."""
     now, needed = time.time(), plan.headers_needed
@@ -442,4 +479,4 @@ def _jobs(events: Sequence[Event], plan: Plan) -> str:
         for event in events
         if event.status == "verified"
         for job, target in plan.jobs_for(event.kind, event.headers_json)
-    ]).decode()  # fmt: skip
+    ])  # fmt: skip
