@@ -377,7 +377,7 @@ def test_the_writer_asks_again_for_a_held_lock_in_short_steps(
         if len(steps) == 3:
             other.execute("COMMIT")
 
-    monkeypatch.setattr(transactions.time, "sleep", sleep)
+    monkeypatch.setattr("avasam_cli.store.transactions.time.sleep", sleep)
     try:
         store.insert([event("held-lock")])
         assert steps == [transactions.FIRST_STEP * 2**n for n in range(3)]
