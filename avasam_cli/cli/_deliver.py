@@ -239,9 +239,17 @@ async def watch_deliveries(
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop_soon(*_: object) -> None:
+        # From a signal or the lifeline's thread, which may come after the loop closed (a
+        # SIGTERM stopped us first, and our lifeline closed as we were ending): then the
+        # runner has stopped already, and nothing is left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         if sys.platform == "win32":  # no loop signal handlers there
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            signal.signal(signum, stop_soon)
         else:
             loop.add_signal_handler(signum, stop.set)
     if stop_on_eof:
@@ -251,7 +259,7 @@ async def watch_deliveries(
             import os
             import threading
 
-            loop.call_soon_threadsafe(stop.set)
+            stop_soon()
             threading.Timer(orphan_wait, os._exit, (0,)).start()  # nobody else will end us
 
         exit_when_stdin_closes(parent_gone)
