@@ -280,9 +280,14 @@ def scraped(metrics_port: int | None) -> Iterator[None]:
     stop, scrapes = threading.Event(), [0]
 
     def scrape() -> None:
-        while not stop.wait(SCRAPE_EVERY):
-            answer = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
-            scrapes[0] += answer.status_code == 200 and "avasam_webhooks_received" in answer.text
+        # One client for every scrape, as Prometheus keeps one: `httpx.get` builds a new
+        # one each time, and its TLS context alone took 20-30 ms of this machine's CPU per
+        # scrape, which the row paid for as the bench's own load (docs/performance.md).
+        with httpx.Client(timeout=10) as client:
+            while not stop.wait(SCRAPE_EVERY):
+                answer = client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+                counted = "avasam_webhooks_received" in answer.text
+                scrapes[0] += answer.status_code == 200 and counted
 
     scraper = threading.Thread(target=scrape, daemon=True)
     scraper.start()
