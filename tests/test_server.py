@@ -226,6 +226,26 @@ def reads(*chunks: bytes) -> Callable[[memoryview], int]:
     return receive_into
 
 
+def test_a_frame_to_the_writer_carries_every_field_as_it_was() -> None:
+    """A request's frame and an outcome's come back whole from the bytes that arrived:
+    a timestamp's every digit, text beyond ASCII, every byte value, None and booleans;
+    frames still incomplete stay in the buffer for the next read."""
+    from avasam_cli.receiver.writer import frame, split_frames
+    from avasam_cli.store.events import WireRequest
+
+    request = WireRequest(1765152000.1234567, "stock", "rejected", 401, "bad_signature",
+                          "détail — ünïcode", "ré-42", None, True, "[::1]:8787",
+                          [(b"x-raw", bytes(range(256))), (b"content-type", b"application/json")],
+                          b'{"requestId":"\\u00e9"}' + bytes(range(256)))  # fmt: skip
+    outcome = [(7, 2**62, "duplicate", None), (8, None, "rejected", "disk full: ünïcode")]
+    whole = frame((7, *request)) + frame(outcome)
+    buffer = bytearray(whole + frame("the next one")[:-3])
+    (seq, *fields), outcomes = split_frames(buffer)
+    assert (seq, WireRequest(*fields)) == (7, request)
+    assert [tuple(row) for row in outcomes] == outcome
+    assert bytes(buffer) == frame("the next one")[:-3]
+
+
 def test_store_writer_commits_a_burst_larger_than_a_batch(tmp_path: Path) -> None:
     """3,200 requests arriving at once: all stored and answered, in bounded batches.
 
