@@ -280,9 +280,10 @@ def scraped(metrics_port: int | None) -> Iterator[None]:
     stop, scrapes = threading.Event(), [0]
 
     def scrape() -> None:
-        # One client for every scrape, as Prometheus keeps one: `httpx.get` builds a new
-        # one each time, and its TLS context alone took 20-30 ms of this machine's CPU per
-        # scrape, which the row paid for as the bench's own load (docs/performance.md).
+        # One client for every scrape, as a Prometheus server is one long-lived client:
+        # `httpx.get` builds a new one each time, which took 34-55 ms of this machine's
+        # CPU (its TLS context), paid by the row as the bench's own load
+        # (docs/performance.md, 2026-12-07, evening).
         with httpx.Client(timeout=10) as client:
             while not stop.wait(SCRAPE_EVERY):
                 answer = client.get(f"http://127.0.0.1:{metrics_port}/metrics")
