@@ -22,20 +22,25 @@ Needs Debian's `valgrind` and `wrk`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from listener import HERE, TOKEN, free_port, server_command, write_data, write_tokens, wrk_command
+from listener import (
+    HERE,
+    TOKEN,
+    free_port,
+    running,
+    server_command,
+    write_data,
+    write_tokens,
+    wrk_command,
+)
 
 CONNECTIONS = 8
 WARM_UP = 3  # seconds of wrk before counting starts
@@ -48,32 +53,15 @@ def counted(command: list[str], port: int, env: dict[str, str], folder: Path, se
     out = folder / "callgrind.out"
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no",
                 f"--callgrind-out-file={out}"]  # fmt: skip
-    with (folder / "server.out").open("wb") as sink:
-        process = subprocess.Popen(
-            valgrind + command, env=env, stdout=sink, stderr=subprocess.DEVNULL, cwd=folder
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    url = f"http://127.0.0.1:{port}/webhooks/stock"
-                    json_type = {"content-type": "application/json"}
-                    httpx.post(url, content=b"{}", headers=json_type, timeout=10)
-                    break
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{command[:3]} did not start under callgrind")
-                time.sleep(0.5)
-            subprocess.run(wrk_command(port, warm_up, data, WARM_UP, CONNECTIONS),
-                           capture_output=True, check=True)  # fmt: skip
-            subprocess.run(["callgrind_control", "-i", "on", str(process.pid)],
-                           capture_output=True, check=True)  # fmt: skip
-            text = subprocess.run(wrk_command(port, tokens, data, seconds, CONNECTIONS),
-                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
-            subprocess.run(["callgrind_control", "-i", "off", str(process.pid)],
-                           capture_output=True, check=True)  # fmt: skip
-        finally:
-            process.terminate()
-            process.wait(timeout=120)
+    with running(valgrind + command, port, env, folder / "server.out", START_TIMEOUT) as pid:
+        subprocess.run(wrk_command(port, warm_up, data, WARM_UP, CONNECTIONS),
+                       capture_output=True, check=True)  # fmt: skip
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True,
+                       check=True)  # fmt: skip
+        text = subprocess.run(wrk_command(port, tokens, data, seconds, CONNECTIONS),
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True,
+                       check=True)  # fmt: skip
     answered = re.search(r"(\d+) requests in", text)
     if answered is None:
         raise RuntimeError(f"wrk said nothing of its requests: {text[:200]}")

@@ -79,7 +79,9 @@ def write_data(path: Path, items: int) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list[str], port: int, env: dict[str, str], stdout: Path) -> Iterator[int]:
+def running(
+    command: list[str], port: int, env: dict[str, str], stdout: Path, start_timeout: float = 30
+) -> Iterator[int]:
     with stdout.open("wb") as sink:
         # Started in the scratch folder: `python -m` puts its folder first on the path, and
         # from a checkout that would run the checkout's code whatever PYTHONPATH says.
@@ -87,7 +89,7 @@ def running(command: list[str], port: int, env: dict[str, str], stdout: Path) ->
             command, env=env, stdout=sink, stderr=subprocess.DEVNULL, cwd=stdout.parent
         )
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + start_timeout
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError):
                     httpx.post(
