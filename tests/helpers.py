@@ -287,7 +287,11 @@ class RecordingShop:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["content-length"]))
+                length = int(self.headers["content-length"])
+                raw = self.rfile.read(length)
+                if len(raw) < length:  # the sender went away mid-body (a runner killed)
+                    self.close_connection = True
+                    return  # no request, as for any shop: nothing recorded or answered
                 shop.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
                 shop.open.wait(60)
                 code = shop.codes.pop(0) if shop.codes else 200

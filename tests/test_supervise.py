@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -315,6 +316,26 @@ def _unhealthy(url: str, seen: list[dict[str, Any]]) -> bool:
     status, body = _health(url)
     seen[:] = [body]
     return status == 503
+
+
+def test_a_forward_cut_off_mid_body_is_no_request_at_the_shop() -> None:
+    """A runner killed while it sends leaves the shop half a request: the stand-in shop
+    records and answers only whole ones, as a real one would (the load test's check that
+    every update reached the shop reads each body)."""
+    shop = RecordingShop()
+    try:
+        with socket.create_connection(("127.0.0.1", shop.port), timeout=10) as cut:
+            cut.sendall(
+                b"POST /avasam HTTP/1.1\r\nHost: shop\r\nContent-Length: 50\r\n\r\n" + b"{" * 10
+            )
+            cut.shutdown(socket.SHUT_WR)  # the sender is gone
+            assert cut.recv(1024) == b""  # closed once handled, with no answer
+        assert shop.received == []
+        whole = httpx.post(shop.url, content=b'{"requestId": "whole-1"}', timeout=10)
+        assert whole.status_code == 200
+        assert [body for _, body in shop.received] == [b'{"requestId": "whole-1"}']
+    finally:
+        shop.close()
 
 
 def test_each_child_killed_under_load_is_said_restarted_and_nothing_is_lost(
