@@ -29,6 +29,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from avasam_cli.defaults import DEFAULT_WEBHOOK_PATHS
 from avasam_cli.receiver.protocol import STATUS_LINE, Answer, ConnectionLimits, protocol_with
 
 ANSWER: Answer = (
@@ -38,7 +39,7 @@ ANSWER: Answer = (
 )
 BODY = b'{"requestId":"run-1-0000001","on":"stock","token":"' + b"e" * 480 + b'","data":[]}'
 REQUEST = (
-    b"POST /webhooks/stock HTTP/1.1\r\nHost: 127.0.0.1:8787\r\n"
+    b"POST " + DEFAULT_WEBHOOK_PATHS["stock"].encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:8787\r\n"
     b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n"
 ) + BODY
 
@@ -165,8 +166,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
-    try:  # the loop `listen` runs on where uvicorn[standard] brings it: its timers are
-        import uvloop  # in the measured path (the keep-alive timer of every answer)
+    # The loop `listen` runs on where uvicorn[standard] brings it: its timers are in the
+    # measured path (the keep-alive timer armed at every answer).
+    try:
+        import uvloop
 
         run: Callable[[Any], tuple[float, float]] = uvloop.run
     except ImportError:
